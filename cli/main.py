@@ -1,0 +1,23 @@
+"""``temzoo-cli``: entry point and command registration."""
+
+import click
+
+from temzoo._version import __version__
+from .models_cmd import models
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="temzoo")
+def cli():
+    """temzoo: pretrained models for transmission electron microscopy images.
+
+    Pretrain self-supervised, fine-tune on a few labelled images, and predict on
+    micrographs of any size.
+    """
+
+
+cli.add_command(models)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,43 @@
+"""temzoo: a Keras 3 model zoo for transmission electron microscopy.
+
+The public API is small and imported lazily, so ``import temzoo`` (and the
+``temzoo-cli --help`` pages) does not start TensorFlow until a model is needed.
+
+    >>> import temzoo
+    >>> temzoo.list_models()                 # prints the table, returns rows
+    >>> model = temzoo.build("unet_b3_p222")  # random weights
+    >>> temzoo.receptive_field(model)
+"""
+
+import importlib
+
+from temzoo._version import __version__
+
+# public name -> "module:attribute"
+_LAZY = {
+    "build": "temzoo.models.registry:build",
+    "list_architectures": "temzoo.models.registry:list_architectures",
+    "list_models": "temzoo.zoo:list_models",
+    "receptive_field": "temzoo.receptive_field:receptive_field",
+    "load": "temzoo.pretrained:load",
+    "register": "temzoo.pretrained:register",
+    "card": "temzoo.pretrained:card",
+    "predict": "temzoo.tiling:predict",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name):
+    try:
+        target = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'temzoo' has no attribute {name!r}") from None
+    module_name, attr = target.split(":")
+    value = getattr(importlib.import_module(module_name), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
