@@ -10,13 +10,15 @@ class TemzooError(Exception):
 class UnknownNameError(TemzooError, KeyError):
     """A model, dataset or other registered name that does not exist."""
 
-    def __init__(self, kind, name, known):
+    def __init__(self, kind, name, known, hint=None):
         self.kind, self.name, self.known = kind, name, sorted(known)
         close = difflib.get_close_matches(str(name), self.known, n=5, cutoff=0.5)
         msg = f"Unknown {kind} {name!r}."
         if close:
             msg += " Did you mean: " + ", ".join(close) + "?"
-        msg += f" Known {kind}s: " + ", ".join(self.known) + "."
+        msg += f" Known {kind}s: " + (", ".join(self.known) or "none") + "."
+        if hint:
+            msg += " " + hint
         super().__init__(msg)
 
     def __str__(self):  # KeyError would otherwise print the repr of the message

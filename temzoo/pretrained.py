@@ -58,12 +58,11 @@ def resolve(name):
             return entry
     from temzoo.models.registry import list_architectures
 
+    hint = None
     if name in list_architectures():
-        raise UnknownNameError(
-            "pretrained model", name, entries
-        ) from TemzooError(f"{name!r} is an architecture without shipped weights: temzoo.build({name!r}) builds it with random weights.")
+        hint = f"{name!r} is an architecture without pretrained weights: temzoo.build({name!r}) builds it with random weights."
     names = set(entries) | {a for e in entries.values() for a in e.get("aliases", ())}
-    raise UnknownNameError("pretrained model", name, names)
+    raise UnknownNameError("pretrained model", name, names, hint=hint)
 
 
 def weights_path(entry):
