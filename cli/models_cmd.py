@@ -1,4 +1,7 @@
-"""``temzoo-cli models``: list and inspect architectures and pretrained models."""
+"""``temzoo-cli models``: list, inspect and verify architectures and pretrained models."""
+
+import json
+import sys
 
 import click
 
@@ -14,3 +17,36 @@ def list_cmd():
     import temzoo
 
     temzoo.list_models(print_table=True)
+
+
+@models.command("info")
+@click.argument("name")
+def info_cmd(name):
+    """Print the card of pretrained model NAME (a registry name or a .keras path)."""
+    import temzoo
+    from temzoo.errors import TemzooError
+
+    try:
+        card = temzoo.card(name)
+    except TemzooError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if card is None:
+        raise click.ClickException(f"{name}: no model card found beside the file.")
+    click.echo(json.dumps(card, indent=2))
+
+
+@models.command("verify")
+@click.argument("name", required=False)
+def verify_cmd(name):
+    """Check the sha256 of each shipped model (or NAME) and that it reproduces its recorded output."""
+    from temzoo.errors import TemzooError
+    from temzoo.pretrained import verify
+    from temzoo.zoo import format_table
+
+    try:
+        rows = verify(name)
+    except TemzooError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(format_table(rows, columns=("name", "sha256", "reproduces", "ok")))
+    if not all(r["ok"] for r in rows):
+        sys.exit(1)

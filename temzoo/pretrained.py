@@ -82,6 +82,7 @@ def _download(entry):
     target = os.path.join(cache_dir, "weights", fname)
     if os.path.exists(target):
         return target
+    os.makedirs(cache_dir, exist_ok=True)  # else Keras silently falls back to /tmp/.keras
     try:
         return keras.utils.get_file(
             fname, origin=entry["url"], file_hash=entry["sha256"], hash_algorithm="sha256",
@@ -193,3 +194,60 @@ def register(name, path=None, card=None, *, url=None, sha256=None, architecture=
 
 def unregister(name):
     _user_entries.pop(name, None)
+
+
+def reference_path(model_path):
+    """``dir/name.keras`` -> ``dir/name.reference.npz``: a recorded input and output."""
+    root, _ = os.path.splitext(os.fspath(model_path))
+    return root + ".reference.npz"
+
+
+def record_reference(model, model_path, size=64, seed=0):
+    """Store a small input and the model's output beside ``model_path`` (bioimage.io-style test data)."""
+    import numpy as np
+
+    from temzoo.atomic import atomic_path
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((1, size, size, model.input_shape[-1])).astype("float32")
+    y = np.asarray(model(x, training=False))
+    with atomic_path(reference_path(model_path)) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, input=x, output=y)
+    return reference_path(model_path)
+
+
+def verify(name=None, atol=1e-4):
+    """Check registered models: sha256, and reproduction of the recorded output.
+
+    Returns one dict per entry with ``name``, ``sha256`` ("ok" or the error),
+    ``reproduces`` ("ok", "no reference", or the max abs difference) and ``ok``.
+    """
+    import numpy as np
+
+    names = [resolve(name)["name"]] if name else sorted(pretrained_entries())
+    rows = []
+    for n in names:
+        entry = resolve(n)
+        row = {"name": n, "sha256": "ok", "reproduces": "", "ok": False}
+        try:
+            path = weights_path(entry)
+            verify_file(path, entry["sha256"], n)
+        except TemzooError as exc:
+            row["sha256"] = str(exc)
+            rows.append(row)
+            continue
+        ref = reference_path(path)
+        if not os.path.exists(ref):
+            row["reproduces"] = "no reference"
+            row["ok"] = True
+            rows.append(row)
+            continue
+        data = np.load(ref)
+        model = load(n)
+        diff = float(np.max(np.abs(np.asarray(model(data["input"], training=False)) - data["output"])))
+        row["max_abs_diff"] = diff
+        row["reproduces"] = "ok" if diff <= atol else f"differs by {diff:.3g} (> {atol})"
+        row["ok"] = diff <= atol
+        rows.append(row)
+    return rows

@@ -1,0 +1,116 @@
+"""The pretrained registry: verified loading, user registration, URL entries, verify()."""
+
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+import temzoo
+from temzoo import pretrained
+from temzoo.cards import card_path, export_model, read_card, sha256_file
+from temzoo.errors import BadInputError, TemzooError, UnknownNameError
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    model = temzoo.build("unet_b2_p22", base_filters=4)
+    path = tmp_path_factory.mktemp("weights") / "tiny.keras"
+    card = export_model(model, path, {"name": "tiny", "architecture": "unet_b2_p22"})
+    pretrained.record_reference(model, path, size=16)
+    return model, str(path), card
+
+
+@pytest.fixture(autouse=True)
+def _clean_registry():
+    yield
+    for name in list(pretrained._user_entries):
+        pretrained.unregister(name)
+
+
+def test_export_writes_card_with_the_file_hash(exported):
+    _, path, card = exported
+    assert card["sha256"] == sha256_file(path)
+    assert read_card(card_path(path))["sha256"] == card["sha256"]
+    assert not [f for f in os.listdir(os.path.dirname(path)) if ".partial" in f]
+
+
+def test_register_and_load_by_name_attaches_card(exported):
+    model, path, _ = exported
+    temzoo.register("my_tiny", path, aliases=["tiny_alias"])
+    loaded = temzoo.load("tiny_alias")
+    x = np.random.default_rng(0).standard_normal((1, 16, 16, 1)).astype("float32")
+    np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
+    assert temzoo.card(loaded)["name"] == "tiny"
+    assert loaded.temzoo_card["sha256"] == sha256_file(path)
+
+
+def test_tampered_file_is_refused_before_loading(exported, tmp_path):
+    _, path, _ = exported
+    copy = tmp_path / "copy.keras"
+    copy.write_bytes(pathlib.Path(path).read_bytes())
+    temzoo.register("tampered", copy)
+    with open(copy, "ab") as f:
+        f.write(b"x")
+    with pytest.raises(pretrained.IntegrityError, match="does not match its registered sha256"):
+        temzoo.load("tampered")
+
+
+def test_missing_file_gives_clear_error(exported, tmp_path):
+    _, path, _ = exported
+    copy = tmp_path / "gone.keras"
+    copy.write_bytes(pathlib.Path(path).read_bytes())
+    temzoo.register("gone", copy)
+    copy.unlink()
+    with pytest.raises(BadInputError, match="missing"):
+        temzoo.load("gone")
+    with pytest.raises(BadInputError, match="no such model file"):
+        temzoo.load(str(tmp_path / "nothing.keras"))
+
+
+def test_unknown_name_lists_close_matches(exported):
+    temzoo.register("my_tiny", exported[1])
+    with pytest.raises(UnknownNameError, match="Did you mean: my_tiny"):
+        temzoo.load("my_tinyy")
+
+
+def test_architecture_name_points_to_build():
+    with pytest.raises(UnknownNameError, match=r"temzoo.build\('unet_b2_p22'\)"):
+        temzoo.load("unet_b2_p22")
+
+
+def test_url_entry_downloads_once_into_temzoo_home(exported, tmp_path, monkeypatch):
+    _, path, card = exported
+    monkeypatch.setenv("TEMZOO_HOME", str(tmp_path / "home"))
+    temzoo.register("remote", url=pathlib.Path(path).as_uri(), sha256=card["sha256"])
+    model = temzoo.load("remote")
+    cached = tmp_path / "home" / "weights" / "remote.keras"
+    assert cached.exists() and sha256_file(cached) == card["sha256"]
+    assert model.count_params() > 0
+
+
+def test_unreachable_url_says_where_to_put_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEMZOO_HOME", str(tmp_path / "home"))
+    temzoo.register("offline", url=(tmp_path / "absent.keras").as_uri(), sha256="0" * 64)
+    with pytest.raises(TemzooError, match=r"place it at .*home.weights.offline\.keras"):
+        temzoo.load("offline")
+
+
+def test_verify_checks_hash_and_recorded_output(exported, tmp_path):
+    _, path, _ = exported
+    temzoo.register("my_tiny", path)
+    (row,) = pretrained.verify("my_tiny")
+    assert row["ok"] and row["reproduces"] == "ok" and row["max_abs_diff"] <= 1e-4
+    # a reference the model does not reproduce is reported
+    copy = tmp_path / "other.keras"
+    copy.write_bytes(pathlib.Path(path).read_bytes())
+    data = np.load(pretrained.reference_path(path))
+    np.savez(pretrained.reference_path(copy), input=data["input"], output=data["output"] + 1.0)
+    temzoo.register("other", copy)
+    (row,) = pretrained.verify("other")
+    assert not row["ok"] and "differs" in row["reproduces"]
+
+
+def test_register_refuses_wrong_hash(exported):
+    with pytest.raises(pretrained.IntegrityError):
+        temzoo.register("bad", exported[1], sha256="f" * 64)
