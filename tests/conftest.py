@@ -23,3 +23,5 @@ def pytest_configure(config):
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
     warnings.filterwarnings("ignore", message=".*np.find_common_type.*", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*jsonschema.RefResolver.*", category=DeprecationWarning)
+    # Keras converting tensors with np.array(x) under NumPy 2
+    warnings.filterwarnings("ignore", message=".*__array__ implementation doesn't accept a copy keyword.*")
