@@ -1,0 +1,8 @@
+"""TFDS builders of temzoo's datasets.
+
+Importing this package registers every builder with TFDS. Each builder lives
+in its own ``tfds new``-style folder and is imported explicitly, one line per
+builder (``temzoo.datasets`` lists the builders found in these modules).
+"""
+
+from datasets_tfds.synthetic_tem import synthetic_tem_dataset_builder  # noqa: F401
