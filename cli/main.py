@@ -3,6 +3,7 @@
 import click
 
 from temzoo._version import __version__
+from .data_cmd import data
 from .models_cmd import models
 
 
@@ -17,6 +18,7 @@ def cli():
 
 
 cli.add_command(models)
+cli.add_command(data)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,198 @@
+"""Datasets: list the TFDS builders of ``datasets_tfds``, build them, load their splits.
+
+Names are ``builder/config`` (``synthetic_tem/au_np``, ``temimagenet/denoise``)
+or just ``builder`` for its default config. Builders come from the modules
+that ``datasets_tfds/__init__.py`` imports; nothing is hard-coded here.
+
+Generated datasets (builders with ``GENERATED = True``, e.g. ``synthetic_tem``)
+are built on first :func:`load`; datasets that need files downloaded by hand
+must be built first with ``temzoo-cli data build NAME --manual-dir DIR``
+(or :func:`build_dataset`).
+"""
+
+import os
+import sys
+
+from temzoo.errors import BadInputError, UnknownNameError
+
+DATA_DIR_ENV = "TEMZOO_DATA_DIR"
+
+
+def default_data_dir():
+    """``$TEMZOO_DATA_DIR`` or ``~/tensorflow_datasets``."""
+    return os.environ.get(DATA_DIR_ENV) or os.path.join(os.path.expanduser("~"), "tensorflow_datasets")
+
+
+def builder_classes():
+    """Builder name -> class, for every TFDS builder defined in a ``datasets_tfds`` module."""
+    import tensorflow_datasets as tfds
+
+    import datasets_tfds  # noqa: F401  (imports, hence registers, every builder)
+
+    found = {}
+    for module_name, module in sorted(sys.modules.items()):
+        if not module_name.startswith("datasets_tfds.") or module is None:
+            continue
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, tfds.core.DatasetBuilder)
+                and value.__module__ == module_name
+                and not getattr(value, "__abstractmethods__", None)
+            ):
+                found[value.name] = value
+    return found
+
+
+def dataset_names():
+    """Every ``builder/config`` name (and the bare builder name for builders without configs)."""
+    names = []
+    for name, cls in sorted(builder_classes().items()):
+        configs = cls.BUILDER_CONFIGS
+        names.extend(f"{name}/{c.name}" for c in configs) if configs else names.append(name)
+    return names
+
+
+def resolve(name):
+    """(builder class, config name or None) for ``builder`` or ``builder/config``."""
+    classes = builder_classes()
+    builder_name, _, config_name = str(name).partition("/")
+    known = dataset_names() + [n for n, c in classes.items() if c.BUILDER_CONFIGS]
+    cls = classes.get(builder_name)
+    if cls is None:
+        raise UnknownNameError("dataset", name, known)
+    configs = {c.name for c in cls.BUILDER_CONFIGS}
+    if config_name:
+        if config_name not in configs:
+            raise UnknownNameError("dataset", name, known)
+        return cls, config_name
+    if configs:
+        return cls, cls.DEFAULT_BUILDER_CONFIG_NAME or cls.BUILDER_CONFIGS[0].name
+    return cls, None
+
+
+def get_builder(name, data_dir=None, config=None):
+    """A TFDS builder for ``name`` in ``data_dir``; ``config`` (a BuilderConfig object) overrides the named one."""
+    cls, config_name = resolve(name)
+    return cls(config=config if config is not None else config_name, data_dir=data_dir or default_data_dir())
+
+
+def needs_manual_download(builder_or_cls):
+    return bool(getattr(builder_or_cls, "MANUAL_DOWNLOAD_INSTRUCTIONS", None))
+
+
+def list_datasets(data_dir=None, print_table=False):
+    """One row per dataset: ``name``, ``description``, ``manual_download`` (bool), ``prepared`` (bool).
+
+    ``prepared`` says whether the dataset is built in ``data_dir``
+    (default: :func:`default_data_dir`).
+    """
+    import textwrap
+
+    data_dir = data_dir or default_data_dir()
+    rows = []
+    for name in dataset_names():
+        cls, config_name = resolve(name)
+        config = next((c for c in cls.BUILDER_CONFIGS if c.name == config_name), None)
+        description = (config.description if config is not None else None) or (cls.__doc__ or "").strip()
+        builder = cls(config=config_name, data_dir=data_dir)
+        rows.append(
+            {
+                "name": name,
+                "description": textwrap.shorten(" ".join(description.split()), 90),
+                "manual_download": needs_manual_download(cls),
+                "generated": bool(getattr(cls, "GENERATED", False)),
+                "prepared": builder.is_prepared(),
+            }
+        )
+    if print_table:
+        from temzoo.zoo import format_table
+
+        print(format_table(
+            [{**r, "manual_download": "yes" if r["manual_download"] else "no",
+              "prepared": "yes" if r["prepared"] else "no"} for r in rows],
+            columns=("name", "manual_download", "prepared", "description"),
+        ))
+        print(f"\ndata dir: {data_dir}")
+    return rows
+
+
+def build_dataset(name, data_dir=None, manual_dir=None, progress=True, config=None):
+    """Download (where possible) and prepare ``name`` in ``data_dir``; return the builder.
+
+    Calls ``builder.download_and_prepare`` directly (the ``tfds build`` tool
+    needs apache-beam and mlcroissant). ``manual_dir`` is where files
+    downloaded by hand are (default: ``<data_dir>/downloads/manual``).
+    ``config`` (a BuilderConfig object, e.g. a smaller ``SyntheticTemConfig``)
+    replaces the named config. Missing or unusable manual files raise
+    :class:`BadInputError` with the builder's download instructions.
+    """
+    import tensorflow_datasets as tfds
+
+    builder = get_builder(name, data_dir, config)
+    if progress:
+        tfds.enable_progress_bar()
+        print(f"Building {_full_name(builder)} into {builder.data_dir}", flush=True)
+    else:
+        tfds.disable_progress_bar()
+    download_config = tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir) if manual_dir else None)
+    try:
+        builder.download_and_prepare(download_config=download_config)
+    except (AssertionError, FileNotFoundError, ValueError) as err:
+        if not needs_manual_download(builder):
+            raise
+        if isinstance(err, AssertionError) and "Manual directory" not in str(err):
+            raise
+        where = manual_dir or os.path.join(builder.data_dir_root, "downloads", "manual")
+        raise BadInputError(
+            f"Cannot build dataset {_full_name(builder)!r} from the manual files in {where}: {_first_line(err)}\n"
+            f"What to do:\n{_dedent(builder.MANUAL_DOWNLOAD_INSTRUCTIONS)}\n"
+            f"then run: temzoo-cli data build {_full_name(builder)} --manual-dir DIR"
+        ) from err
+    if progress:
+        print(f"Prepared {_full_name(builder)} in {builder.data_dir}", flush=True)
+    return builder
+
+
+def load(name, split, data_dir=None, config=None, shuffle_files=False):
+    """``tf.data.Dataset`` of feature dicts for ``split`` of ``name``.
+
+    Generated datasets are built on first use; datasets that need manual files
+    raise :class:`BadInputError` until built with ``temzoo-cli data build``.
+    """
+    builder = get_builder(name, data_dir, config)
+    if not builder.is_prepared():
+        if needs_manual_download(builder) or not getattr(builder, "GENERATED", False):
+            raise BadInputError(
+                f"Dataset {_full_name(builder)!r} is not prepared in {builder.data_dir_root}. "
+                f"Download its files by hand, then run: temzoo-cli data build {_full_name(builder)} "
+                f"--manual-dir DIR --data-dir {builder.data_dir_root}"
+            )
+        build_dataset(name, data_dir=data_dir, config=config, progress=False)
+    splits = builder.info.splits
+    if split not in splits and "[" not in str(split):
+        raise BadInputError(
+            f"Dataset {_full_name(builder)!r} has no split {split!r}; it has {', '.join(sorted(splits))}."
+        )
+    return builder.as_dataset(split=split, shuffle_files=shuffle_files)
+
+
+def feature_keys(name, config=None):
+    """Feature names of ``name`` (from the builder's info; nothing needs to be prepared)."""
+    builder = get_builder(name, default_data_dir(), config)
+    return list(builder.info.features.keys())
+
+
+def _full_name(builder):
+    return f"{builder.name}/{builder.builder_config.name}" if builder.builder_config else builder.name
+
+
+def _first_line(err):
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _dedent(text):
+    import textwrap
+
+    return textwrap.indent(textwrap.dedent(text or "").strip(), "  ")
