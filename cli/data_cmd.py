@@ -30,7 +30,7 @@ def list_cmd(data_dir):
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help=DATA_DIR_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def build_cmd(name, manual_dir, data_dir, quiet):
-    """Prepare dataset NAME (``builder`` or ``builder/config``, e.g. ``synthetic_tem/au_np``).
+    """Prepare dataset NAME (builder or builder/config, e.g. synthetic_tem/au_np).
 
     Synthetic datasets are generated locally; the others read the files given
     with --manual-dir and fail with instructions when they are missing.
