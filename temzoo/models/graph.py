@@ -1,0 +1,98 @@
+"""Walk a functional Keras model as a flat list of layer calls.
+
+Nested models (such as a ``keras.applications`` encoder used as a layer) are
+opened up, so callers see every primitive layer once per call, in topological
+order. Used by :mod:`temzoo.receptive_field` and by the benchmark FLOP count.
+"""
+
+from dataclasses import dataclass
+
+import keras
+
+
+@dataclass
+class Call:
+    """One call of ``layer`` (``None`` for an alias that passes a tensor through).
+
+    ``inputs`` and ``outputs`` are tensor keys, unique across nesting levels.
+    """
+
+    layer: object
+    inputs: list
+    outputs: list
+    shapes_in: list
+    shapes_out: list
+
+
+def _functional(model):
+    if isinstance(model, keras.Sequential):
+        model = getattr(model, "_functional", None)
+        if model is None:
+            raise ValueError("The Sequential model is not built yet; call it on data first.")
+    return model
+
+
+def _is_functional(layer):
+    return hasattr(layer, "_nodes_by_depth") or (
+        isinstance(layer, keras.Sequential) and getattr(layer, "_functional", None) is not None
+    )
+
+
+def flatten_calls(model):
+    """Return ``(calls, input_keys, output_keys)`` for a functional ``model``."""
+    counter = [0]
+
+    def walk(fn, scope, calls):
+        keys = {}
+
+        def key(tensor):
+            if id(tensor) not in keys:
+                keys[id(tensor)] = (scope, id(tensor))
+            return keys[id(tensor)]
+
+        depths = sorted(fn._nodes_by_depth, reverse=True)
+        for depth in depths:
+            for node in fn._nodes_by_depth[depth]:
+                if node.operation is None or node.is_input:
+                    continue
+                op = node.operation
+                ins = [key(t) for t in node.input_tensors]
+                outs = [key(t) for t in node.outputs]
+                shapes_in = [tuple(t.shape) for t in node.input_tensors]
+                shapes_out = [tuple(t.shape) for t in node.outputs]
+                if _is_functional(op):
+                    inner = _functional(op)
+                    counter[0] += 1
+                    inner_scope = (scope, op.name, counter[0])
+                    inner_in, inner_out = walk(inner, inner_scope, calls)
+                    for outer, inner_key, shape in zip(ins, inner_in, shapes_in, strict=True):
+                        calls.append(Call(None, [outer], [inner_key], [shape], [shape]))
+                    for outer, inner_key, shape in zip(outs, inner_out, shapes_out, strict=True):
+                        calls.append(Call(None, [inner_key], [outer], [shape], [shape]))
+                else:
+                    calls.append(Call(op, ins, outs, shapes_in, shapes_out))
+        return [key(t) for t in fn.inputs], [key(t) for t in fn.outputs]
+
+    calls = []
+    fn = _functional(model)
+    inputs, outputs = walk(fn, "model", calls)
+    return _topological(calls, inputs), inputs, outputs
+
+
+def _topological(calls, inputs):
+    """Order calls so that every tensor is produced before it is used."""
+    ready = set(inputs)
+    pending = list(calls)
+    ordered = []
+    while pending:
+        rest = []
+        for call in pending:
+            if all(k in ready for k in call.inputs):
+                ordered.append(call)
+                ready.update(call.outputs)
+            else:
+                rest.append(call)
+        if len(rest) == len(pending):
+            raise ValueError("The model graph has tensors that no input reaches.")
+        pending = rest
+    return ordered
