@@ -47,14 +47,30 @@ def _sytwu(name, stem, threshold, description):
 
 
 BUILDER_CONFIGS = [
-    _sytwu("au_20nm_87kx", "Au_20nm_87kx_16e", 400,
-           "20 nm Au particles at 87kx (low resolution); X-ray threshold 400 counts."),
-    _sytwu("au_2p2nm_330kx", "Au_2p2nm_330kx_423e", 1500,
-           "2.2 nm Au particles at 330kx; X-ray threshold 1500 counts."),
-    _sytwu("au_5nm_330kx", "Au_5nm_330kx_423e", 1500,
-           "5 nm Au particles at 330kx; X-ray threshold 1500 counts."),
-    _sytwu("au_10nm_330kx", "Au_10nm_330kx_425e", 1500,
-           "10 nm Au particles at 330kx; X-ray threshold 1500 counts."),
+    _sytwu(
+        "au_20nm_87kx",
+        "Au_20nm_87kx_16e",
+        400,
+        "20 nm Au particles at 87kx (low resolution); X-ray threshold 400 counts.",
+    ),
+    _sytwu(
+        "au_2p2nm_330kx",
+        "Au_2p2nm_330kx_423e",
+        1500,
+        "2.2 nm Au particles at 330kx; X-ray threshold 1500 counts.",
+    ),
+    _sytwu(
+        "au_5nm_330kx",
+        "Au_5nm_330kx_423e",
+        1500,
+        "5 nm Au particles at 330kx; X-ray threshold 1500 counts.",
+    ),
+    _sytwu(
+        "au_10nm_330kx",
+        "Au_10nm_330kx_425e",
+        1500,
+        "10 nm Au particles at 330kx; X-ray threshold 1500 counts.",
+    ),
     AuNpConfig(
         name="groschner_5nm",
         description=(
@@ -79,7 +95,7 @@ def _find_file(manual_dir, filename, config_name, expected):
     raise FileNotFoundError(
         f"au_np/{config_name}: {filename} not found in the manual directory {manual_dir} "
         f"(nor in {manual_dir / 'au_np'}). This config needs: {', '.join(expected)}. "
-        f"Download them from {ZENODO_URL} and put them there, or pass --manual_dir."
+        f"Download them from {ZENODO_URL} and put them there, or give another --manual-dir."
     )
 
 
@@ -88,7 +104,9 @@ def _image_2d(array, path, index):
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim != 2:
-        raise ValueError(f"{path}: image {index} has shape {array.shape}; expected (H, W) or (H, W, 1)")
+        raise ValueError(
+            f"{path}: image {index} has shape {array.shape}; expected (H, W) or (H, W, 1)"
+        )
     return array
 
 
@@ -110,8 +128,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       groschner_5nm:  Au_Bal_MedFilt_cutimages_20190726.h5,
                       Au_Bal_unFilt_cutimages_20190423_maps.h5
 
-    The manual directory defaults to ~/tensorflow_datasets/downloads/manual/;
-    pass --manual_dir to use another.
+    The manual directory defaults to ~/tensorflow_datasets/downloads/manual/; give
+    another with `temzoo-cli data build au_np/<config> --manual-dir DIR`.
     """
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -120,7 +138,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             features=tfds.features.FeaturesDict(
                 {
                     "image": tfds.features.Tensor(
-                        shape=(size, size, 1), dtype=np.float32, encoding=tfds.features.Encoding.ZLIB
+                        shape=(size, size, 1),
+                        dtype=np.float32,
+                        encoding=tfds.features.Encoding.ZLIB,
                     ),
                     "mask": tfds.features.Tensor(
                         shape=(size, size, 1), dtype=np.uint8, encoding=tfds.features.Encoding.ZLIB
@@ -145,7 +165,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             labels = self._dataset(h5, config.labels_key, labels_path)
             for index in range(labels.shape[0]):
                 mask = self._mask(labels[index], labels_path, index)
-                for row, col in recipe.kept_tiles(mask, recipe.PATCH_SIZE, config.min_particle_pixels):
+                for row, col in recipe.kept_tiles(
+                    mask, recipe.PATCH_SIZE, config.min_particle_pixels
+                ):
                     tiles.append((index, row, col))
         if not tiles:
             raise ValueError(
@@ -201,8 +223,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                     image = recipe.remove_xrays(image, config.xray_threshold)
                 image = recipe.standardize(image).astype(np.float32)
                 for row, col in corners:
-                    yield f"{index:05d}_{row:05d}_{col:05d}", {
-                        "image": recipe.tile(image, row, col, size)[..., None],
-                        "mask": recipe.tile(mask, row, col, size)[..., None],
-                        "source_index": index,
-                    }
+                    yield (
+                        f"{index:05d}_{row:05d}_{col:05d}",
+                        {
+                            "image": recipe.tile(image, row, col, size)[..., None],
+                            "mask": recipe.tile(mask, row, col, size)[..., None],
+                            "source_index": index,
+                        },
+                    )

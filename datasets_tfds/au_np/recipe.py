@@ -87,7 +87,9 @@ def kept_tiles(mask, patch_size=PATCH_SIZE, min_particle_pixels=MIN_PARTICLE_PIX
     if min_particle_pixels is None:
         return positions
     return [
-        (r, c) for r, c in positions if keep_patch(tile(mask, r, c, patch_size), min_particle_pixels)
+        (r, c)
+        for r, c in positions
+        if keep_patch(tile(mask, r, c, patch_size), min_particle_pixels)
     ]
 
 

@@ -59,7 +59,12 @@ def test_standardize_gives_zero_mean_unit_std_and_rejects_constant():
 
 def test_tiles_are_non_overlapping_row_major_and_drop_the_remainder():
     assert recipe.tile_positions(1100, 1600, 512) == [
-        (0, 0), (0, 512), (0, 1024), (512, 0), (512, 512), (512, 1024)
+        (0, 0),
+        (0, 512),
+        (0, 1024),
+        (512, 0),
+        (512, 512),
+        (512, 1024),
     ]
     assert recipe.tile_positions(511, 2048, 512) == []
     array = np.arange(1024 * 1024).reshape(1024, 1024)

@@ -88,9 +88,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     MAX_UNREADABLE_FRACTION = 0.01
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
     Download CEM500K (about 25 GB) from EMPIAR-10592: {EMPIAR_URL}
-    and extract it into <manual_dir>/cem500k/ (or point --manual_dir at the extracted
-    folder). Every *.tif / *.tiff below it is read, in any depth of sub-folders; the
-    top-level sub-folder a file sits in is recorded as its `source`.
+    and extract it into <manual_dir>/cem500k/, or give the extracted folder itself:
+    `temzoo-cli data build cem500k --manual-dir DIR`. Every *.tif / *.tiff below it
+    is read, at any depth; the top-level sub-folder a file sits in is its `source`.
     """
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -117,8 +117,13 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         splits = {"train": [], "validation": []}
         for relative, path in files:
             splits[split_of(relative)].append((relative, path))
-        logger.info("cem500k: %d files below %s (%d train, %d validation)", len(files), root,
-                    len(splits["train"]), len(splits["validation"]))
+        logger.info(
+            "cem500k: %d files below %s (%d train, %d validation)",
+            len(files),
+            root,
+            len(splits["train"]),
+            len(splits["validation"]),
+        )
         # TFDS refuses an empty split; only a tiny tree (under ~100 files) can lack validation.
         return {
             name: self._generate_examples(name, items) for name, items in splits.items() if items
@@ -134,14 +139,21 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 unreadable.append(relative)
                 continue
             parts = relative.split("/")
-            yield relative, {
-                "image": image,
-                "source": parts[0] if len(parts) > 1 else "",
-                "filename": parts[-1],
-            }
+            yield (
+                relative,
+                {
+                    "image": image,
+                    "source": parts[0] if len(parts) > 1 else "",
+                    "filename": parts[-1],
+                },
+            )
         if unreadable:
-            logger.warning("cem500k: skipped %d unreadable of %d files in %s", len(unreadable),
-                           len(items), split)
+            logger.warning(
+                "cem500k: skipped %d unreadable of %d files in %s",
+                len(unreadable),
+                len(items),
+                split,
+            )
         if items and len(unreadable) > self.MAX_UNREADABLE_FRACTION * len(items):
             shown = ", ".join(unreadable[:10]) + (" ..." if len(unreadable) > 10 else "")
             raise UnreadableFilesError(

@@ -36,7 +36,10 @@ def _build(tmp_path, manual_dir):
 
 
 def test_features_keep_source_and_filename_and_skip_is_logged(tmp_path, caplog):
-    with mock.patch.object(cem.Builder, "MAX_UNREADABLE_FRACTION", 0.5), caplog.at_level(logging.WARNING):
+    with (
+        mock.patch.object(cem.Builder, "MAX_UNREADABLE_FRACTION", 0.5),
+        caplog.at_level(logging.WARNING),
+    ):
         builder = _build(tmp_path, Cem500kTest.dummy_data)
     assert "openorganelle_hela/openorganelle_hela_00002.tiff" in caplog.text
     assert "skipped 1 unreadable of 5 files in train" in caplog.text

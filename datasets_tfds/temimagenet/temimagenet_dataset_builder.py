@@ -31,23 +31,45 @@ class TemImageNetConfig(tfds.core.BuilderConfig):
 
 
 BUILDER_CONFIGS = [
-    TemImageNetConfig(name="denoise", target_folder="noNoise",
-                      description="Target: the same image without noise (noNoise/)."),
-    TemImageNetConfig(name="background_removal", target_folder="noBackgroundnoNoise",
-                      description="Target: without noise and background (noBackgroundnoNoise/)."),
-    TemImageNetConfig(name="super_resolution", target_folder="noNoiseNoBackgroundSuperresolution",
-                      description="Target: noise- and background-free, super-resolved "
-                                  "(noNoiseNoBackgroundSuperresolution/)."),
-    TemImageNetConfig(name="upsample_2x", target_folder="noNoiseUpinterpolation2x", target_size=None,
-                      description="Target: noise-free, 2x up-interpolated (noNoiseUpinterpolation2x/)."),
-    TemImageNetConfig(name="upsample_2x_no_background",
-                      target_folder="noNoiseNoBackgroundUpinterpolation2x", target_size=None,
-                      description="Target: noise- and background-free, 2x up-interpolated "
-                                  "(noNoiseNoBackgroundUpinterpolation2x/)."),
-    TemImageNetConfig(name="circular_mask", target_folder="circularMask",
-                      description="Target: a disc per atom column (circularMask/), uint8 as stored."),
-    TemImageNetConfig(name="gaussian_mask", target_folder="gaussianMask",
-                      description="Target: a Gaussian per atom column (gaussianMask/), uint8 as stored."),
+    TemImageNetConfig(
+        name="denoise",
+        target_folder="noNoise",
+        description="Target: the same image without noise (noNoise/).",
+    ),
+    TemImageNetConfig(
+        name="background_removal",
+        target_folder="noBackgroundnoNoise",
+        description="Target: without noise and background (noBackgroundnoNoise/).",
+    ),
+    TemImageNetConfig(
+        name="super_resolution",
+        target_folder="noNoiseNoBackgroundSuperresolution",
+        description="Target: noise- and background-free, super-resolved "
+        "(noNoiseNoBackgroundSuperresolution/).",
+    ),
+    TemImageNetConfig(
+        name="upsample_2x",
+        target_folder="noNoiseUpinterpolation2x",
+        target_size=None,
+        description="Target: noise-free, 2x up-interpolated (noNoiseUpinterpolation2x/).",
+    ),
+    TemImageNetConfig(
+        name="upsample_2x_no_background",
+        target_folder="noNoiseNoBackgroundUpinterpolation2x",
+        target_size=None,
+        description="Target: noise- and background-free, 2x up-interpolated "
+        "(noNoiseNoBackgroundUpinterpolation2x/).",
+    ),
+    TemImageNetConfig(
+        name="circular_mask",
+        target_folder="circularMask",
+        description="Target: a disc per atom column (circularMask/), uint8 as stored.",
+    ),
+    TemImageNetConfig(
+        name="gaussian_mask",
+        target_folder="gaussianMask",
+        description="Target: a Gaussian per atom column (gaussianMask/), uint8 as stored.",
+    ),
 ]
 
 
@@ -66,18 +88,20 @@ def _find_root(manual_dir):
     """The folder holding ``image/``: the manual dir itself or one of its direct sub-folders."""
     if (manual_dir / INPUT_FOLDER).is_dir():
         return manual_dir
-    candidates = sorted(p for p in manual_dir.iterdir() if p.is_dir() and (p / INPUT_FOLDER).is_dir())
+    candidates = sorted(
+        p for p in manual_dir.iterdir() if p.is_dir() and (p / INPUT_FOLDER).is_dir()
+    )
     if len(candidates) == 1:
         return candidates[0]
     if len(candidates) > 1:
         raise ValueError(
             f"temimagenet: several folders in {manual_dir} hold an {INPUT_FOLDER}/ folder: "
-            f"{', '.join(p.name for p in candidates)}. Point --manual_dir at the one to use."
+            f"{', '.join(p.name for p in candidates)}. Give the one to use as --manual-dir."
         )
     raise FileNotFoundError(
         f"temimagenet: no {INPUT_FOLDER}/ folder in the manual directory {manual_dir} nor in its "
-        f"sub-folders. Clone {REPO_URL} (or download its zip) and point --manual_dir at the "
-        f"folder that contains {INPUT_FOLDER}/."
+        f"sub-folders. Clone {REPO_URL} (or download its zip) and give the folder that "
+        f"contains {INPUT_FOLDER}/ as --manual-dir."
     )
 
 
@@ -93,8 +117,10 @@ def _read_gray(path, expected_size):
     except Exception as err:  # PIL raises several types for broken files
         raise ValueError(f"{path}: cannot read it as a PNG image ({err})") from err
     if expected_size is not None and array.shape != (expected_size, expected_size):
-        raise ValueError(f"{path}: image is {array.shape[1]}x{array.shape[0]}, expected "
-                         f"{expected_size}x{expected_size}")
+        raise ValueError(
+            f"{path}: image is {array.shape[1]}x{array.shape[0]}, expected "
+            f"{expected_size}x{expected_size}"
+        )
     return array[..., None]
 
 
@@ -106,9 +132,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     BUILDER_CONFIGS = BUILDER_CONFIGS
     DEFAULT_BUILDER_CONFIG_NAME = "denoise"
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
-    Clone {REPO_URL} (or download and unzip its zip) and point --manual_dir at the folder
-    that contains `image/` (or at its parent). Expected layout, files NNNNN.png, 8-bit
-    grayscale, 256x256 (the up-interpolated folders may be larger):
+    Clone {REPO_URL} (or download and unzip its zip) and give the folder that contains
+    `image/` (or its parent): `temzoo-cli data build temimagenet/<config> --manual-dir DIR`.
+    Expected layout, files NNNNN.png, 8-bit grayscale, 256x256 (the up-interpolated
+    folders may be larger):
 
       image/  noNoise/  noBackgroundnoNoise/  noNoiseNoBackgroundSuperresolution/
       noNoiseUpinterpolation2x/  noNoiseNoBackgroundUpinterpolation2x/
@@ -146,11 +173,22 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             raise FileNotFoundError(f"temimagenet: no .png files in {root / INPUT_FOLDER}")
         missing = sorted(set(inputs) - set(targets))
         for image_id in missing:
-            logger.warning("temimagenet/%s: %s%s.png has no %s/%s.png; dropped",
-                           config.name, INPUT_FOLDER + "/", image_id, config.target_folder, image_id)
+            logger.warning(
+                "temimagenet/%s: %s%s.png has no %s/%s.png; dropped",
+                config.name,
+                INPUT_FOLDER + "/",
+                image_id,
+                config.target_folder,
+                image_id,
+            )
         if missing:
-            logger.warning("temimagenet/%s: dropped %d of %d ids without a target in %s/",
-                           config.name, len(missing), len(inputs), config.target_folder)
+            logger.warning(
+                "temimagenet/%s: dropped %d of %d ids without a target in %s/",
+                config.name,
+                len(missing),
+                len(inputs),
+                config.target_folder,
+            )
         pairs = {name: [] for name, _ in SPLIT_PERCENT}
         for image_id in sorted(set(inputs) & set(targets)):
             pairs[split_of(image_id)].append((image_id, inputs[image_id], targets[image_id]))
@@ -159,8 +197,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, items):
         target_size = self.builder_config.target_size
         for image_id, image_path, target_path in items:
-            yield image_id, {
-                "image": _read_gray(image_path, IMAGE_SIZE),
-                "target": _read_gray(target_path, target_size),
-                "id": image_id,
-            }
+            yield (
+                image_id,
+                {
+                    "image": _read_gray(image_path, IMAGE_SIZE),
+                    "target": _read_gray(target_path, target_size),
+                    "id": image_id,
+                },
+            )

@@ -16,8 +16,12 @@ from datasets_tfds.temimagenet import temimagenet_dataset_builder as tin
 class TemImageNetTest(tfds.testing.DatasetBuilderTestCase):
     DATASET_CLASS = tin.Builder
     BUILDER_CONFIG_NAMES_TO_TEST = [
-        "background_removal", "super_resolution", "upsample_2x",
-        "upsample_2x_no_background", "circular_mask", "gaussian_mask",
+        "background_removal",
+        "super_resolution",
+        "upsample_2x",
+        "upsample_2x_no_background",
+        "circular_mask",
+        "gaussian_mask",
     ]
     SPLITS = {"train": 4, "validation": 1, "test": 2}
 
@@ -55,7 +59,9 @@ def test_pairs_by_name_and_logs_the_dropped_id(tmp_path, caplog):
         assert image_id != "00004"
         expected = tin._read_gray(root / "noNoise" / f"{image_id}.png", 256)
         np.testing.assert_array_equal(ex["target"], expected)
-        np.testing.assert_array_equal(ex["image"], tin._read_gray(root / "image" / f"{image_id}.png", 256))
+        np.testing.assert_array_equal(
+            ex["image"], tin._read_gray(root / "image" / f"{image_id}.png", 256)
+        )
 
 
 def test_upsample_target_keeps_its_size(tmp_path):

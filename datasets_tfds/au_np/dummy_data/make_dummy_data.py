@@ -30,7 +30,12 @@ def _write(path, key, array):
     with h5py.File(path, "w") as h5:
         chunks = (1,) + array.shape[1:]
         h5.create_dataset(
-            key, data=array, chunks=chunks, compression="gzip", compression_opts=9, track_times=False
+            key,
+            data=array,
+            chunks=chunks,
+            compression="gzip",
+            compression_opts=9,
+            track_times=False,
         )
 
 
@@ -51,7 +56,9 @@ def sytwu_arrays():
     _square(labels[1], 50, 50, 20)  # left tile: exactly 400 px -> dropped
     _square(labels[1], 50, 600, 20, extra=1)  # right tile: 401 px -> kept
     # Coarse steps (not a fine ramp) so gzip shrinks the file to a few KB.
-    ramp = np.floor(np.linspace(0, 4, width))[None, :] + np.floor(np.linspace(0, 2, height))[:, None]
+    ramp = (
+        np.floor(np.linspace(0, 4, width))[None, :] + np.floor(np.linspace(0, 2, height))[:, None]
+    )
     images = np.empty((n, height, width), np.uint16)
     for i in range(n):
         image = 100 + i + ramp + 50 * labels[i]
