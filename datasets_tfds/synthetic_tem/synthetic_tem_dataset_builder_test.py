@@ -11,7 +11,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from datasets_tfds.synthetic_tem.synthetic_tem_dataset_builder import SyntheticTem, SyntheticTemConfig
+from datasets_tfds.synthetic_tem.synthetic_tem_dataset_builder import (
+    SyntheticTem,
+    SyntheticTemConfig,
+)
 
 TINY = {"image_size": 32, "num_train": 3, "num_validation": 2, "num_test": 1}
 
