@@ -153,8 +153,11 @@ def _spatial(shape):
     return shape is not None and len(shape) == 4
 
 
-def _sizes(calls, inputs, axis, size):
-    """Forward pass of spatial sizes along ``axis``; None for non-image tensors."""
+def propagate_sizes(calls, inputs, axis, size):
+    """Spatial size along ``axis`` of every tensor of ``flatten_calls``' graph (None: not an image).
+
+    ``size`` is the input size along that axis.
+    """
     sizes = {key: size for key in inputs}
     for call in calls:
         kind = _kind(call.layer)
@@ -176,7 +179,7 @@ def _sizes(calls, inputs, axis, size):
 
 def _extent(calls, inputs, outputs, axis, size, margin):
     """Extent of the input pixels reaching the centre output pixel, or None if a margin is hit."""
-    sizes = _sizes(calls, inputs, axis, size)
+    sizes = propagate_sizes(calls, inputs, axis, size)
     n_out = sizes[outputs[0]]
     centre = n_out // 2
     intervals = {outputs[0]: (centre, centre)}
