@@ -221,7 +221,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                     )
                 if config.xray_threshold is not None:
                     image = recipe.remove_xrays(image, config.xray_threshold)
-                image = recipe.standardize(image).astype(np.float32)
+                try:
+                    image = recipe.standardize(image).astype(np.float32)
+                except ValueError as err:
+                    raise ValueError(f"{images_path}: image {index}: {err}") from err
                 for row, col in corners:
                     yield (
                         f"{index:05d}_{row:05d}_{col:05d}",
