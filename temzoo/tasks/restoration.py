@@ -1,0 +1,19 @@
+"""Shared builder of the image-to-image (restoration) tasks: linear 1-channel head, L1/L2 loss, PSNR and SSIM."""
+
+import keras
+
+from temzoo.tasks.builder import build_task_model
+from temzoo.tasks.losses import restoration_loss, restoration_metrics
+
+
+def build_restoration(backbone, task, *, scale=1, freeze="none", loss="l1", learning_rate=1e-3, normalizer=None):
+    model = build_task_model(
+        backbone, task=task, channels=1, activation="linear", scale=scale,
+        freeze_mode=freeze, normalizer=normalizer, extra={"scale": int(scale), "loss": loss},
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=restoration_loss(loss),
+        metrics=restoration_metrics(),
+    )
+    return model

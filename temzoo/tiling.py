@@ -1,0 +1,381 @@
+"""Tiled prediction for micrographs of any size: ``temzoo.predict(model, image)``.
+
+How an image goes through a model:
+
+1. **Normalise** with the model card's :class:`~temzoo.normalization.Normalizer`
+   (statistics of the whole image, so every tile is normalised alike).
+2. **Pad** bottom/right by reflection to a multiple of the model's total stride.
+3. **Tile**: tiles of ``tile_size`` pixels (a multiple of the stride) start at
+   multiples of the stride, so pooling grids line up with the untiled image,
+   and neighbours overlap by ``overlap`` pixels, by default the receptive field
+   plus a little (see :func:`tile_geometry`).
+4. **Blend** in a float32 accumulator: each tile is weighted by a separable
+   window that is 0 within ``margin`` pixels of an inner tile edge (pixels whose
+   receptive field reaches the edge, hence differ from the untiled result),
+   rises with a half-Hann ramp and is 1 in the middle; at the image's own border
+   it stays 1. The sum is divided by the summed weights, so where one tile
+   covers a pixel the result is exactly that tile's, and wherever weights are
+   non-zero the result equals the untiled prediction (to float rounding) for
+   models whose layers are local (batch normalisation in inference mode is;
+   group/instance normalisation use whole-tile statistics and are not).
+5. **Crop** back to the input's size (times the output scale), and for
+   restoration models map back with ``normalizer.after``.
+
+Only one batch of tiles is in memory at a time; besides the input, its
+normalised padded copy and the output, memory holds two 1-D weight profiles.
+
+**Tile size** (``tile_size=None``): the largest multiple of the stride, at most
+:data:`MAX_TILE`, whose activations fit a memory budget: ``bytes per input
+pixel`` is estimated once per model as 4 bytes times the summed channels of
+every layer's output, each weighted by its area relative to the input (measured
+on a small probe image): an upper bound on what inference keeps alive. The
+budget is a quarter of the available RAM (at most :data:`MAX_BUDGET_BYTES`) on
+CPU and :data:`GPU_BUDGET_BYTES` on a GPU. On ``tf.errors.ResourceExhaustedError``
+the prediction restarts with tiles half as large (batch size 1), down to the
+smallest tile the overlap allows.
+"""
+
+import math
+import os
+import warnings
+import weakref
+
+import numpy as np
+
+from temzoo.errors import BadInputError, InputSizeError
+
+MAX_TILE = 2048
+MIN_IMAGE_SIDE = 2
+MAX_BUDGET_BYTES = 1 << 30
+GPU_BUDGET_BYTES = 1 << 30
+MAX_BATCH = 8
+
+_bytes_per_pixel_cache = weakref.WeakKeyDictionary()
+_forward_cache = weakref.WeakKeyDictionary()
+
+
+# ----------------------------------------------------------------------------- model facts
+def model_stride(model):
+    """Total stride of ``model``: the largest ``SizeCheck`` stride in it (1 if none)."""
+    from temzoo.models.layers import SizeCheck
+
+    strides = [layer.stride for layer in _all_layers(model) if isinstance(layer, SizeCheck)]
+    return max(strides, default=1)
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
+
+
+def is_restoration(model, card=None):
+    """True unless the model segments (task ``segmentation`` or a softmax/sigmoid head)."""
+    task = (card or {}).get("task")
+    if task:
+        return task != "segmentation"
+    try:
+        activation = model.get_layer("head_activation").activation
+    except ValueError:
+        return True
+    return getattr(activation, "__name__", str(activation)) not in ("softmax", "sigmoid")
+
+
+def _receptive_field(model):
+    from temzoo.receptive_field import receptive_field
+
+    try:
+        return int(receptive_field(model))
+    except Exception as exc:  # a layer the graph analysis does not know
+        warnings.warn(
+            f"{model.name}: receptive field unknown ({exc}); tiles overlap by 128 px, "
+            "pass overlap= to choose.",
+            stacklevel=3,
+        )
+        return 128
+
+
+def bytes_per_pixel(model):
+    """Estimated activation bytes per input pixel (see the module docstring); cached per model."""
+    if model in _bytes_per_pixel_cache:
+        return _bytes_per_pixel_cache[model]
+    import keras
+
+    stride = model_stride(model)
+    side = max(2 * stride, 64)
+    side = -(-side // stride) * stride
+    channels = model.inputs[0].shape[-1] or 1
+    try:
+        layers = [layer for layer in model.layers[1:] if not isinstance(layer, keras.layers.InputLayer)]
+        probe = keras.Model(model.inputs, [layer.output for layer in layers])
+        outputs = probe([np.zeros((1, side, side, channels), "float32")], training=False)
+        floats = sum(int(np.prod(out.shape[1:])) for out in keras.tree.flatten(outputs))
+        value = 4.0 * floats / (side * side)
+    except Exception:
+        # nested or multi-output layers the probe cannot expose: assume 1024 channels at full size
+        value = 4.0 * 1024
+    _bytes_per_pixel_cache[model] = value
+    return value
+
+
+def memory_budget():
+    """Bytes of activations one batch of tiles may use (see the module docstring)."""
+    import tensorflow as tf
+
+    if tf.config.list_logical_devices("GPU"):
+        return GPU_BUDGET_BYTES
+    available = None
+    try:
+        import psutil
+
+        available = psutil.virtual_memory().available
+    except ImportError:
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            pass
+    if not available:
+        return MAX_BUDGET_BYTES // 2
+    return int(min(available / 4, MAX_BUDGET_BYTES))
+
+
+# ----------------------------------------------------------------------------- geometry
+def _round_up(n, multiple):
+    return -(-int(n) // multiple) * multiple
+
+
+def tile_geometry(receptive_field, stride, overlap=None):
+    """``(margin, ramp)`` in input pixels, multiples of ``stride``; ``overlap = 2 * margin + ramp``.
+
+    By default ``margin`` is half the receptive field plus one stride (pixels
+    this close to an inner tile edge see the edge and get weight 0) and
+    ``ramp``, the blending width, is half the margin. An explicit ``overlap``
+    is split the same way (1:2:1).
+    """
+    if overlap is None:
+        margin = _round_up(math.ceil(receptive_field / 2) + stride, stride)
+        ramp = _round_up(max(margin // 2, 1), stride)
+    else:
+        overlap = _round_up(max(int(overlap), 0), stride)
+        ramp = _round_up(overlap // 4, stride) if overlap else 0
+        margin = (overlap - ramp) // (2 * stride) * stride
+    return margin, ramp
+
+
+def tile_starts(length, tile, step):
+    """Start offsets of tiles of size ``tile`` covering ``length`` (the last one flush with the end)."""
+    if length <= tile:
+        return [0]
+    count = -(-(length - tile) // step) + 1
+    return sorted({min(i * step, length - tile) for i in range(count)})
+
+
+def window_1d(tile, start, length, margin, ramp):
+    """Blending weights of one tile along one axis (float32, ``tile`` values)."""
+    w = np.ones(tile, np.float32)
+    profile = np.concatenate(
+        [np.zeros(margin, np.float32), (0.5 - 0.5 * np.cos(np.pi * (np.arange(ramp) + 0.5) / ramp)).astype(np.float32)]
+    ) if ramp or margin else np.zeros(0, np.float32)
+    n = min(len(profile), tile)
+    if start > 0:
+        w[:n] = profile[:n]
+    if start + tile < length:
+        w[tile - n:] = np.minimum(w[tile - n:], profile[:n][::-1])
+    return w
+
+
+def _profile_sum(length, tile, starts, margin, ramp):
+    total = np.zeros(length, np.float64)
+    for s in starts:
+        total[s:s + tile] += window_1d(tile, s, length, margin, ramp)
+    return total
+
+
+def choose_tile_size(model, stride, overlap, batch_size=None):
+    """Tile side (multiple of ``stride``) and batch size for the memory budget."""
+    bpp = bytes_per_pixel(model)
+    budget = memory_budget()
+    batch = batch_size or 1
+    side = int(math.sqrt(budget / (bpp * batch)))
+    side = max(side // stride * stride, stride)
+    smallest = _round_up(overlap + max(overlap, 2 * stride, 64), stride)
+    side = min(max(side, smallest), _round_up(MAX_TILE, stride))
+    if batch_size is None:
+        batch = int(max(1, min(MAX_BATCH, budget // max(bpp * side * side, 1))))
+    return side, batch
+
+
+# ----------------------------------------------------------------------------- prediction
+def _forward(model):
+    """A ``tf.function`` of the model's inference call, traced once per tile shape.
+
+    Not ``model.predict_on_batch``: its ``reduce_retracing`` relaxes the shape to
+    ``None`` after two sizes, which some layers (bilinear ``UpSampling2D``)
+    cannot trace.
+    """
+    if model not in _forward_cache:
+        import tensorflow as tf
+
+        _forward_cache[model] = tf.function(lambda x: model(x, training=False), reduce_retracing=False)
+    return _forward_cache[model]
+
+
+def _as_image(image, channels):
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[-1] == channels:
+        pass
+    elif array.ndim == 2 and channels == 1:
+        array = array[..., None]
+    else:
+        raise BadInputError(
+            f"predict() takes one image of shape (H, W) or (H, W, {channels}); got shape {array.shape}. "
+            "Predict the frames of a stack one at a time."
+        )
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise BadInputError(f"predict() needs a real-valued numeric image, got dtype {array.dtype}.")
+    height, width = array.shape[:2]
+    if min(height, width) < MIN_IMAGE_SIDE:
+        raise InputSizeError(
+            f"The image is {height}x{width} pixels: too small to predict (at least "
+            f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} is needed)."
+        )
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        raise BadInputError(
+            f"The image has {bad} NaN or infinite pixel(s); replace them (e.g. numpy.nan_to_num) before predicting."
+        )
+    return array
+
+
+def predict(model, image, *, tile_size=None, overlap=None, batch_size=None, normalizer=None, progress=None):
+    """Predict ``image`` (``H x W`` or ``H x W x C``, any size) with ``model``, tile by tile.
+
+    Args:
+        model: a Keras model, a pretrained registry name or a ``.keras`` path.
+        image: numeric array; integer images are converted to float32.
+        tile_size: tile side in pixels (rounded up to the model's stride);
+            ``None`` chooses it from available memory.
+        overlap: overlap of neighbouring tiles in pixels; ``None`` uses the
+            receptive field plus a margin, the smallest overlap that keeps tiled
+            predictions equal to untiled ones.
+        batch_size: tiles per model call; ``None`` fills the memory budget (1-8).
+        normalizer: a :class:`~temzoo.normalization.Normalizer`; ``None`` uses
+            the model card's (no normalisation if the model has no card).
+        progress: optional ``callable(tiles_done, tiles_total)``.
+
+    Returns:
+        float32 array of the input's height and width (times the model's scale):
+        ``H x W`` for single-channel outputs of a 2-D input, else ``H x W x C``
+        (class probabilities for segmentation). Restoration outputs are mapped
+        back to the input's intensity scale with ``normalizer.after``.
+    """
+    import keras
+
+    from temzoo.normalization import Normalizer
+    from temzoo.pretrained import card as card_of
+
+    if not isinstance(model, keras.Model):
+        from temzoo.tasks.backbone import resolve_model
+
+        model = resolve_model(model, allow_architecture=False).model
+    card = card_of(model)
+    if normalizer is None:
+        from temzoo.tasks.builder import normalizer_of
+
+        normalizer = normalizer_of(card, Normalizer("none"))
+    channels = model.inputs[0].shape[-1] or 1
+    squeeze = np.ndim(image) == 2
+    array = _as_image(image, channels)
+    height, width = array.shape[:2]
+
+    stride = model_stride(model)
+    rf = _receptive_field(model) if overlap is None else None
+    margin, ramp = tile_geometry(rf, stride, overlap)
+    full_overlap = 2 * margin + ramp
+    if tile_size is None:
+        tile, batch = choose_tile_size(model, stride, full_overlap, batch_size)
+    else:
+        tile, batch = max(_round_up(tile_size, stride), stride), int(batch_size or 1)
+
+    stats = normalizer.stats(array)
+    pad_h, pad_w = _round_up(height, stride) - height, _round_up(width, stride) - width
+    padded = array.astype(np.float32)  # a copy: normalised in place below
+    if pad_h or pad_w:
+        padded = np.pad(padded, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
+    offset, scale = stats
+    padded -= np.float32(offset)
+    padded /= np.float32(scale)
+    del array
+
+    import tensorflow as tf
+
+    while True:
+        try:
+            output = _predict_tiles(model, padded, tile, batch, margin, ramp, progress)
+            break
+        except tf.errors.ResourceExhaustedError:
+            smaller = max(_round_up(tile // 2, stride), stride)
+            floor = _round_up(full_overlap + max(full_overlap, stride), stride)
+            if smaller < floor or smaller >= tile:
+                raise
+            warnings.warn(f"Out of memory with {tile}-px tiles; retrying with {smaller}-px tiles.", stacklevel=2)
+            tile, batch = smaller, 1
+    factor = output.shape[0] // padded.shape[0]
+    del padded
+    output = output[: height * factor, : width * factor]
+    if is_restoration(model, card):
+        for row in range(0, output.shape[0], 256):
+            output[row:row + 256] = normalizer.after(output[row:row + 256], stats)
+    if squeeze and output.shape[-1] == 1:
+        output = output[..., 0]
+    return output
+
+
+def _predict_tiles(model, padded, tile, batch, margin, ramp, progress):
+    """Run the tiles of the normalised, padded image; return the blended float32 output."""
+    height, width = padded.shape[:2]
+    tile_h, tile_w = min(tile, height), min(tile, width)
+    step_h = max(tile_h - 2 * margin - ramp, 1)
+    step_w = max(tile_w - 2 * margin - ramp, 1)
+    if tile_h < height and tile_h - 2 * margin - ramp < 1 or tile_w < width and tile_w - 2 * margin - ramp < 1:
+        raise ValueError(
+            f"tile_size={tile} is too small for an overlap of {2 * margin + ramp} px; "
+            f"use tiles of at least {2 * (2 * margin + ramp)} px or a smaller overlap."
+        )
+    rows, cols = tile_starts(height, tile_h, step_h), tile_starts(width, tile_w, step_w)
+    positions = [(r, c) for r in rows for c in cols]
+    output = None
+    factor = 1
+    done = 0
+    for first in range(0, len(positions), batch):
+        chunk = positions[first:first + batch]
+        tiles = np.stack([padded[r:r + tile_h, c:c + tile_w] for r, c in chunk])
+        if len(chunk) < batch and len(positions) > batch:  # keep one traced shape
+            tiles = np.concatenate([tiles, np.zeros((batch - len(chunk), *tiles.shape[1:]), tiles.dtype)])
+        result = np.asarray(_forward(model)(tiles), dtype=np.float32)[: len(chunk)]
+        if output is None:
+            factor = result.shape[1] // tile_h
+            if result.shape[1] != factor * tile_h or result.shape[2] != factor * tile_w or factor < 1:
+                raise ValueError(
+                    f"{model.name}: a {tile_h}x{tile_w} tile gave a {result.shape[1]}x{result.shape[2]} output; "
+                    "predict() needs outputs of the input's size or an integer multiple of it."
+                )
+            output = np.zeros((height * factor, width * factor, result.shape[-1]), np.float32)
+            m, rp = margin * factor, ramp * factor
+            wy = {r: window_1d(tile_h * factor, r * factor, height * factor, m, rp) for r in rows}
+            wx = {c: window_1d(tile_w * factor, c * factor, width * factor, m, rp) for c in cols}
+        for (r, c), out in zip(chunk, result, strict=True):
+            weight = wy[r][:, None, None] * wx[c][None, :, None]
+            output[r * factor:(r + tile_h) * factor, c * factor:(c + tile_w) * factor] += out * weight
+        done += len(chunk)
+        if progress is not None:
+            progress(done, len(positions))
+    total_y = _profile_sum(height * factor, tile_h * factor, [r * factor for r in rows], m, rp)
+    total_x = _profile_sum(width * factor, tile_w * factor, [c * factor for c in cols], m, rp)
+    if (total_y <= 0).any() or (total_x <= 0).any():
+        raise AssertionError("tile weights leave pixels uncovered; this is a bug in temzoo.tiling")
+    inv_x = (1.0 / total_x).astype(np.float32)[None, :, None]
+    for row in range(0, output.shape[0], 256):
+        output[row:row + 256] *= (1.0 / total_y[row:row + 256]).astype(np.float32)[:, None, None] * inv_x
+    return output
