@@ -168,7 +168,7 @@ def load(name, split, data_dir=None, config=None, shuffle_files=False):
                 f"Download its files by hand, then run: temzoo-cli data build {_full_name(builder)} "
                 f"--manual-dir DIR --data-dir {builder.data_dir_root}"
             )
-        build_dataset(name, data_dir=data_dir, config=config, progress=False)
+        builder = build_dataset(name, data_dir=data_dir, config=config, progress=False)
     splits = builder.info.splits
     if split not in splits and "[" not in str(split):
         raise BadInputError(
