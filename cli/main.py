@@ -3,8 +3,12 @@
 import click
 
 from temzoo._version import __version__
+
 from .data_cmd import data
+from .evaluate_cmd import evaluate
+from .finetune_cmd import finetune
 from .models_cmd import models
+from .predict_cmd import predict
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,6 +23,9 @@ def cli():
 
 cli.add_command(models)
 cli.add_command(data)
+cli.add_command(finetune)
+cli.add_command(evaluate)
+cli.add_command(predict)
 
 
 if __name__ == "__main__":

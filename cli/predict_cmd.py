@@ -1,0 +1,61 @@
+"""``temzoo-cli predict``: predict micrographs to TIFF (thin shell over ``temzoo.predict_files``)."""
+
+import click
+
+
+class _TileBar:
+    """One click progress bar per frame, fed by the library's tile callback."""
+
+    def __init__(self):
+        self.bar = None
+        self.done = 0
+
+    def __call__(self, done, total):
+        if self.bar is None or done < self.done:
+            self.close()
+            self.bar = click.progressbar(length=total, label="  tiles", file=click.get_text_stream("stderr"))
+            self.bar.__enter__()
+            self.done = 0
+        self.bar.update(done - self.done)
+        self.done = done
+        if done >= total:
+            self.close()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+@click.command()
+@click.option("--model", "model_name", required=True, help="A fine-tuned .keras file or a pretrained model name.")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option("--overlay", is_flag=True, help="Also write a PNG overlay (segmentation) or input|output panel.")
+@click.option("--tile-size", type=click.IntRange(1), default=None, help="Tile size in pixels (default: from free memory).")
+def predict(model_name, inputs, out, overwrite, overlay, tile_size):
+    """Predict INPUT files (TIFF, PNG; DM3/DM4/EMD/SER/MRC with temzoo[formats]) of any size.
+
+    Writes OUT/NAME_<task>.tif: float32 intensities for restoration models, uint8
+    class labels for segmentation; stacks are predicted frame by frame. The TIFF
+    description holds the provenance (model, weights sha256, temzoo version).
+    """
+    from temzoo.errors import TemzooError
+    from temzoo.predict_files import predict_files
+
+    bar = _TileBar()
+
+    def on_file(index, total, path, frames):
+        bar.close()
+        click.echo(f"[{index + 1}/{total}] {path}" + (f" ({frames} frames)" if frames > 1 else ""), err=True)
+
+    try:
+        written = predict_files(model_name, list(inputs), out, overwrite=overwrite, overlay=overlay,
+                                tile_size=tile_size, on_file=on_file, on_tiles=bar)
+    except (TemzooError, ValueError) as err:
+        raise click.ClickException(str(err)) from err
+    finally:
+        bar.close()
+    for path in written:
+        click.echo(path)

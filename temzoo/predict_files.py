@@ -1,0 +1,143 @@
+"""Predict micrograph files to TIFF: the library side of ``temzoo-cli predict``.
+
+For each input ``NAME.ext`` it writes, in ``out``:
+
+* ``NAME_<task>.tif``: float32 for restoration tasks (in the input's intensity
+  scale), uint8 class labels for segmentation; a stack stays a stack, predicted
+  and written frame by frame;
+* with ``overlay=True``, ``NAME_overlay.png`` (``NAME_overlay_NNNN.png`` per frame
+  of a stack): labels over the image for segmentation, input | output for
+  restoration.
+
+Every TIFF carries its provenance as JSON in the ImageDescription: model name
+and the sha256 of its weights file, task, temzoo version, input file, tiling.
+
+Before anything is predicted, every input is checked (exists, not empty,
+supported type, readable header) and every output path is checked (refused if
+it exists, unless ``overwrite``), so a typo costs nothing. Files are written
+atomically: a failure leaves no partial file behind.
+"""
+
+import datetime
+import os
+
+import numpy as np
+
+from temzoo.errors import BadInputError
+
+
+def output_paths(input_path, out, task, frames, overlay):
+    stem = os.path.splitext(os.path.basename(input_path))[0]
+    paths = {"tiff": os.path.join(out, f"{stem}_{task}.tif"), "overlays": []}
+    if overlay:
+        if frames == 1:
+            paths["overlays"] = [os.path.join(out, f"{stem}_overlay.png")]
+        else:
+            paths["overlays"] = [os.path.join(out, f"{stem}_overlay_{i:04d}.png") for i in range(frames)]
+    return paths
+
+
+def plan(inputs, out, task, *, overwrite=False, overlay=False):
+    """Check every input and output up front; return ``[(input, frames, output paths)]``."""
+    from temzoo.io import check_readable, count_frames, refuse_existing
+
+    if not inputs:
+        raise BadInputError("no input files given.")
+    jobs, claimed = [], {}
+    for path in inputs:
+        path = os.fspath(path)
+        check_readable(path)
+        frames = count_frames(path)
+        paths = output_paths(path, out, task, frames, overlay)
+        for target in [paths["tiff"], *paths["overlays"]]:
+            if target in claimed:
+                raise BadInputError(
+                    f"{path}: its output {target} would also be written for {claimed[target]}; "
+                    "inputs need different file names (or predict them into different folders)."
+                )
+            claimed[target] = path
+            refuse_existing(target, overwrite)
+        jobs.append((path, frames, paths))
+    return jobs
+
+
+def predict_files(model, inputs, out, *, overwrite=False, overlay=False, tile_size=None, on_file=None,
+                  on_tiles=None):
+    """Predict every file of ``inputs`` with ``model`` into the folder ``out``.
+
+    Args:
+        model: ``.keras`` path, pretrained registry name or Keras model.
+        on_file: optional ``callable(index, total, path, frames)`` before each file.
+        on_tiles: optional ``callable(done, total)`` per batch of tiles.
+
+    Returns the list of written paths.
+    """
+    from temzoo import __version__
+    from temzoo.io import iter_frames, write_tiff
+    from temzoo.tasks.backbone import resolve_model
+    from temzoo.tiling import is_restoration, predict
+
+    resolved = resolve_model(model, allow_architecture=False)
+    card = resolved.card or {}
+    restoring = is_restoration(resolved.model, card)
+    task = card.get("task") or ("restoration" if restoring else "segmentation")
+    jobs = plan(inputs, out, task, overwrite=overwrite, overlay=overlay)
+    os.makedirs(out, exist_ok=True)
+    written = []
+    for index, (path, frames, paths) in enumerate(jobs):
+        if on_file is not None:
+            on_file(index, len(jobs), path, frames)
+        description = {
+            "temzoo_version": __version__,
+            "model": resolved.name,
+            "model_sha256": resolved.sha256,
+            "task": task,
+            "input": os.path.basename(path),
+            "frames": frames,
+            "tile_size": tile_size,
+            "normalization": card.get("normalization"),
+            "output": "float32 intensities" if restoring else "uint8 class labels",
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+
+        def outputs(path=path):
+            for frame in iter_frames(path):
+                try:
+                    result = predict(resolved.model, frame, tile_size=tile_size, progress=on_tiles)
+                except BadInputError as exc:
+                    raise BadInputError(f"{path}: {exc}") from exc
+                except ValueError as exc:  # InputSizeError and tiling errors
+                    raise type(exc)(f"{path}: {exc}") from exc
+                if restoring:
+                    yield result.astype(np.float32) if result.ndim == 2 else result[..., 0].astype(np.float32)
+                else:
+                    yield result.argmax(-1).astype(np.uint8)
+
+        write_tiff(paths["tiff"], outputs(), description, overwrite=overwrite)
+        written.append(paths["tiff"])
+        if overlay:
+            written += _write_overlays(path, paths, restoring, overwrite)
+    return written
+
+
+def _write_overlays(input_path, paths, restoring, overwrite):
+    """Overlays from the input and the TIFF just written, frame by frame."""
+    import tifffile
+
+    from temzoo.io import iter_frames, write_png
+    from temzoo.plots import overlay, side_by_side
+
+    written = []
+    with tifffile.TiffFile(paths["tiff"]) as tif:
+        for i, (frame, target) in enumerate(zip(iter_frames(input_path), paths["overlays"], strict=True)):
+            result = tif.pages[i].asarray()
+            if restoring:
+                if result.shape != frame.shape:  # super-resolution: show the input at the output's size
+                    factor = result.shape[0] // frame.shape[0]
+                    frame = np.repeat(np.repeat(frame, factor, 0), factor, 1)
+                rgb = side_by_side(frame, result)
+            else:
+                rgb = overlay(frame, result)
+            write_png(target, rgb, overwrite=overwrite)
+            written.append(target)
+    return written
