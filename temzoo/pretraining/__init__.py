@@ -1,0 +1,37 @@
+"""Self-supervised pretraining on the pretext task of restoring clean images from
+Poisson-noised ones: Pix2Pix (conditional GAN with a PatchGAN) or a plain
+autoencoder, on one device, several GPUs or several machines.
+
+    >>> from temzoo.pretraining import pretrain
+    >>> result = pretrain(model="unet_b2_p22", dataset="synthetic_tem/unlabeled",
+    ...                   method="pix2pix", patch_size=64, batch_size=8, epochs=2,
+    ...                   steps_per_epoch=50, out="runs/unet_p2p")
+    >>> result.model_path       # the exported generator (.keras) with its JSON card beside it
+"""
+
+import importlib
+
+_LAZY = {
+    "Pix2Pix": "temzoo.pretraining.pix2pix:Pix2Pix",
+    "Autoencoder": "temzoo.pretraining.autoencoder:Autoencoder",
+    "pretrain": "temzoo.pretraining.run:pretrain",
+    "PretrainResult": "temzoo.pretraining.run:PretrainResult",
+    "METHODS": "temzoo.pretraining.run:METHODS",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name):
+    try:
+        target = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'temzoo.pretraining' has no attribute {name!r}") from None
+    module_name, attr = target.split(":")
+    value = getattr(importlib.import_module(module_name), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,262 @@
+"""Keras callbacks of a pretraining run: step counting and checkpoints, the CSV
+log, the loss-curve PNG, sample grids and a progress bar that knows the run's
+epoch count.
+
+The run's position is one :class:`RunState` shared by the callbacks: ``fit``
+is called once per epoch (each epoch has its own seeded data pipeline, so a
+resumed run only skips the batches already done in the current epoch).
+"""
+
+import csv
+import json
+import os
+import time
+
+import keras
+import numpy as np
+
+from temzoo.atomic import atomic_open, atomic_path
+
+LOG_NAME = "log.csv"
+
+
+class RunState:
+    """Position of a run: global step, completed epochs, images seen."""
+
+    def __init__(self, step=0, epoch=0, batch_size=1, steps_per_epoch=1, seed=0, metrics=None):
+        self.step = int(step)
+        self.epoch = int(epoch)  # completed epochs
+        self.batch_size = int(batch_size)
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.seed = int(seed)
+        self.metrics = dict(metrics or {})
+        self.epoch_start_step = self.step
+
+    @property
+    def images_seen(self):
+        return self.step * self.batch_size
+
+    def as_dict(self):
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "images_seen": self.images_seen,
+            "batch_size": self.batch_size,
+            "steps_per_epoch": self.steps_per_epoch,
+            "seed": self.seed,
+            "metrics": self.metrics,
+        }
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(
+            step=d["step"], epoch=d["epoch"], batch_size=d["batch_size"], steps_per_epoch=d["steps_per_epoch"],
+            seed=d.get("seed", 0), metrics=d.get("metrics"),
+        )
+
+
+def _floats(logs):
+    return {k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0}
+
+
+class StepCheckpoint(keras.callbacks.Callback):
+    """Counts steps into ``state``; saves ``store`` every ``every`` steps and at each epoch end.
+
+    A step-based save is skipped on the last step of an epoch: the epoch-end
+    save follows right after, once validation has run.
+    """
+
+    def __init__(self, store, state, every, verbose=1):
+        super().__init__()
+        self.store, self.state, self.every, self.verbose = store, state, int(every or 0), verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.state.epoch_start_step = self.state.step
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.state.step = self.state.epoch_start_step + batch + 1
+        last_of_epoch = self.state.step % self.state.steps_per_epoch == 0
+        if self.every and self.state.step % self.every == 0 and not last_of_epoch:
+            self._save()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.state.epoch = epoch + 1
+        self.state.metrics = _floats(logs)
+        self._save()
+
+    def _save(self):
+        path = self.store.save(self.state.step, self.state.as_dict())
+        if self.verbose and path:
+            print(f"\n[temzoo] checkpoint at step {self.state.step}: {path}", flush=True)
+
+
+class CSVHistory(keras.callbacks.Callback):
+    """Appends one row per epoch to ``log.csv`` (epoch, step, images_seen, seconds, metrics).
+
+    The previous log survives a resume: rows are appended, and
+    :func:`truncate_log` drops rows past the checkpoint the run resumes from.
+    A row with new columns rewrites the file (atomically) with the union header.
+    """
+
+    def __init__(self, path, state, writer=True):
+        super().__init__()
+        self.path, self.state, self.writer = path, state, writer
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.writer:
+            return
+        row = {
+            "epoch": epoch + 1,
+            "step": self.state.step,
+            "images_seen": self.state.images_seen,
+            "seconds": round(time.time() - self._t0, 3),
+            **{k: f"{v:.6g}" for k, v in _floats(logs).items()},
+        }
+        append_row(self.path, row)
+
+
+def read_log(path):
+    """Rows of a CSV log as dicts (empty when missing)."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def append_row(path, row):
+    rows = read_log(path)
+    header = list(rows[0].keys()) if rows else []
+    if rows and all(k in header for k in row):
+        with open(path, "a", newline="", encoding="utf-8") as f:
+            csv.DictWriter(f, fieldnames=header, restval="").writerow(row)
+            f.flush()
+            os.fsync(f.fileno())
+        return
+    header += [k for k in row if k not in header]
+    _write_rows(path, header, rows + [row])
+
+
+def _write_rows(path, header, rows):
+    with atomic_open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=header, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def truncate_log(path, max_step):
+    """Drop log rows written after step ``max_step`` (a resumed run redoes them)."""
+    rows = read_log(path)
+    kept = [r for r in rows if int(float(r.get("step") or 0)) <= max_step]
+    if len(kept) != len(rows):
+        _write_rows(path, list(rows[0].keys()), kept)
+    return len(rows) - len(kept)
+
+
+class LossCurves(keras.callbacks.Callback):
+    """Redraws ``loss_curves.png`` from the CSV log after each epoch."""
+
+    def __init__(self, log_path, png_path, writer=True):
+        super().__init__()
+        self.log_path, self.png_path, self.writer = log_path, png_path, writer
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.writer:
+            plot_loss_curves(read_log(self.log_path), self.png_path)
+
+
+def plot_loss_curves(rows, png_path):
+    """Training losses (left) and validation PSNR/SSIM (right) per epoch, written atomically."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not rows:
+        return None
+    epochs = [int(float(r["epoch"])) for r in rows]
+    fig = Figure(figsize=(10, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2)
+    for key in ("g_loss", "g_gan", "g_l1", "d_loss", "loss", "val_l1"):
+        values = [float(r[key]) if r.get(key) not in (None, "") else np.nan for r in rows]
+        if any(np.isfinite(values)):
+            left.plot(epochs, values, marker="o", ms=3, label=key)
+    left.set_yscale("log")
+    left.set_xlabel("epoch")
+    left.set_title("losses")
+    left.legend(fontsize=8)
+    ax2 = right.twinx()
+    for ax, key, colour in ((right, "val_psnr", "tab:blue"), (ax2, "val_ssim", "tab:red")):
+        values = [float(r[key]) if r.get(key) not in (None, "") else np.nan for r in rows]
+        ax.plot(epochs, values, marker="o", ms=3, color=colour, label=key)
+        ax.set_ylabel(key, color=colour)
+    right.set_xlabel("epoch")
+    right.set_title("validation")
+    fig.tight_layout()
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, format="png")
+    return png_path
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """Every epoch, writes ``samples/epoch-XXXX.png``: noisy | generated | clean for fixed validation patches."""
+
+    def __init__(self, noisy, clean, folder, writer=True):
+        super().__init__()
+        self.noisy, self.clean, self.folder, self.writer = np.asarray(noisy), np.asarray(clean), folder, writer
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.writer:
+            return
+        generated = np.asarray(self.model.generator(self.noisy, training=False))
+        write_sample_grid(
+            os.path.join(self.folder, f"epoch-{epoch + 1:04d}.png"), self.noisy, generated, self.clean,
+            title=f"epoch {epoch + 1}",
+        )
+
+
+def write_sample_grid(path, noisy, generated, clean, title=None):
+    """PNG grid, one row per patch: noisy | generated | clean (each scaled like the clean patch)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    n = len(noisy)
+    fig = Figure(figsize=(6, 2 * n + 0.4), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = np.atleast_2d(fig.subplots(n, 3))
+    for i in range(n):
+        lo, hi = np.percentile(clean[i], [0.5, 99.5])
+        for j, (label, image) in enumerate((("noisy", noisy[i]), ("generated", generated[i]), ("clean", clean[i]))):
+            ax = axes[i, j]
+            ax.imshow(np.asarray(image)[..., 0], cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(label, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
+
+
+class RunProgbar(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, printing ``Epoch e/E`` for the whole run although ``fit`` runs one epoch at a time."""
+
+    def __init__(self, total_epochs):
+        super().__init__()
+        self.total_epochs = int(total_epochs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._reset_progbar()
+        self._maybe_init_progbar()
+        if self.verbose:
+            print(f"Epoch {epoch + 1}/{self.total_epochs}", flush=True)
+
+
+def write_json(path, payload):
+    from temzoo.atomic import write_text
+
+    write_text(path, json.dumps(payload, indent=2, default=str) + "\n")

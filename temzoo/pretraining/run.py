@@ -1,0 +1,512 @@
+"""``pretrain()``: one resumable pretraining run from a model name and a dataset to an
+exported generator with its model card.
+
+Run directory (``out``)::
+
+    run.json                the run manifest: every argument of the run
+    checkpoints/            atomic numbered checkpoints + latest.json (temzoo.pretraining.checkpoints)
+    log.csv                 one row per epoch: step, images seen, seconds, training and validation metrics
+    loss_curves.png         redrawn every epoch
+    samples/epoch-XXXX.png  noisy | generated | clean validation patches, every epoch
+    <name>.keras, <name>.json   the exported generator and its card (at the end)
+
+Re-running the same call (or the same ``temzoo-cli pretrain`` command) after
+a crash or ``kill -9`` resumes from the last checkpoint: weights, optimizer
+state, step counter and the data position (each epoch's pipeline is seeded by
+``(seed, epoch)`` and the batches already done in the epoch are skipped). At
+most the steps since the last checkpoint are lost. A directory holding a
+different run is refused unless ``resume=True`` (continue it with the new
+arguments, e.g. more epochs; model and method must stay the same) or
+``overwrite=True`` (delete that run's files and start afresh).
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+
+from temzoo.errors import BadInputError, InputSizeError, TemzooError
+
+METHODS = ("pix2pix", "autoencoder")
+MANIFEST = "run.json"
+# Arguments that may change when a run is continued with resume=True (a longer run,
+# other devices); every other argument defines the run and must stay the same.
+RESUMABLE_CHANGES = frozenset({
+    "epochs", "checkpoint_every", "keep_checkpoints", "validation_steps", "data_dir", "devices",
+    "jit_compile", "steps_per_execution",
+})
+_RUN_FILES = ("checkpoints", "samples", "log.csv", "loss_curves.png", MANIFEST)
+
+
+class RunExistsError(TemzooError, FileExistsError):
+    """The output directory holds another run."""
+
+
+@dataclasses.dataclass
+class PretrainResult:
+    """What a run produced.
+
+    ``generator`` is the trained in-memory model (float32 export at
+    ``model_path``); ``metrics`` are the last epoch's training and validation
+    metrics; ``resumed_from_step`` is 0 for a fresh run.
+    """
+
+    out: str
+    model_path: str
+    card_path: str
+    card: dict
+    metrics: dict
+    step: int
+    epochs: int
+    images_seen: int
+    resumed_from_step: int
+    log_path: str
+    generator: object = None
+    trainer: object = None
+
+
+def _in_memory_fingerprint(images):
+    import numpy as np
+
+    array = np.ascontiguousarray(np.asarray(images, dtype=np.float32))
+    return f"array{list(array.shape)} sha256:{hashlib.sha256(array.tobytes()).hexdigest()[:16]}"
+
+
+def _manifest(args):
+    """JSON-able description of the run (the arguments that define it)."""
+    manifest = dict(args)
+    for key in ("dataset", "validation_dataset"):
+        value = manifest.get(key)
+        if value is not None and not isinstance(value, str):
+            manifest[key] = _in_memory_fingerprint(value)
+    if manifest.get("normalizer") is not None and hasattr(manifest["normalizer"], "get_config"):
+        manifest["normalizer"] = manifest["normalizer"].get_config()
+    manifest["dose_range"] = [float(v) for v in manifest["dose_range"]]
+    if manifest.get("devices") is not None:
+        manifest["devices"] = list(manifest["devices"])
+    return json.loads(json.dumps(manifest, default=str))
+
+
+def _check_arguments(a):
+    if a["method"] not in METHODS:
+        raise ValueError(f"method={a['method']!r} is not supported; choose one of: {', '.join(METHODS)}.")
+    from temzoo.precision import check_precision
+
+    check_precision(a["precision"])
+    for key in ("patch_size", "batch_size", "epochs", "steps_per_epoch"):
+        value = a[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{key} must be a positive integer, got {value!r}.")
+    if a["validation_steps"] < 0 or (a["checkpoint_every"] is not None and a["checkpoint_every"] < 0):
+        raise ValueError("validation_steps and checkpoint_every must be >= 0.")
+    if a["patch_size"] < 11:
+        raise InputSizeError(f"patch_size={a['patch_size']} is too small: SSIM needs patches of at least 11 pixels.")
+    low, high = (float(v) for v in a["dose_range"])
+    if not 0 < low <= high:
+        raise ValueError(f"dose_range must satisfy 0 < low <= high, got {a['dose_range']}.")
+
+
+def _prepare_out(out, manifest, resume, overwrite, writer):
+    """Check ``out`` against the manifest; returns True if an existing run is continued."""
+    path = os.path.join(out, MANIFEST)
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            try:
+                previous = json.load(f)
+            except json.JSONDecodeError as exc:
+                raise BadInputError(f"{path}: the run manifest is not valid JSON ({exc}). Use --overwrite to start afresh.") from exc
+        if overwrite:
+            if writer:
+                _remove_run(out, previous)
+            return False
+        differing = sorted(k for k in set(previous) | set(manifest) if previous.get(k) != manifest.get(k))
+        if not differing:
+            return True
+        if resume:
+            fixed = [k for k in differing if k not in RESUMABLE_CHANGES]
+            if fixed:
+                details = "; ".join(f"{k}: {previous.get(k)!r} -> {manifest.get(k)!r}" for k in fixed)
+                raise RunExistsError(
+                    f"{out} holds a run that cannot be resumed with these arguments ({details}); only "
+                    f"{', '.join(sorted(RESUMABLE_CHANGES))} may change when resuming. "
+                    "Use --overwrite or another output directory."
+                )
+            return True
+        details = "; ".join(f"{k}: {previous.get(k)!r} -> {manifest.get(k)!r}" for k in differing)
+        raise RunExistsError(
+            f"{out} already holds a different pretraining run ({details}). Re-run with --resume to "
+            "continue it with these arguments, --overwrite to delete it and start afresh, or choose "
+            "another output directory."
+        )
+    if os.path.isdir(out) and os.listdir(out) and not overwrite:
+        raise RunExistsError(
+            f"{out} is not empty and holds no pretraining run ({MANIFEST} is missing); choose an empty "
+            "or new output directory, or pass --overwrite to write into it."
+        )
+    return False
+
+
+def _remove_run(out, previous):
+    name = previous.get("name")
+    for entry in _RUN_FILES + ((f"{name}.keras", f"{name}.json") if name else ()):
+        path = os.path.join(out, entry)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
+def _epoch_seed(seed, epoch):
+    return int((seed * 1_000_003 + epoch * 7919 + 17) % (2**31 - 1))
+
+
+def _load_images(dataset, split, data_dir, verbose):
+    """(images dataset or array, dataset info dict) for a name or in-memory images."""
+    if not isinstance(dataset, str):
+        return dataset, {"dataset": "in-memory", "fingerprint": _in_memory_fingerprint(dataset)}
+    from temzoo import datasets
+
+    builder = datasets.get_builder(dataset, data_dir)
+    if not builder.is_prepared() and getattr(builder, "GENERATED", False):
+        datasets.build_dataset(dataset, data_dir=data_dir, progress=bool(verbose))
+        builder = datasets.get_builder(dataset, data_dir)
+    ds = datasets.load(dataset, split, data_dir=data_dir)
+    info = {"dataset": dataset, "version": str(builder.version), "split": split, "data_dir": builder.data_dir_root}
+    return ds, info
+
+
+def _validation_split(dataset, data_dir):
+    from temzoo import datasets
+
+    splits = datasets.get_builder(dataset, data_dir).info.splits
+    for name in ("validation", "test"):
+        if name in splits:
+            return name
+    return "train"
+
+
+def pretrain(
+    model="unet_b2_p22",
+    dataset="synthetic_tem/unlabeled",
+    method="pix2pix",
+    *,
+    out,
+    patch_size=128,
+    batch_size=8,
+    epochs=10,
+    steps_per_epoch=100,
+    validation_steps=4,
+    checkpoint_every=None,
+    keep_checkpoints=3,
+    resume=False,
+    overwrite=False,
+    precision="float32",
+    seed=0,
+    dose_range=(5.0, 500.0),
+    read_noise=0.0,
+    normalizer=None,
+    augment=True,
+    shuffle_buffer=256,
+    data_dir=None,
+    validation_dataset=None,
+    discriminator="patchgan_70",
+    model_overrides=None,
+    discriminator_overrides=None,
+    l1_lambda=100.0,
+    loss="l1",
+    learning_rate=2e-4,
+    beta_1=0.5,
+    devices=None,
+    jit_compile=False,
+    steps_per_execution=1,
+    name=None,
+    samples=4,
+    verbose=1,
+):
+    """Pretrain ``model`` on the Poisson-denoising pretext task; export the generator with a card.
+
+    Args:
+        model: a registered dense architecture (``temzoo.list_architectures(kind="dense")``).
+        dataset: a dataset name (``"synthetic_tem/unlabeled"``, ``"cem500k"``; feature
+            ``image``) or in-memory images (N x H x W (x 1) array or a tf.data of images).
+        method: ``"pix2pix"`` (generator + conditional PatchGAN + L1) or
+            ``"autoencoder"`` (L1 or L2 only, ``loss=``).
+        out: run directory (see the module docstring).
+        patch_size: training patch side; must be a multiple of the model's total stride.
+        batch_size: GLOBAL batch size (split across replicas).
+        epochs, steps_per_epoch: run length; ``validation_steps`` batches of
+            validation patches are evaluated after every epoch.
+        checkpoint_every: steps between checkpoints (default: ``steps_per_epoch``,
+            i.e. each epoch end only; checkpoints are also written at every epoch end).
+        resume, overwrite: what to do with an output directory holding a different run.
+        precision: ``"float32"``, ``"mixed_float16"`` (GPUs; loss scaling is added)
+            or ``"mixed_bfloat16"``. The exported generator is always float32.
+        seed: initial weights and data order.
+        dose_range, read_noise: the pretext's noise model (Poisson counts per pixel at
+            the mean intensity, drawn log-uniformly per image; Gaussian read noise).
+        normalizer: a :class:`temzoo.normalization.Normalizer` (default standardize).
+        validation_dataset: in-memory validation images when ``dataset`` is in memory
+            (default: the same images with another seed); named datasets use their
+            ``validation`` split.
+        discriminator: PatchGAN preset (``pix2pix`` only); ``*_overrides`` change a
+            preset's config (e.g. ``{"base_filters": 8}``).
+        devices: explicit devices for a MirroredStrategy; default: automatic
+            (see :mod:`temzoo.distribute`).
+        jit_compile: XLA on a single device (ignored under a strategy).
+        name: name of the exported model (default ``<model>_<method>``).
+
+    Returns:
+        :class:`PretrainResult`.
+    """
+
+    from temzoo import distribute
+    from temzoo.normalization import Normalizer
+
+    args = {
+        "model": model, "dataset": dataset, "method": method, "patch_size": patch_size,
+        "batch_size": batch_size, "epochs": epochs, "steps_per_epoch": steps_per_epoch,
+        "validation_steps": validation_steps, "checkpoint_every": checkpoint_every,
+        "keep_checkpoints": keep_checkpoints, "precision": precision, "seed": seed,
+        "dose_range": list(dose_range), "read_noise": float(read_noise),
+        "normalizer": (normalizer or Normalizer("standardize")).get_config(), "augment": augment,
+        "shuffle_buffer": shuffle_buffer, "data_dir": data_dir, "validation_dataset": validation_dataset,
+        "discriminator": discriminator if method == "pix2pix" else None,
+        "model_overrides": model_overrides or {}, "discriminator_overrides": discriminator_overrides or {},
+        "l1_lambda": float(l1_lambda) if method == "pix2pix" else None, "loss": loss if method == "autoencoder" else None,
+        "learning_rate": float(learning_rate), "beta_1": float(beta_1), "devices": devices,
+        "jit_compile": bool(jit_compile), "steps_per_execution": steps_per_execution,
+        "name": name or f"{model}_{method}",
+    }
+    _check_arguments(args)
+    normalizer = Normalizer.from_config(args["normalizer"])
+    name = args["name"]
+    out = os.path.abspath(os.fspath(out))
+    checkpoint_every = steps_per_epoch if checkpoint_every is None else checkpoint_every
+
+    # Names first: unknown model / discriminator / dataset fail before anything is built.
+    from temzoo.models import registry
+
+    entry = registry.architecture(model)
+    if entry.get("kind", "dense") != "dense":
+        raise ValueError(f"{model!r} is a {entry['kind']}, not a dense model; pretrain a model from "
+                         "temzoo.list_architectures(kind='dense').")
+    if method == "pix2pix":
+        d_entry = registry.architecture(discriminator)
+        if d_entry.get("kind") != "discriminator":
+            raise ValueError(f"discriminator={discriminator!r} is not a discriminator; choose one of "
+                             f"{', '.join(registry.list_architectures(kind='discriminator'))}.")
+    if isinstance(dataset, str):
+        from temzoo import datasets
+
+        datasets.resolve(dataset)
+
+    strategy = distribute.get_strategy(devices)
+    writer = distribute.is_chief(strategy)
+    distribute.check_global_batch(strategy, batch_size)
+    manifest = _manifest(args)
+    continuing = _prepare_out(out, manifest, resume, overwrite, writer)
+    model_path = os.path.join(out, f"{name}.keras")
+
+    def make_generator():
+        return registry.build(model, **(model_overrides or {}))
+
+    def make_discriminator():
+        return registry.build(discriminator, **(discriminator_overrides or {}))
+
+    # The patch size must fit the model's stride: checked on the config, before data or training.
+    probe = make_generator()
+    stride = int(getattr(probe, "total_stride", 1))
+    from temzoo.models.layers import SizeCheck
+
+    SizeCheck.check(patch_size, patch_size, stride, model_name=model)
+    del probe
+
+    # Data.
+    from temzoo.data import pretext_pairs
+
+    train_images, data_info = _load_images(dataset, "train", data_dir, verbose)
+    if isinstance(dataset, str):
+        val_split = _validation_split(dataset, data_dir)
+        val_images, _ = _load_images(dataset, val_split, data_dir, 0)
+    else:
+        val_split = "in-memory" if validation_dataset is not None else "in-memory (training images, other seed)"
+        val_images = validation_dataset if validation_dataset is not None else dataset
+    pretext = dict(patch_size=patch_size, batch_size=batch_size, dose_range=tuple(dose_range),
+                   read_noise=read_noise, normalizer=normalizer)
+
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+
+    def train_data(epoch, skip):
+        ds = pretext_pairs(train_images, seed=_epoch_seed(seed, epoch), augment=augment, repeat=True,
+                           shuffle_buffer=shuffle_buffer, **pretext)
+        return ds.skip(skip).with_options(options)
+
+    val_ds = None
+    if validation_steps:
+        val_ds = pretext_pairs(val_images, seed=_epoch_seed(seed, 10**6), augment=False, repeat=True,
+                               shuffle_buffer=0, **pretext).take(validation_steps).cache().with_options(options)
+
+    # Models, optimizers, compile: inside the strategy scope.
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+    def make_optimizer():
+        return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1)
+
+    trainer = distribute.build_trainer(
+        strategy, method, make_generator, make_discriminator if method == "pix2pix" else None,
+        g_optimizer=make_optimizer, d_optimizer=make_optimizer, l1_lambda=l1_lambda, loss=loss,
+        precision=precision, jit_compile=jit_compile, steps_per_execution=steps_per_execution,
+    )
+
+    from temzoo.pretraining.callbacks import (
+        LOG_NAME,
+        CSVHistory,
+        LossCurves,
+        RunProgbar,
+        RunState,
+        SampleGrid,
+        StepCheckpoint,
+        truncate_log,
+    )
+    from temzoo.pretraining.checkpoints import CheckpointStore
+
+    objects = {"generator": trainer.generator, "g_optimizer": trainer.g_optimizer}
+    if method == "pix2pix":
+        objects.update(discriminator=trainer.discriminator, d_optimizer=trainer.d_optimizer)
+    store = CheckpointStore(os.path.join(out, "checkpoints"), objects, keep=keep_checkpoints, writer=writer)
+    log_path = os.path.join(out, LOG_NAME)
+    state = RunState(batch_size=batch_size, steps_per_epoch=steps_per_epoch, seed=seed)
+    resumed_from = 0
+    saved = store.restore() if continuing else None
+    if saved is not None:
+        if saved["steps_per_epoch"] != steps_per_epoch or saved["batch_size"] != batch_size:
+            raise RunExistsError(
+                f"{out}: the checkpoint was made with steps_per_epoch={saved['steps_per_epoch']} and "
+                f"batch_size={saved['batch_size']}; resume with the same values or use --overwrite."
+            )
+        state = RunState.from_dict(saved)
+        resumed_from = state.step
+        if writer:
+            truncate_log(log_path, state.step)
+        if verbose:
+            print(f"[temzoo] resuming {out} from step {state.step} (epoch {state.epoch}/{epochs}, "
+                  f"{state.images_seen} images seen)", flush=True)
+    if writer:
+        from temzoo.pretraining.callbacks import write_json
+
+        os.makedirs(out, exist_ok=True)
+        write_json(os.path.join(out, MANIFEST), manifest)
+
+    sample_noisy = sample_clean = None
+    if val_ds is not None and samples:
+        noisy, clean = next(iter(val_ds))
+        sample_noisy, sample_clean = noisy.numpy()[:samples], clean.numpy()[:samples]
+
+    callbacks = [StepCheckpoint(store, state, checkpoint_every, verbose=verbose),
+                 CSVHistory(log_path, state, writer=writer),
+                 LossCurves(log_path, os.path.join(out, "loss_curves.png"), writer=writer)]
+    if sample_noisy is not None:
+        callbacks.append(SampleGrid(sample_noisy, sample_clean, os.path.join(out, "samples"), writer=writer))
+    if verbose:
+        callbacks.append(RunProgbar(epochs))
+
+    for epoch in range(state.epoch, epochs):
+        done = state.step - epoch * steps_per_epoch
+        if not 0 <= done < steps_per_epoch:
+            raise TemzooError(f"{out}: inconsistent checkpoint (step {state.step} in epoch {epoch}).")
+        trainer.fit(
+            train_data(epoch, done),
+            initial_epoch=epoch,
+            epochs=epoch + 1,
+            steps_per_epoch=steps_per_epoch - done,
+            validation_data=val_ds,
+            callbacks=callbacks,
+            verbose=1 if verbose else 0,
+            shuffle=False,
+        )
+
+    metrics = dict(state.metrics)
+    # The export: float32 generator + card, atomically; non-chief workers only take part.
+    card = None
+    if writer and os.path.exists(model_path) and not _export_is_stale(model_path, state.step):
+        from temzoo.cards import card_path as _card_path
+        from temzoo.cards import read_card
+
+        card = read_card(_card_path(model_path))
+        if verbose:
+            print(f"[temzoo] {out} is complete ({state.step} steps); {model_path} is up to date.", flush=True)
+    elif writer:
+        card = _make_card(trainer, name, model, method, args, data_info, val_split, state, metrics, strategy,
+                          normalizer, discriminator, entry)
+        card = trainer.export_generator(model_path, card)
+        if verbose:
+            print(f"[temzoo] exported {model_path} ({state.step} steps, {state.images_seen} images); "
+                  f"metrics: {json.dumps({k: round(v, 4) for k, v in metrics.items()})}", flush=True)
+    from temzoo.cards import card_path
+
+    return PretrainResult(
+        out=out, model_path=model_path, card_path=card_path(model_path), card=card, metrics=metrics,
+        step=state.step, epochs=state.epoch, images_seen=state.images_seen, resumed_from_step=resumed_from,
+        log_path=log_path, generator=trainer.generator, trainer=trainer,
+    )
+
+
+def _export_is_stale(model_path, step):
+    from temzoo.cards import card_path, read_card
+
+    try:
+        card = read_card(card_path(model_path))
+    except BadInputError:
+        return True
+    return not card or card.get("steps") != step
+
+
+def _make_card(trainer, name, model, method, args, data_info, val_split, state, metrics, strategy,
+               normalizer, discriminator, entry):
+    from temzoo.cards import make_card
+
+    method_info = {
+        "name": method,
+        "reference": "Isola et al. 2017, Image-to-Image Translation with Conditional Adversarial Networks"
+        if method == "pix2pix" else "encoder-decoder trained with an L1/L2 loss",
+        "optimizer": {"name": "Adam", "learning_rate": args["learning_rate"], "beta_1": args["beta_1"]},
+        "batch_size": args["batch_size"],
+        "replicas": int(strategy.num_replicas_in_sync),
+        "strategy": type(strategy).__name__,
+        "precision": args["precision"],
+        "seed": args["seed"],
+    }
+    if method == "pix2pix":
+        method_info.update(
+            l1_lambda=args["l1_lambda"], discriminator=discriminator,
+            discriminator_config=trainer.discriminator.get_config(),
+        )
+    else:
+        method_info["loss"] = args["loss"]
+    return make_card(
+        trainer.generator,
+        name=name,
+        architecture=model,
+        description=entry.get("description"),
+        pretext={
+            "task": "restore the clean image from a Poisson-noised copy",
+            "noise_model": "poisson",
+            "dose_range": [float(v) for v in args["dose_range"]],
+            "dose_units": "counts per pixel at the image's mean intensity, drawn log-uniformly per image",
+            "read_noise": float(args["read_noise"]),
+            "patch_size": args["patch_size"],
+            "augment": bool(args["augment"]),
+        },
+        normalization=normalizer.get_config(),
+        data={**data_info, "validation_split": val_split, "images_seen": state.images_seen},
+        method=method_info,
+        steps=state.step,
+        epochs=state.epoch,
+        metrics=metrics,
+    )
