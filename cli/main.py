@@ -9,6 +9,7 @@ from .evaluate_cmd import evaluate
 from .finetune_cmd import finetune
 from .models_cmd import models
 from .predict_cmd import predict
+from .pretrain_cmd import pretrain
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,6 +27,7 @@ cli.add_command(data)
 cli.add_command(finetune)
 cli.add_command(evaluate)
 cli.add_command(predict)
+cli.add_command(pretrain)
 
 
 if __name__ == "__main__":
