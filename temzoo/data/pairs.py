@@ -235,7 +235,7 @@ def supervised_pairs(
     if target_key is None:
         if task is None:
             raise BadInputError("supervised_pairs needs target_key= or task=.")
-        target_key = targets_table.target_key("this dataset", task, features=spec)
+        target_key = targets_table.target_key("passed to supervised_pairs", task, features=spec)
     if target_key not in spec:
         raise BadInputError(f"dataset elements have no {target_key!r} feature (features: {', '.join(sorted(spec))}).")
     target_dtype = spec[target_key].dtype
