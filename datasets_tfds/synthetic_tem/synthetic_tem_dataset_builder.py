@@ -176,7 +176,6 @@ class SyntheticTem(tfds.core.GeneratorBasedBuilder):
         return self.dataset_info_from_configs(
             features=tfds.features.FeaturesDict(features),
             supervised_keys=supervised,
-            homepage="https://github.com/temzoo/temzoo",
         )
 
     def _split_generators(self, dl_manager):
