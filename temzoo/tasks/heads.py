@@ -77,7 +77,8 @@ def attach_head(backbone, channels, activation, *, scale=1, name=None):
         x = keras.layers.Conv2D(width, 3, padding="same", activation="relu", name="head_refine")(x)
     x = keras.layers.Conv2D(channels, 1, padding="same", name="head")(x)
     outputs = keras.layers.Activation(activation, dtype="float32", name="head_activation")(x)
-    return keras.Model(backbone.inputs, outputs, name=name or f"{backbone.name}_task")
+    inputs = backbone.inputs[0] if len(backbone.inputs) == 1 else backbone.inputs
+    return keras.Model(inputs, outputs, name=name or f"{backbone.name}_task")
 
 
 def freeze(model, mode, encoder_layers=()):

@@ -1,0 +1,151 @@
+"""Tiled prediction: equal to untiled, any size, normalisation, bad input, OOM retry."""
+
+import keras
+import numpy as np
+import pytest
+
+import temzoo
+import temzoo.tasks as tasks
+from temzoo import tiling
+from temzoo.errors import BadInputError, InputSizeError
+from temzoo.normalization import Normalizer
+from temzoo.pretrained import attach_card
+from temzoo.receptive_field import receptive_field
+
+
+def _randomise_batchnorm(model, seed=0):
+    """Non-trivial moving statistics, so the test would notice batch statistics leaking between tiles."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(rng.normal(0, 0.1, layer.moving_mean.shape))
+            layer.moving_variance.assign(rng.uniform(0.5, 1.5, layer.moving_variance.shape))
+    return model
+
+
+@pytest.fixture(scope="module")
+def unet():
+    keras.utils.set_random_seed(0)
+    return _randomise_batchnorm(temzoo.build("unet_b3_p224", base_filters=4))  # stride 16
+
+
+def test_tiled_equals_untiled_on_an_image_that_fits(unet):
+    image = np.random.default_rng(0).random((480, 640)).astype("float32")
+    untiled = unet.predict_on_batch(image[None, ..., None])[0, ..., 0]
+    whole = temzoo.predict(unet, image, tile_size=640)
+    tiled = temzoo.predict(unet, image, tile_size=432, batch_size=3)
+    margin, ramp = tiling.tile_geometry(receptive_field(unet), 16)
+    assert 2 * margin + ramp <= 432 / 2  # 2 x 3 tiles whose overlaps include the zero-weight margins
+    np.testing.assert_allclose(whole, untiled, atol=1e-5)
+    np.testing.assert_allclose(tiled, untiled, atol=1e-4)
+
+
+def test_odd_sizes_come_back_with_the_input_shape(unet):
+    image = np.random.default_rng(1).random((517, 389)).astype("float32")
+    out = temzoo.predict(unet, image, tile_size=432)
+    assert out.shape == (517, 389) and out.dtype == np.float32 and np.isfinite(out).all()
+    assert temzoo.predict(unet, image[..., None], tile_size=432).shape == (517, 389, 1)
+    assert temzoo.predict(unet, image[:3, :5]).shape == (3, 5)  # smaller than the stride: padded
+
+
+def test_segmentation_returns_probabilities_and_scale_2_doubles():
+    backbone = temzoo.build("unet_b2_p22", base_filters=4)
+    seg = tasks.segmentation(backbone, num_classes=3)
+    image = np.random.default_rng(2).random((101, 67)).astype("float32")
+    probs = temzoo.predict(seg, image, tile_size=96)
+    assert probs.shape == (101, 67, 3)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-4)
+    sr = tasks.super_resolution(backbone, scale=2)
+    whole = temzoo.predict(sr, image, tile_size=256)
+    tiled = temzoo.predict(sr, image, tile_size=96)
+    assert whole.shape == (202, 134)
+    np.testing.assert_allclose(tiled, whole, atol=1e-4)
+
+
+def _identity_restorer():
+    inputs = keras.Input((None, None, 1), name="image")
+    x = keras.layers.Conv2D(1, 1, name="head", kernel_initializer="ones", bias_initializer="zeros")(inputs)
+    outputs = keras.layers.Activation("linear", dtype="float32", name="head_activation")(x)
+    return keras.Model(inputs, outputs)
+
+
+def test_restoration_normalises_before_and_maps_back_after():
+    model = _identity_restorer()
+    image = np.random.default_rng(3).normal(1000.0, 50.0, (40, 30)).astype("float32")
+    seen = []
+    original = tiling._forward
+
+    def spy(m):
+        fn = original(m)
+        return lambda batch: seen.append(np.asarray(batch)) or fn(batch)
+
+    attach_card(model, {"task": "denoising", "normalization": Normalizer("standardize").get_config()})
+    try:
+        tiling._forward = spy
+        out = temzoo.predict(model, image)
+    finally:
+        tiling._forward = original
+    assert abs(float(seen[0].mean())) < 1e-3 and float(seen[0].std()) == pytest.approx(1.0, rel=1e-3)
+    np.testing.assert_allclose(out, image, rtol=1e-5)  # identity network: the round trip is exact
+    # an explicit normaliser wins over the card's
+    out = temzoo.predict(model, image, normalizer=Normalizer("percentile"))
+    np.testing.assert_allclose(out, image, rtol=1e-5)
+
+
+def test_bad_images_get_clear_errors(unet):
+    with pytest.raises(InputSizeError, match="1x1"):
+        temzoo.predict(unet, np.ones((1, 1), "float32"))
+    nan = np.zeros((32, 32), "float32")
+    nan[3, 4] = np.nan
+    with pytest.raises(BadInputError, match="NaN"):
+        temzoo.predict(unet, nan)
+    with pytest.raises(BadInputError, match="shape"):
+        temzoo.predict(unet, np.zeros((2, 32, 32), "float32"))
+    with pytest.raises(ValueError, match="too small"):
+        temzoo.predict(unet, np.zeros((300, 300), "float32"), tile_size=64)
+
+
+def test_out_of_memory_retries_with_smaller_tiles(monkeypatch):
+    import tensorflow as tf
+
+    unet = temzoo.build("unet_b2_p22", base_filters=4)  # stride 4, overlap 72: tiles can halve
+    calls = []
+    original = tiling._forward
+
+    def flaky(model):
+        fn = original(model)
+
+        def run(batch):
+            calls.append(batch.shape)
+            if len(calls) == 1:
+                raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+            return fn(batch)
+
+        return run
+
+    image = np.random.default_rng(4).random((300, 260)).astype("float32")
+    expected = temzoo.predict(unet, image, tile_size=512)
+    monkeypatch.setattr(tiling, "_forward", flaky)
+    with pytest.warns(UserWarning, match="Out of memory"):
+        out = temzoo.predict(unet, image, tile_size=512)
+    assert calls[0][1:3] == (300, 260) and calls[1][1:3] == (256, 256)  # retried with smaller tiles
+    np.testing.assert_allclose(out, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("length", [16, 48, 160, 516, 1000])
+def test_window_weights_cover_every_pixel(length):
+    stride, margin, ramp, tile = 4, 12, 8, 64
+    starts = tiling.tile_starts(length, min(tile, length), min(tile, length) - 2 * margin - ramp)
+    assert all(s % stride == 0 for s in starts) and starts[-1] + min(tile, length) == length
+    total = tiling._profile_sum(length, min(tile, length), starts, margin, ramp)
+    assert (total > 0).all()
+
+
+def test_default_tile_size_fits_the_budget(unet, monkeypatch):
+    monkeypatch.setattr(tiling, "memory_budget", lambda: 256 << 20)
+    overlap = 2 * 80 + 48
+    side, batch = tiling.choose_tile_size(unet, 16, overlap)
+    assert side % 16 == 0 and side >= 2 * overlap
+    assert side * side * batch * tiling.bytes_per_pixel(unet) <= (256 << 20)
+    monkeypatch.setattr(tiling, "memory_budget", lambda: 1 << 40)
+    assert tiling.choose_tile_size(unet, 16, overlap) == (tiling.MAX_TILE, tiling.MAX_BATCH)
