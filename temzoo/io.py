@@ -118,6 +118,12 @@ def _tiff_layout(path, tif):
         axes, shape = series.axes, series.shape
     except Exception as exc:
         raise BadInputError(f"{path}: not a readable TIFF file ({type(exc).__name__}: {exc}).") from exc
+    declared = _declared_shape(tif)
+    if declared is not None and int(np.prod(declared)) != int(np.prod(shape)):
+        raise BadInputError(
+            f"{path}: the TIFF file is corrupt or truncated (it declares shape {tuple(declared)}, "
+            f"but only {tuple(shape)} can be read)."
+        )
     spatial = sum(a in "YX" for a in axes)
     if spatial != 2:
         raise BadInputError(f"{path}: a TIFF with axes {axes!r} and shape {shape} is not an image or image stack.")
@@ -126,6 +132,17 @@ def _tiff_layout(path, tif):
     if samples not in (1, 3, 4):
         raise BadInputError(f"{path}: {samples} samples per pixel; temzoo reads grayscale, RGB and RGBA images.")
     return frames, axes
+
+
+def _declared_shape(tif):
+    """The shape a tifffile-written ("shaped") TIFF says it holds, or ``None``."""
+    try:
+        meta = tif.shaped_metadata
+    except Exception:
+        return None
+    if meta and isinstance(meta[0], dict) and "shape" in meta[0]:
+        return [int(n) for n in meta[0]["shape"]]
+    return None
 
 
 def _tiff_frames(path):
