@@ -12,12 +12,16 @@ def _pretrained_entries():
     return pretrained_entries()
 
 
-def list_models(print_table=True):
+def list_models(print_table=True, architectures=None):
     """Return (and print) one row per registered architecture and pretrained model.
 
     Each row is a dict with ``name``, ``family``, ``parameters``,
-    ``receptive_field`` (pixels) and ``pretrained`` (weights available: yes/no).
-    Pretrained entries are listed under their own names with their architecture.
+    ``receptive_field`` (pixels, :func:`temzoo.receptive_field`) and
+    ``pretrained`` (weights available: yes/no). Pretrained entries are listed
+    under their own names with their architecture's numbers.
+
+    Every architecture is built once (random weights) to count its parameters
+    and walk its graph; ``architectures`` limits the table to those names.
     """
     import keras
 
@@ -26,7 +30,12 @@ def list_models(print_table=True):
     pretrained = _pretrained_entries()
     with_weights = {entry["architecture"] for entry in pretrained.values()}
     rows = []
-    for name in registry.list_architectures():
+    names = registry.list_architectures()
+    if architectures is not None:
+        for name in architectures:
+            registry.architecture(name)  # unknown names fail with close matches
+        names = [n for n in names if n in set(architectures)]
+    for name in names:
         model = registry.build(name)
         rows.append(
             {
@@ -41,6 +50,8 @@ def list_models(print_table=True):
         keras.backend.clear_session()
     by_arch = {row["name"]: row for row in rows}
     for name, entry in sorted(pretrained.items()):
+        if architectures is not None and entry.get("architecture") not in by_arch:
+            continue
         arch = by_arch.get(entry["architecture"], {})
         rows.append(
             {

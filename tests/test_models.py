@@ -204,6 +204,10 @@ def test_every_registered_architecture_builds_and_round_trips(name):
     if entry["kind"] == "dense":
         assert model.get_layer("head").output.shape[-1] == config["output_channels"]
         assert model.inputs[0].shape[1:] == (None, None, 1)
+    rf = temzoo.receptive_field(model)
+    assert isinstance(rf, int) and rf > 1
+    if entry["kind"] == "discriminator":
+        assert rf == model.patch_size
     clone = type(model).from_config(config)
     assert clone.get_config() == config
     assert clone.count_params() == model.count_params()
