@@ -169,5 +169,9 @@ def test_bad_inputs_get_clear_errors():
         data.pretext_pairs(IMAGES, patch_size=64, batch_size=2)
     with pytest.raises(BadInputError, match="no 'clean' feature"):
         data.supervised_pairs(labelled(), target_key="clean", patch_size=16, batch_size=2)
+    bigger = tf.data.Dataset.from_tensor_slices(
+        {"image": np.zeros((2, 32, 32, 1), np.uint8), "target": np.zeros((2, 64, 64, 1), np.uint8)})
+    with pytest.raises(BadInputError, match="needs targets of the input's size"):
+        data.supervised_pairs(bigger, target_key="target", patch_size=16, batch_size=2)
     with pytest.raises(BadInputError, match="dose_range"):
         data.pretext_pairs(IMAGES, patch_size=16, batch_size=2, dose_range=(0, 10))
