@@ -21,7 +21,6 @@ GOAL_S = 1.0
 
 def commands():
     import click
-
     from temzoo_cli.main import cli
 
     def walk(command, path):
