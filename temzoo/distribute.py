@@ -82,9 +82,18 @@ def _mirrored(devices):
     instance ...") in TensorFlow 2.21, so the first one is reused."""
     import tensorflow as tf
 
+    devices = tuple(_canonical_device(d) for d in devices)
     if devices not in _mirrored_strategies:
         _mirrored_strategies[devices] = tf.distribute.MirroredStrategy(devices=list(devices))
     return _mirrored_strategies[devices]
+
+
+def _canonical_device(name):
+    """``"/gpu:1"`` -> ``"/job:localhost/replica:0/task:0/device:GPU:1"``."""
+    import tensorflow as tf
+
+    spec = tf.DeviceSpec.from_string(name)
+    return spec.replace(job=spec.job or "localhost", replica=spec.replica or 0, task=spec.task or 0).to_string()
 
 
 def is_distributed(strategy):

@@ -5,7 +5,12 @@ import tensorflow as tf
 
 from temzoo.precision import check_precision, wrap_optimizer
 from temzoo.pretraining import metrics as image_metrics
-from temzoo.pretraining.generator_trainer import GeneratorTrainer, default_optimizer, num_replicas
+from temzoo.pretraining.generator_trainer import (
+    GeneratorTrainer,
+    default_optimizer,
+    num_replicas,
+    step_outputs,
+)
 
 LOSSES = {"l1": image_metrics.mean_absolute_error, "l2": image_metrics.mean_squared_error}
 
@@ -44,4 +49,4 @@ class Autoencoder(GeneratorTrainer):
         variables = self.generator.trainable_variables
         self.g_optimizer.apply(tape.gradient(scaled, variables), variables)
         self.loss_tracker_.update_state(loss)
-        return {"loss": self.loss_tracker_.result()}
+        return step_outputs({"loss": self.loss_tracker_.result()})

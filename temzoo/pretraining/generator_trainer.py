@@ -28,6 +28,20 @@ def num_replicas():
     return tf.distribute.get_strategy().num_replicas_in_sync
 
 
+def step_outputs(values):
+    """What a train/test step returns: scalars, or shape-[1] tensors under a multi-worker strategy.
+
+    Keras (3.15) reduces step outputs across workers with
+    ``strategy.reduce("MEAN", value, axis=0)``, which fails on scalars; a
+    one-element vector reduces to the mean over replicas, a scalar.
+    """
+    from temzoo.distribute import is_multi_worker
+
+    if is_multi_worker(tf.distribute.get_strategy()):
+        return {k: tf.reshape(v, [1]) for k, v in values.items()}
+    return values
+
+
 class GeneratorTrainer(keras.Model):
     """Base class: holds ``generator``; validation metrics l1, psnr, ssim."""
 
@@ -37,6 +51,9 @@ class GeneratorTrainer(keras.Model):
         self.val_l1_tracker = keras.metrics.Mean(name="l1")
         self.psnr_tracker = keras.metrics.Mean(name="psnr")
         self.ssim_tracker = keras.metrics.Mean(name="ssim")
+        # The wrapped networks are functional models, built at construction; the
+        # wrapper has no weights of its own.
+        self.built = True
 
     def call(self, inputs, training=False):
         return self.generator(inputs, training=training)
@@ -47,11 +64,11 @@ class GeneratorTrainer(keras.Model):
         self.val_l1_tracker.update_state(image_metrics.mean_absolute_error(restored, clean))
         self.psnr_tracker.update_state(image_metrics.psnr(restored, clean))
         self.ssim_tracker.update_state(image_metrics.ssim(restored, clean))
-        return {
+        return step_outputs({
             "l1": self.val_l1_tracker.result(),
             "psnr": self.psnr_tracker.result(),
             "ssim": self.ssim_tracker.result(),
-        }
+        })
 
     def _compile_common(self, optimizer, precision, jit_compile, steps_per_execution):
         if jit_compile and num_replicas() > 1:
@@ -59,6 +76,17 @@ class GeneratorTrainer(keras.Model):
                              "use jit_compile=False (temzoo.distribute.build_trainer does this for you).")
         super().compile(optimizer=optimizer, jit_compile=jit_compile, steps_per_execution=steps_per_execution)
         self.precision = precision
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # compile() builds the optimizers and the networks are built, so there is
+        # nothing to build. Keras' own version (3.15) first pulls a batch and
+        # all-reduces it eagerly, which fails under MultiWorkerMirroredStrategy
+        # ("Attempt to convert a value (PerReplica...) to a Tensor").
+        if self.optimizer is not None and self.optimizer.built and all(
+            layer.built for layer in self._flatten_layers()
+        ):
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def export_generator(self, path, card):
         """Save the generator (float32, not the wrapper) as ``.keras`` with its card; returns the card."""

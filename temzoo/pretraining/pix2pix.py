@@ -6,7 +6,12 @@ import tensorflow as tf
 
 from temzoo.precision import check_precision, wrap_optimizer
 from temzoo.pretraining import metrics as image_metrics
-from temzoo.pretraining.generator_trainer import GeneratorTrainer, default_optimizer, num_replicas
+from temzoo.pretraining.generator_trainer import (
+    GeneratorTrainer,
+    default_optimizer,
+    num_replicas,
+    step_outputs,
+)
 
 __all__ = ["Pix2Pix", "default_optimizer"]
 
@@ -124,4 +129,4 @@ class Pix2Pix(GeneratorTrainer):
         }
         for key, tracker in trackers.items():
             tracker.update_state(values[key])
-        return {key: tracker.result() for key, tracker in trackers.items()}
+        return step_outputs({key: tracker.result() for key, tracker in trackers.items()})
