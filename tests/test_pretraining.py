@@ -1,0 +1,206 @@
+"""pretrain(): export + card, run directory rules, logs and plots, bad input, the CLI."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import temzoo
+from temzoo.cards import card_path, sha256_file
+from temzoo.errors import InputSizeError, UnknownNameError
+from temzoo.pretraining import pretrain
+from temzoo.pretraining.run import RunExistsError
+
+TINY = dict(
+    patch_size=32, batch_size=4, epochs=2, steps_per_epoch=3, validation_steps=1, shuffle_buffer=0, samples=2,
+    model_overrides={"base_filters": 4}, discriminator="patchgan_16", discriminator_overrides={"base_filters": 4},
+    verbose=0,
+)
+
+
+def _images(n=6, size=48, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    images = [1.0 + 0.5 * np.sin(xx / (2 + i) + rng.random()) * np.cos(yy / (3 + i)) for i in range(n)]
+    return np.stack(images).astype("float32")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pretrain") / "run"
+    result = pretrain("unet_b2_p22", _images(), "pix2pix", out=out, checkpoint_every=2, **TINY)
+    return out, result
+
+
+def test_exported_generator_loads_in_safe_mode_and_reproduces_the_trained_one(run):
+    out, result = run
+    assert result.model_path == str(out / "unet_b2_p22_pix2pix.keras")
+    model = keras.saving.load_model(result.model_path, safe_mode=True)
+    assert not isinstance(model, temzoo.pretraining.Pix2Pix)  # the generator, not the wrapper
+    x = np.random.default_rng(1).normal(size=(2, 32, 32, 1)).astype("float32")
+    np.testing.assert_allclose(model(x).numpy(), result.generator(x, training=False).numpy(), rtol=1e-5, atol=1e-5)
+    loaded = temzoo.load(result.model_path)  # verifies the card's sha256 before loading
+    np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_card_describes_the_run_and_hashes_the_file(run):
+    out, result = run
+    card = json.loads(open(card_path(result.model_path), encoding="utf-8").read())
+    assert card == result.card
+    assert card["sha256"] == sha256_file(result.model_path)
+    assert card["architecture"] == "unet_b2_p22" and card["config"]["base_filters"] == 4
+    assert card["parameters"] == result.generator.count_params()
+    assert card["pretext"]["noise_model"] == "poisson"
+    assert card["pretext"]["dose_range"] == [5.0, 500.0] and card["pretext"]["read_noise"] == 0.0
+    assert card["normalization"] == {"kind": "standardize", "low": 1.0, "high": 99.8, "eps": 1e-6}
+    assert card["data"]["dataset"] == "in-memory" and card["data"]["images_seen"] == 2 * 3 * 4
+    assert card["method"]["name"] == "pix2pix" and card["method"]["discriminator"] == "patchgan_16"
+    assert card["method"]["l1_lambda"] == 100.0 and card["method"]["replicas"] == 1
+    assert card["steps"] == 6 and card["epochs"] == 2
+    assert set(card["metrics"]) >= {"g_loss", "g_gan", "g_l1", "d_loss", "d_real_acc", "d_fake_acc",
+                                    "val_l1", "val_psnr", "val_ssim"}
+    assert card["metrics"] == pytest.approx(result.metrics)
+    assert card["software"]["tensorflow"] and card["date"]
+    assert isinstance(card["receptive_field"], int) and card["receptive_field"] > 1
+
+
+def test_run_directory_holds_manifest_log_plots_and_checkpoints(run):
+    out, result = run
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["model"] == "unet_b2_p22" and manifest["method"] == "pix2pix" and manifest["epochs"] == 2
+    rows = (out / "log.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,step,images_seen,seconds")
+    assert [r.split(",")[:3] for r in rows[1:]] == [["1", "3", "12"], ["2", "6", "24"]]
+    for png in [out / "loss_curves.png", out / "samples" / "epoch-0001.png", out / "samples" / "epoch-0002.png"]:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    latest = json.loads((out / "checkpoints" / "latest.json").read_text())
+    assert latest["step"] == 6 and latest["epoch"] == 2 and latest["checkpoint"] == "ckpt-000000006"
+    # every 2 steps + every epoch end, the last 3 kept
+    assert sorted(os.listdir(out / "checkpoints")) == ["ckpt-000000003", "ckpt-000000004", "ckpt-000000006",
+                                                        "latest.json"]
+    assert not [p for p in out.rglob("*") if ".partial" in p.name]
+
+
+def test_rerunning_a_finished_run_trains_nothing_and_keeps_the_export(run):
+    out, result = run
+    before = sha256_file(result.model_path)
+    again = pretrain("unet_b2_p22", _images(), "pix2pix", out=out, checkpoint_every=2, **TINY)
+    assert again.resumed_from_step == 6 and again.step == 6
+    assert sha256_file(result.model_path) == before
+    assert len((out / "log.csv").read_text().splitlines()) == 3
+
+
+def test_a_different_run_is_refused_unless_resume_or_overwrite(run, tmp_path):
+    out, _ = run
+    with pytest.raises(RunExistsError, match="--resume"):
+        pretrain("unet_b2_p22", _images(), "pix2pix", out=out, checkpoint_every=2, **{**TINY, "epochs": 3})
+    with pytest.raises(RunExistsError, match="cannot be resumed"):  # the model may not change on resume
+        pretrain("unet_b2_p22", _images(), "autoencoder", out=out, resume=True, **TINY)
+    assert json.loads((out / "run.json").read_text())["epochs"] == 2  # nothing was touched
+    # A non-empty directory that is not a run is refused too.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(RunExistsError, match="not empty"):
+        pretrain("unet_b2_p22", _images(), "pix2pix", out=other, **TINY)
+    assert os.listdir(other) == ["notes.txt"]
+
+
+def test_resume_with_more_epochs_continues_the_step_counter(run, tmp_path):
+    import shutil
+
+    out, result = run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    longer = pretrain("unet_b2_p22", _images(), "pix2pix", out=copy, resume=True, checkpoint_every=2,
+                      **{**TINY, "epochs": 3})
+    assert longer.resumed_from_step == 6 and longer.step == 9 and longer.epochs == 3
+    steps = [line.split(",")[1] for line in (copy / "log.csv").read_text().splitlines()[1:]]
+    assert steps == ["3", "6", "9"]
+    assert longer.card["steps"] == 9 and longer.card["data"]["images_seen"] == 36
+
+
+def test_overwrite_replaces_the_run(run, tmp_path):
+    import shutil
+
+    out, _ = run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    fresh = pretrain("unet_b2_p22", _images(), "autoencoder", out=copy, overwrite=True,
+                     **{**TINY, "epochs": 1, "validation_steps": 0})
+    assert fresh.resumed_from_step == 0 and fresh.step == 3
+    assert not (copy / "unet_b2_p22_pix2pix.keras").exists()
+    assert (copy / "unet_b2_p22_autoencoder.keras").exists()
+    assert set(fresh.metrics) == {"loss"}
+    assert len((copy / "log.csv").read_text().splitlines()) == 2
+    assert json.loads((copy / "run.json").read_text())["method"] == "autoencoder"
+
+
+def test_patch_size_the_model_cannot_take_fails_before_anything_is_written(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(InputSizeError, match="multiples of its total stride 4"):
+        pretrain("unet_b2_p22", _images(), "pix2pix", out=out, **{**TINY, "patch_size": 30})
+    assert not out.exists()
+
+
+def test_unknown_names_fail_with_the_known_ones(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(UnknownNameError, match="synthetic_tem/unlabeled"):
+        pretrain("unet_b2_p22", "synthetic_tem/unlabelled", "pix2pix", out=out, **TINY)
+    with pytest.raises(UnknownNameError, match="unet_b2_p22"):
+        pretrain("unet_b2_p2", _images(), "pix2pix", out=out, **TINY)
+    with pytest.raises(ValueError, match="pix2pix"):
+        pretrain("unet_b2_p22", _images(), "gan", out=out, **TINY)
+    with pytest.raises(ValueError, match="not a discriminator"):
+        pretrain("unet_b2_p22", _images(), "pix2pix", out=out, **{**TINY, "discriminator": "unet_b2_p22"})
+    assert not out.exists()
+
+
+def test_cli_bad_input_exits_non_zero_with_the_reason(run, tmp_path):
+    from temzoo_cli.main import cli
+
+    runner = CliRunner()
+    result = runner.invoke(cli, ["pretrain", "--model", "unet_b2_p22", "--dataset", "nope/unlabeled",
+                                 "--out", str(tmp_path / "a")])
+    assert result.exit_code != 0 and "Unknown dataset 'nope/unlabeled'" in result.output
+    result = runner.invoke(cli, ["pretrain", "--model", "unet_b2_p22", "--patch-size", "30",
+                                 "--out", str(tmp_path / "b")])
+    assert result.exit_code != 0 and "total stride 4" in result.output
+    out, _ = run  # holds an in-memory pix2pix run: a CLI run on a named dataset is a different run
+    result = runner.invoke(cli, ["pretrain", "--model", "unet_b2_p22", "--out", str(out)])
+    assert result.exit_code != 0 and "--overwrite" in result.output
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_cli_help_lists_the_options():
+    from temzoo_cli.main import cli
+
+    result = CliRunner().invoke(cli, ["pretrain", "--help"])
+    assert result.exit_code == 0
+    for option in ("--model", "--dataset", "--method", "--patch-size", "--batch-size", "--epochs",
+                   "--steps-per-epoch", "--out", "--resume", "--overwrite", "--precision", "--seed", "--data-dir"):
+        assert option in result.output
+
+
+def test_psnr_and_ssim_use_the_clean_images_data_range():
+    import tensorflow as tf
+
+    from temzoo.pretraining import metrics
+
+    rng = np.random.default_rng(0)
+    clean = rng.random((2, 32, 32, 1)).astype("float32")
+    restored = clean + 0.05 * rng.normal(size=clean.shape).astype("float32")
+    data_range = clean.max(axis=(1, 2, 3)) - clean.min(axis=(1, 2, 3))
+    mse = ((restored - clean) ** 2).mean(axis=(1, 2, 3))
+    expected = 10 * np.log10(data_range**2 / mse)
+    np.testing.assert_allclose(metrics.psnr(tf.constant(restored), tf.constant(clean)).numpy(), expected, rtol=1e-4)
+    # invariant to the normalisation's offset and scale
+    a = metrics.psnr(tf.constant(3 * restored + 7), tf.constant(3 * clean + 7)).numpy()
+    np.testing.assert_allclose(a, expected, rtol=1e-4)
+    s1 = metrics.ssim(tf.constant(restored), tf.constant(clean)).numpy()
+    s2 = metrics.ssim(tf.constant(3 * restored + 7), tf.constant(3 * clean + 7)).numpy()
+    np.testing.assert_allclose(s1, s2, rtol=1e-4)
+    assert np.all(s1 < 1) and np.all(metrics.ssim(tf.constant(clean), tf.constant(clean)).numpy() > 0.999)
