@@ -1,0 +1,152 @@
+"""Re-create a shipped pretrained model from its recipe, measure it, and register it.
+
+    python recipes/ship.py unet_pretrained [hrnet_pretrained ...] [--runs runs/] [--data-dir DIR]
+    python recipes/ship.py unet_pretrained --dataset cem500k   # the same recipe on CEM500K
+
+For each recipe (``recipes/NAME.json``):
+
+1. ``temzoo.pretraining.pretrain(**recipe["pretrain"])`` into ``RUNS/NAME`` (resumable: re-run
+   the same command after an interruption);
+2. the denoising report (``temzoo.denoising_baselines``) on held-out images of the
+   dataset's ``test`` split at the recipe's low dose: PSNR of the noisy input, of a
+   Gaussian filter tuned on ``validation`` images, and of the generator;
+3. ``--ship`` copies the generator into ``temzoo/weights/NAME.keras`` with its card
+   (the pretraining card plus recipe, report and an honest note on the data),
+   records a reference input/output for ``temzoo-cli models verify``, and updates
+   ``temzoo/weights/registry.json``.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+DATA_NOTE = (
+    "Pretrained on synthetic_tem/unlabeled, temzoo's offline TEM simulator (HRTEM of metal "
+    "nanoparticles through a CTF, and STEM lattices), because CEM500K cannot be downloaded on the "
+    "machines these weights were made on. To pretrain the same recipe on CEM500K, prepare it "
+    "(temzoo-cli data build cem500k --manual-dir DIR) and run: {command}"
+)
+
+
+def cli_command(pretrain_args, dataset=None):
+    args = dict(pretrain_args)
+    if dataset:
+        args["dataset"] = dataset
+    parts = ["temzoo-cli pretrain"]
+    for key, value in args.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, list | tuple):
+            parts.append(f"{flag} " + " ".join(str(v) for v in value))
+        else:
+            parts.append(f"{flag} {value}")
+    parts.append("--out runs/" + args["model"] + "_" + args["method"])
+    return " ".join(parts)
+
+
+def held_out_images(dataset, data_dir, split, count, size):
+    import numpy as np
+
+    from temzoo import datasets
+
+    images = []
+    for example in datasets.load(dataset, split, data_dir=data_dir).take(count):
+        image = np.asarray(example["image"])[..., 0]
+        images.append(image[:size, :size])
+    return images
+
+
+def run_recipe(name, runs, data_dir, dataset=None, ship=False):
+    import numpy as np
+
+    from temzoo import pretrained
+    from temzoo.atomic import write_text
+    from temzoo.cards import card_path, read_card, sha256_file, write_card
+    from temzoo.denoising_baselines import denoising_report
+    from temzoo.normalization import Normalizer
+    from temzoo.pretraining import pretrain
+
+    recipe = json.load(open(os.path.join(HERE, f"{name}.json"), encoding="utf-8"))
+    args = dict(recipe["pretrain"])
+    if dataset:
+        args["dataset"] = dataset
+    args["dose_range"] = tuple(args["dose_range"])
+    result = pretrain(**args, out=os.path.join(runs, name), name=name, data_dir=data_dir, verbose=1)
+    model = pretrained.load(result.model_path)
+    card = read_card(result.card_path)
+
+    ev = recipe["evaluation"]
+    clean = held_out_images(args["dataset"], data_dir, "test", ev["images"], ev["size"])
+    tuning = held_out_images(args["dataset"], data_dir, "validation", ev["tuning_images"], ev["size"])
+    report = denoising_report(model, clean, tuning, dose=ev["dose"], normalizer=Normalizer.from_config(card["normalization"]))
+    report["how"] = (
+        f"{ev['images']} images of {args['dataset']} (test split, top-left {ev['size']}x{ev['size']} crops) in "
+        f"mean-intensity units; Poisson noise at dose {ev['dose']} counts/pixel at the mean intensity; "
+        f"PSNR per image with the clean image's range as peak, averaged; Gaussian sigma tuned on "
+        f"{ev['tuning_images']} validation images (temzoo.denoising_baselines.denoising_report)."
+    )
+    print(json.dumps({k: v for k, v in report.items() if k != "how"}, indent=2))
+    if not ship:
+        return report
+
+    weights = pretrained.WEIGHTS_DIR
+    target = os.path.join(weights, f"{name}.keras")
+    shutil.copyfile(result.model_path, target + ".partial")
+    os.replace(target + ".partial", target)
+    digest = sha256_file(target)
+    assert digest == card["sha256"], "the copied file differs from the exported one"
+    card.update(
+        name=name,
+        aliases=recipe.get("aliases", []),
+        description=recipe["description"],
+        recipe=f"recipes/{name}.json",
+        training_data_note=DATA_NOTE.format(command=cli_command(recipe["pretrain"], "cem500k")),
+        denoising=report,
+    )
+    card["data"].pop("data_dir", None)
+    write_card(card_path(target), card)
+    pretrained.record_reference(model, target, size=64)
+
+    registry = json.load(open(pretrained.REGISTRY_FILE, encoding="utf-8")) if os.path.exists(pretrained.REGISTRY_FILE) else []
+    registry = [e for e in registry if e["name"] != name]
+    registry.append(
+        {
+            "name": name,
+            "aliases": recipe.get("aliases", []),
+            "architecture": recipe["architecture"],
+            "file": f"{name}.keras",
+            "sha256": digest,
+            "description": recipe["description"],
+            "parameters": card["parameters"],
+            "receptive_field": card["receptive_field"],
+        }
+    )
+    registry.sort(key=lambda e: e["name"])
+    write_text(pretrained.REGISTRY_FILE, json.dumps(registry, indent=2) + "\n")
+    print(f"shipped {target} ({os.path.getsize(target) / 1e6:.1f} MB, sha256 {digest[:12]}...)")
+    np.testing.assert_allclose(  # the shipped file reproduces the in-memory generator
+        np.asarray(pretrained.load(name)(np.load(pretrained.reference_path(target))["input"])),
+        np.load(pretrained.reference_path(target))["output"], atol=1e-5,
+    )
+    return report
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="+", help="recipe names (files recipes/NAME.json)")
+    parser.add_argument("--runs", default=os.path.join(ROOT, "runs"), help="where the pretraining runs go")
+    parser.add_argument("--data-dir", default=None, help="TFDS data dir")
+    parser.add_argument("--dataset", default=None, help="pretrain on another dataset, e.g. cem500k")
+    parser.add_argument("--ship", action="store_true", help="copy into temzoo/weights and register")
+    opts = parser.parse_args(argv)
+    for name in opts.names:
+        run_recipe(name, opts.runs, opts.data_dir, opts.dataset, opts.ship)
+
+
+if __name__ == "__main__":
+    main()
