@@ -152,12 +152,17 @@ def main(argv=None):
         print(row, flush=True)
         rows.append(row)
         del model
+        _report(rows, modes, args, n, peak)  # after every model, so a cut-short run keeps its rows
+    return rows
+
+
+def _report(rows, modes, args, n, peak):
     columns = ["model", "params_M", "GFLOP/img"]
     for xla in modes:
         tag = "xla" if xla else "noxla"
         columns += [f"fwd img/s {tag}", f"train img/s {tag}", f"fwd % matmul {tag}", f"train % matmul {tag}"]
     table = markdown_table(rows, columns)
-    print(table)
+    print(table, flush=True)
     info = machine()
     device = ", ".join(info["gpus"]) or f"CPU only ({info['cpus']} cores)"
     load = f", 1-min load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
@@ -169,14 +174,14 @@ def main(argv=None):
         + f"`, measured {info['date']} on {device}, TensorFlow {info['tensorflow']}{load}. "
         f"Reference: float32 {n}x{n} matmul (XLA) at {peak / 1e9:.1f} GFLOP/s. GFLOP/img counts "
         "2 x multiply-adds of convolutions and dense layers at this size; training is counted as 3x "
-        "forward. Goal (issue 2): training >= 35 % of the matmul rate for mid-size models.\n\n"
-        f"{table}\n"
+        "forward. Goal (issue 2): training >= 35 % of the matmul rate for mid-size models."
+        + ("" if info["gpus"] else " On a shared CPU both rates are lower bounds and noisy; the goal is for GPUs.")
+        + f"\n\n{table}\n"
     )
     if not args.no_docs:
         write_section("models", text)
     if args.json:
         write_json(args.json, {"machine": info, "setting": vars(args), "matmul_flops": peak, "rows": rows})
-    return rows
 
 
 if __name__ == "__main__":
