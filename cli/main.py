@@ -6,6 +6,7 @@ from temzoo._version import __version__
 
 from .data_cmd import data
 from .evaluate_cmd import evaluate
+from .experiment_cmd import experiment
 from .finetune_cmd import finetune
 from .models_cmd import models
 from .predict_cmd import predict
@@ -28,6 +29,7 @@ cli.add_command(finetune)
 cli.add_command(evaluate)
 cli.add_command(predict)
 cli.add_command(pretrain)
+cli.add_command(experiment)
 
 
 if __name__ == "__main__":
