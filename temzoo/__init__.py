@@ -13,19 +13,23 @@ import importlib
 
 from temzoo._version import __version__
 
+# Imported eagerly (it needs no Keras): the function shares its module's name,
+# and a lazy attribute would be shadowed by the submodule once anything imports
+# ``temzoo.receptive_field``, making ``temzoo.receptive_field(model)`` a module.
+from temzoo.receptive_field import receptive_field
+
 # public name -> "module:attribute"
 _LAZY = {
     "build": "temzoo.models.registry:build",
     "list_architectures": "temzoo.models.registry:list_architectures",
     "list_models": "temzoo.zoo:list_models",
-    "receptive_field": "temzoo.receptive_field:receptive_field",
     "load": "temzoo.pretrained:load",
     "register": "temzoo.pretrained:register",
     "card": "temzoo.pretrained:card",
     "predict": "temzoo.tiling:predict",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", "receptive_field", *_LAZY]
 
 
 def __getattr__(name):
