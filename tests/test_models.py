@@ -139,7 +139,7 @@ def test_mobilenet_input_adapters():
     replicate = MobileNetUNet(alpha=0.35, decoder_filters=(8, 8, 4, 4, 4), input_adapter="replicate")
     assert conv.count_params() == replicate.count_params() + 6  # 1x1 conv 1->3 with bias
     x = np.random.default_rng(0).random((1, 32, 32, 1)).astype("float32")
-    adapter = keras.Model(conv.inputs, conv.get_layer("input_adapter").output)
+    adapter = keras.Model(conv.input, conv.get_layer("input_adapter").output)
     np.testing.assert_allclose(adapter(x), np.repeat(x, 3, axis=-1), rtol=1e-6)  # starts as replication
     with pytest.raises(ValueError, match="replicate"):
         MobileNetUNet(input_channels=2, input_adapter="replicate")
@@ -151,8 +151,11 @@ def test_mobilenet_taps_have_strides_2_to_32():
     for encoder, alpha in (("mobilenetv2", 0.35), ("mobilenetv3large", 0.75)):
         from temzoo.models.mobilenet_unet import build_encoder
 
-        features = build_encoder(encoder, alpha)(np.zeros((1, 64, 64, 3), "float32"))
+        model = build_encoder(encoder, alpha)
+        features = model(np.zeros((1, 64, 64, 3), "float32"))
         assert [f.shape[1] for f in features] == [32, 16, 8, 4, 2]
+        # no hidden ImageNet rescaling inside the encoder (V3's include_preprocessing is off)
+        assert not any(isinstance(layer, keras.layers.Rescaling) for layer in model.layers)
 
 
 # ---------------------------------------------------------------- registry

@@ -161,3 +161,11 @@ def test_fixed_input_size_is_used():
         x = keras.layers.Conv2D(1, 3, padding="same")(x)
     assert receptive_field(keras.Model(inputs, x)) == 16  # 21 wide, clipped to the 16-pixel image
     assert np.isscalar(receptive_field(keras.Model(inputs, x)))
+
+
+def test_public_name_is_the_function_even_after_importing_the_module():
+    import temzoo
+    import temzoo.receptive_field as module
+
+    assert temzoo.receptive_field is module.receptive_field
+    assert temzoo.receptive_field(_chain(keras.layers.Conv2D(1, 5, padding="same"))) == 5

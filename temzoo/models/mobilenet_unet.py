@@ -77,7 +77,7 @@ def build_encoder(encoder="mobilenetv2", alpha=1.0, minimalistic=False, weights=
     taps = taps[1:] + [app.output]  # the first stride-2 layer reads the image itself
     if len(taps) != 5:
         raise AssertionError(f"{encoder}: expected 5 feature taps, found {len(taps)}")
-    return keras.Model(app.inputs, taps, name="encoder")
+    return keras.Model(app.input, taps, name="encoder")
 
 
 @keras.saving.register_keras_serializable(package="temzoo")
