@@ -641,6 +641,8 @@ INIT_STYLE = {"pix2pix": "-", "autoencoder": "--", "random": ":"}
 
 def write_plots(rows, img_dir, prefix="pretraining_effect"):
     """Metric vs labelled fraction per init, learning curves, metric vs receptive field; returns the PNG paths."""
+    from matplotlib.ticker import MaxNLocator
+
     paths = {}
     pre = [r for r in rows if r["study"] == "pretraining" and r["status"] == OK]
     for task in sorted({r["task"] for r in pre}):
@@ -677,6 +679,7 @@ def write_plots(rows, img_dir, prefix="pretraining_effect"):
                 ax.plot(range(1, len(curve) + 1), curve, color=colours[row["model"]],
                         linestyle=INIT_STYLE[row["init"]], marker=".", label=f"{row['model']} {row['init']}")
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel(f"validation {CONVERGENCE_METRIC[task]}")
             ax.set_title(f"{fmt_fraction(fraction)} labels", fontsize=9)
             ax.legend(fontsize=6)
