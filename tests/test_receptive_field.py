@@ -164,8 +164,11 @@ def test_fixed_input_size_is_used():
 
 
 def test_public_name_is_the_function_even_after_importing_the_module():
-    import temzoo
-    import temzoo.receptive_field as module
+    import sys
 
+    import temzoo
+    import temzoo.receptive_field  # noqa: F401  (would rebind temzoo.receptive_field if lazy)
+
+    module = sys.modules["temzoo.receptive_field"]
     assert temzoo.receptive_field is module.receptive_field
     assert temzoo.receptive_field(_chain(keras.layers.Conv2D(1, 5, padding="same"))) == 5

@@ -1,6 +1,7 @@
 """U-Net whose encoder is a ``keras.applications`` MobileNet (V2, V3-Small, V3-Large)."""
 
 import os
+import warnings
 
 import keras
 
@@ -52,7 +53,10 @@ def build_encoder(encoder="mobilenetv2", alpha=1.0, minimalistic=False, weights=
             )
         weights = os.fspath(weights)
     try:
-        app = _application(encoder, alpha, minimalistic, weights)
+        with warnings.catch_warnings():
+            # the encoder is fully convolutional: ImageNet weights for 224 px apply to any size
+            warnings.filterwarnings("ignore", message=".*Weights for input shape \\(224, 224\\) will be loaded")
+            app = _application(encoder, alpha, minimalistic, weights)
     except ValueError:
         raise  # Keras' own argument checks (e.g. alpha without ImageNet weights) are clear
     except Exception as error:
