@@ -27,14 +27,17 @@ FREEZE = ("none", "encoder", "all_but_head")
               help="Where TFDS datasets live (default: $TEMZOO_DATA_DIR or ~/tensorflow_datasets).")
 @click.option("--steps-per-epoch", type=click.IntRange(1), default=None,
               help="Training steps per epoch (default: one pass over the training fraction).")
+@click.option("--validation-images", type=click.IntRange(0), default=16, show_default=True,
+              help="Validate on the first N validation images (0: the whole split).")
 @click.option("--validation-steps", type=click.IntRange(1), default=None,
-              help="Validation batches per epoch (default: the whole validation split).")
+              help="At most this many validation batches per epoch.")
 @click.option("--overlays", type=click.IntRange(0), default=4, show_default=True,
               help="Validation images to draw prediction overlays for.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace the results of a previous run in --out.")
 def finetune(model_name, dataset, task, train_fraction, epochs, batch_size, patch_size, freeze, learning_rate,
-             num_classes, seed, data_dir, steps_per_epoch, validation_steps, overlays, out, overwrite):
+             num_classes, seed, data_dir, steps_per_epoch, validation_images, validation_steps, overlays, out,
+             overwrite):
     """Fine-tune a model on a labelled dataset and save the best one.
 
     Writes OUT/model.keras with its card OUT/model.json (the epoch with the
@@ -51,11 +54,13 @@ def finetune(model_name, dataset, task, train_fraction, epochs, batch_size, patc
             model_name, dataset, task, out=out, train_fraction=train_fraction, epochs=epochs,
             batch_size=batch_size, patch_size=patch_size, freeze=freeze, learning_rate=learning_rate,
             num_classes=num_classes, seed=seed, data_dir=data_dir, steps_per_epoch=steps_per_epoch,
-            validation_steps=validation_steps, overlays=overlays, overwrite=overwrite, echo=click.echo,
+            validation_images=validation_images or None, validation_steps=validation_steps,
+            overlays=overlays, overwrite=overwrite, echo=click.echo,
         )
     except (TemzooError, ValueError) as err:
         raise click.ClickException(str(err)) from err
-    click.echo(f"\nValidation metrics (best epoch {result['best_epoch']} of {epochs}, {result['seconds']:.0f} s):")
+    click.echo(f"\nValidation metrics on {result['validation_examples']} images "
+               f"(best epoch {result['best_epoch']} of {epochs}, {result['seconds']:.0f} s):")
     click.echo(format_metrics(result["validation"]))
     click.echo(f"\nSaved {result['paths']['model']} (+ card), {result['paths']['metrics']}, "
                f"{result['paths']['curves']} and {len(result['paths']['overlay_files'])} overlay(s).")

@@ -43,6 +43,7 @@ DEFAULTS = {
     "learning_rate": 1e-3,
     "seed": 0,
     "overlays": 4,
+    "validation_images": 16,
 }
 
 
@@ -128,6 +129,7 @@ def finetune(
     dataset_config=None,
     steps_per_epoch=None,
     validation_steps=None,
+    validation_images=DEFAULTS["validation_images"],
     overlays=DEFAULTS["overlays"],
     overwrite=False,
     verbose=2,
@@ -145,8 +147,10 @@ def finetune(
             small ``SyntheticTemConfig`` for a quick run).
         patch_size: training crop size; a multiple of the model's total stride.
         steps_per_epoch: default one pass over the training fraction.
-        validation_steps: default the whole validation split (full images,
-            cropped to a multiple of the stride).
+        validation_images: validate on the first N images of the validation
+            split (``None``: all of it); whole images, cropped to a multiple of
+            the stride. The default keeps the README command within minutes on a CPU.
+        validation_steps: at most this many validation batches per epoch.
         overlays: how many validation images get a prediction overlay PNG.
 
     Returns a dict: ``validation`` (best epoch's metrics), ``best_epoch``,
@@ -188,6 +192,9 @@ def finetune(
 
     train_all = _load_split(dataset, "train", data_dir, dataset_config)
     val = _load_split(dataset, "validation", data_dir, dataset_config)
+    if validation_images and validation_images < _count(val):
+        # a TFDS slice, not .take(): TFDS caches small splits, and a partial read of a cache warns
+        val = _load_split(dataset, f"validation[:{int(validation_images)}]", data_dir, dataset_config)
     n_train_all = _count(train_all)
     train = pipelines.take_fraction(train_all, train_fraction, seed=seed, num_examples=n_train_all)
     n_train, n_val = _count(train), _count(val)
@@ -220,6 +227,7 @@ def finetune(
         "patch_size": patch_size,
         "learning_rate": learning_rate,
         "seed": seed,
+        "validation_images": n_val,
     }
     exporter = BestModelExporter(paths["model"], "val_loss", card_fields, echo)
     history = task_model.fit(
