@@ -24,6 +24,8 @@ def main(argv=None):
                         help="run only this study (repeatable)")
     parser.add_argument("--dataset", action="append", default=[], metavar="TASK=NAME",
                         help="another dataset for a task, e.g. segmentation=au_np")
+    parser.add_argument("--render-only", action="store_true",
+                        help="only re-write docs/results.md and docs/img/ from the existing JSON (no runs)")
     opts = parser.parse_args(argv)
 
     from temzoo import experiment as ex
@@ -34,11 +36,14 @@ def main(argv=None):
         settings = ex.customize(settings, task_data=ex.parse_task_data(opts.dataset, settings.task_data))
     suffix = "" if preset == "full" else "_quick"
     command = "python benchmarks/pretraining_effect.py" + (" --quick" if opts.quick else "")
+    json_path = os.path.join(ROOT, "benchmarks", "results", f"pretraining_effect{suffix}.json")
+    page_path, img_dir = os.path.join(ROOT, "docs", "results.md"), os.path.join(ROOT, "docs", "img")
+    if opts.render_only:
+        ex.write_results(ex.load_runs(json_path), page_path, img_dir)
+        print(f"wrote {page_path} from {json_path}")
+        return
     payload = ex.run_experiment(
-        settings,
-        json_path=os.path.join(ROOT, "benchmarks", "results", f"pretraining_effect{suffix}.json"),
-        page_path=os.path.join(ROOT, "docs", "results.md"),
-        img_dir=os.path.join(ROOT, "docs", "img"),
+        settings, json_path=json_path, page_path=page_path, img_dir=img_dir,
         data_dir=opts.data_dir, studies=tuple(opts.study or ex.STUDIES), resume=opts.resume, command=command,
     )
     print(f"{sum(r['status'] == ex.OK for r in payload['records'])} runs, {payload['wall_seconds'] / 60:.1f} min; "

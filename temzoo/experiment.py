@@ -737,6 +737,12 @@ def results_page(payload, img_paths=None, page_dir=None):
         f"[`{os.path.basename(payload.get('json_name', 'runs.json'))}`]({payload.get('json_name', 'runs.json')}).",
         "",
     ]
+    if settings["name"] != "full":
+        out += [f"This is the **{settings['name']}** preset, a reduced grid: models {', '.join(settings['models'])}; "
+                f"labelled fractions {', '.join(fmt_fraction(f) for f in settings['fractions'])}; "
+                f"{len(settings['seeds'])} seed(s); tasks {', '.join(settings['task_data'])}; short budgets on small "
+                "builds of the synthetic datasets. It checks that the pipeline runs and shows the direction of the "
+                "effects at this scale; it is not the full grid (see the end of the page).", ""]
     if payload.get("note"):
         out += [payload["note"], ""]
     out += ["Metrics: segmentation IoU and Dice of the particle class; restoration PSNR (dB, peak = the target's "
