@@ -120,6 +120,9 @@ def load(name_or_path, compile=False):
     """
     import keras
 
+    from temzoo.serialization import register_custom_objects
+
+    register_custom_objects()
     if isinstance(name_or_path, os.PathLike) or str(name_or_path).endswith(".keras"):
         path = os.fspath(name_or_path)
         if not os.path.exists(path):
