@@ -139,7 +139,7 @@ def evaluate(model, dataset, split="test", *, data_dir=None, dataset_config=None
 
 def format_metrics(metrics):
     """Two-column text table of a metrics dict."""
-    width = max(len(k) for k in metrics)
+    width = max(len("metric"), *(len(k) for k in metrics))
     lines = [f"{'metric'.ljust(width)}  value", f"{'-' * width}  --------"]
     lines += [f"{k.ljust(width)}  {v:.4f}" for k, v in metrics.items()]
     return "\n".join(lines)

@@ -136,3 +136,18 @@ def test_dataset_without_labels_for_the_task_is_refused_before_training(tmp_path
     assert result.exit_code != 0
     assert "synthetic_tem/unlabeled has no labels for segmentation" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_evaluation_scores_from_known_inputs():
+    from temzoo.evaluate import restoration_scores, segmentation_scores
+
+    # rows: truth, columns: prediction; class 1: tp 30, fp 10, fn 20
+    scores = segmentation_scores([[40, 10], [20, 30]])
+    assert scores["iou_class_1"] == pytest.approx(30 / 60) and scores["iou_class_0"] == pytest.approx(40 / 70)
+    assert scores["mean_iou"] == pytest.approx((30 / 60 + 40 / 70) / 2)
+    assert scores["dice"] == pytest.approx(60 / 90) and scores["pixel_accuracy"] == pytest.approx(0.7)
+    image = np.random.default_rng(0).random((32, 32)).astype("float32")
+    same = restoration_scores(image, image)
+    assert same["mae"] == 0 and same["ssim"] == pytest.approx(1.0, abs=1e-5) and same["psnr"] > 50
+    off = restoration_scores(image + 0.1, image)
+    assert off["mae"] == pytest.approx(0.1, rel=1e-4) and off["psnr"] < same["psnr"]
