@@ -1,0 +1,259 @@
+"""Pretraining throughput: temzoo's Pix2Pix through ``fit`` versus a hand-written
+``tf.function`` loop in the style of the TensorFlow pix2pix tutorial, on the same
+generator, discriminator and data, in one run; plus the autoencoder.
+
+Rows (images/s, training, after warm-up):
+
+* ``tutorial loop``: ``@tf.function train_step`` with two GradientTapes and
+  ``apply_gradients`` called from a Python ``for`` loop over the dataset,
+  as in https://www.tensorflow.org/tutorials/generative/pix2pix (without its
+  per-step ``tf.summary`` writes, which would only slow the baseline down);
+* ``Pix2Pix.fit``: temzoo's trainer, without and with XLA (``jit_compile``,
+  single device only) and with ``steps_per_execution``;
+* ``Autoencoder.fit``: the L1-only twin, without and with XLA.
+
+Goal (issue 4): Pix2Pix through ``fit`` >= 1.1x the tutorial loop.
+Every configuration is built, traced and warmed up once; then the timed runs
+of all configurations are interleaved in rounds and the median is reported, so
+a busy machine affects all rows alike.
+
+    python benchmarks/pretraining.py                       # CPU setting: 64 px, batch 4, 20 steps, 3 rounds
+    python benchmarks/pretraining.py --size 256 --batch 16 --steps 100   # GPU setting
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+from _report import machine, markdown_table, write_json, write_section
+
+
+def make_data(size, batch, count=8):
+    """A cached dataset of ``count`` (noisy, clean) batches from the pretext pipeline, repeated."""
+    import numpy as np
+
+    from temzoo.data import pretext_pairs
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[: 2 * size, : 2 * size]
+    images = np.stack([1.0 + 0.5 * np.sin(xx / (3 + i) + rng.random()) * np.cos(yy / (4 + i)) for i in range(16)])
+    ds = pretext_pairs(images.astype("float32"), patch_size=size, batch_size=batch, seed=0, shuffle_buffer=0)
+    return ds.take(count).cache().repeat()
+
+
+def build(model, discriminator, seed=0):
+    import keras
+
+    import temzoo
+
+    keras.utils.set_random_seed(seed)
+    g = temzoo.build(model)
+    d = temzoo.build(discriminator)
+    return g, d
+
+
+def tutorial_loop(model, discriminator, data, steps, warmup):
+    """The TensorFlow pix2pix tutorial's training loop (same losses, lambda 100), warmed up;
+    returns a function that times ``steps`` steps and returns images/s."""
+    import tensorflow as tf
+
+    generator, disc = build(model, discriminator)
+    g_opt = tf.keras.optimizers.Adam(2e-4, beta_1=0.5)
+    d_opt = tf.keras.optimizers.Adam(2e-4, beta_1=0.5)
+    loss_object = tf.keras.losses.BinaryCrossentropy(from_logits=True)
+
+    def generator_loss(disc_generated_output, gen_output, target):
+        gan_loss = loss_object(tf.ones_like(disc_generated_output), disc_generated_output)
+        l1_loss = tf.reduce_mean(tf.abs(target - gen_output))
+        return gan_loss + 100 * l1_loss, gan_loss, l1_loss
+
+    def discriminator_loss(disc_real_output, disc_generated_output):
+        real_loss = loss_object(tf.ones_like(disc_real_output), disc_real_output)
+        generated_loss = loss_object(tf.zeros_like(disc_generated_output), disc_generated_output)
+        return real_loss + generated_loss
+
+    @tf.function
+    def train_step(input_image, target):
+        with tf.GradientTape() as gen_tape, tf.GradientTape() as disc_tape:
+            gen_output = generator(input_image, training=True)
+            disc_real_output = disc([input_image, target], training=True)
+            disc_generated_output = disc([input_image, gen_output], training=True)
+            gen_total_loss, gen_gan_loss, gen_l1_loss = generator_loss(disc_generated_output, gen_output, target)
+            disc_loss = discriminator_loss(disc_real_output, disc_generated_output)
+        generator_gradients = gen_tape.gradient(gen_total_loss, generator.trainable_variables)
+        discriminator_gradients = disc_tape.gradient(disc_loss, disc.trainable_variables)
+        g_opt.apply_gradients(zip(generator_gradients, generator.trainable_variables, strict=True))
+        d_opt.apply_gradients(zip(discriminator_gradients, disc.trainable_variables, strict=True))
+        return gen_total_loss
+
+    for noisy, clean in data.take(warmup):
+        train_step(noisy, clean).numpy()
+    batch = next(iter(data))[0].shape[0]
+
+    def measure():
+        start = time.perf_counter()
+        for noisy, clean in data.take(steps):
+            loss = train_step(noisy, clean)
+        float(loss)  # wait for the last step
+        return steps * batch / (time.perf_counter() - start)
+
+    return measure
+
+
+def fit_rate(method, model, discriminator, data, steps, warmup, jit_compile, steps_per_execution=1):
+    """temzoo's trainer, traced and warmed up by a first ``fit``; returns a function that times
+    ``steps`` steps of a further ``fit`` call (the traced function is reused) and returns images/s."""
+    from temzoo import distribute
+
+    g_d = {}
+
+    def make_generator():
+        g_d["g"], g_d["d"] = build(model, discriminator)
+        return g_d["g"]
+
+    trainer = distribute.build_trainer(
+        distribute.get_strategy(), method, make_generator, lambda: g_d["d"],
+        jit_compile=jit_compile, steps_per_execution=steps_per_execution,
+    )
+    warm = max(warmup, steps_per_execution)
+    trainer.fit(data, epochs=1, steps_per_epoch=warm - warm % steps_per_execution, verbose=0, shuffle=False)
+    batch = next(iter(data))[0].shape[0]
+
+    def measure():
+        start = time.perf_counter()
+        trainer.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
+        return steps * batch / (time.perf_counter() - start)
+
+    return measure
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="unet_b3_p222")
+    parser.add_argument("--discriminator", default="patchgan_34")
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
+    parser.add_argument("--warmup", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; the median is reported")
+    parser.add_argument("--steps-per-execution", type=int, default=5)
+    parser.add_argument("--json", default=os.path.join(os.path.dirname(__file__), "results", "pretraining.json"))
+    parser.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
+    parser.add_argument("--note", default="", help="a sentence added to the docs section (e.g. how busy the machine was)")
+    parser.add_argument("--from-json", default=None,
+                        help="re-report a previous results file (table, JSON, docs) without measuring")
+    args = parser.parse_args(argv)
+    if args.from_json:
+        import json
+
+        with open(args.from_json, encoding="utf-8") as f:
+            payload = json.load(f)
+        report(payload, args)
+        return
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    data = make_data(args.size, args.batch)
+    spe = args.steps_per_execution
+    configs = [
+        ("tutorial loop (tf.function)", "pix2pix", lambda: tutorial_loop(
+            args.model, args.discriminator, data, args.steps, args.warmup)),
+        ("Pix2Pix.fit", "pix2pix", lambda: fit_rate(
+            "pix2pix", args.model, args.discriminator, data, args.steps, args.warmup, False)),
+        ("Pix2Pix.fit + XLA", "pix2pix", lambda: fit_rate(
+            "pix2pix", args.model, args.discriminator, data, args.steps, args.warmup, True)),
+        (f"Pix2Pix.fit + XLA, steps_per_execution={spe}", "pix2pix", lambda: fit_rate(
+            "pix2pix", args.model, args.discriminator, data, args.steps, args.warmup, True, spe)),
+        ("Autoencoder.fit", "autoencoder", lambda: fit_rate(
+            "autoencoder", args.model, args.discriminator, data, args.steps, args.warmup, False)),
+        ("Autoencoder.fit + XLA", "autoencoder", lambda: fit_rate(
+            "autoencoder", args.model, args.discriminator, data, args.steps, args.warmup, True)),
+    ]
+    rates = {name: [] for name, _, _ in configs}
+    t0 = time.perf_counter()
+    load_before = os.getloadavg()
+    measures = {}
+    for name, _, prepare in configs:  # build, trace and warm up every configuration once
+        start = time.perf_counter()
+        measures[name] = prepare()
+        print(f"prepared {name} in {time.perf_counter() - start:.1f} s", flush=True)
+    for round_index in range(args.rounds):
+        for name, _, _ in configs:
+            rates[name].append(measures[name]())
+            print(f"round {round_index + 1}/{args.rounds}  {name:48s} {rates[name][-1]:8.1f} img/s", flush=True)
+    payload = {
+        "machine": machine(), "setting": vars(args), "rates": rates,
+        "methods": {name: method for name, method, _ in configs},
+        "seconds": round(time.perf_counter() - t0, 1),
+        "load_average": {"before": load_before, "after": os.getloadavg()},
+    }
+    report(payload, args)
+
+
+def summarize(payload):
+    """Rows (median, min, max, ratio to the tutorial loop) and a verdict on the 1.1x goal.
+
+    The goal counts as met only if the best configuration's median is >= 1.1x the
+    tutorial's AND its slowest round beats the tutorial's fastest round; otherwise
+    the difference is within the run-to-run spread and is reported as such.
+    """
+    rates = payload["rates"]
+    methods = payload.get("methods") or {r["configuration"]: r["method"] for r in payload["rows"]}
+    names = list(rates)
+    tutorial = names[0]
+    baseline = statistics.median(rates[tutorial])
+    rows = []
+    for name in names:
+        median = statistics.median(rates[name])
+        rows.append({
+            "configuration": name, "method": methods[name], "images_per_s": round(median, 2),
+            "min": round(min(rates[name]), 2), "max": round(max(rates[name]), 2),
+            "vs_tutorial": round(median / baseline, 3) if methods[name] == "pix2pix" else None,
+        })
+    best = max((r for r in rows if r["method"] == "pix2pix" and r["configuration"] != tutorial),
+               key=lambda r: r["images_per_s"])
+    tutorial_max = max(rates[tutorial])
+    if best["vs_tutorial"] >= 1.1 and best["min"] > tutorial_max:
+        verdict = "met"
+    elif best["vs_tutorial"] >= 1.1:
+        verdict = (f"not established: the median ratio is {best['vs_tutorial']:.2f}, but the slowest round of "
+                   f"{best['configuration']} ({best['min']:.2f} img/s) is below the tutorial's fastest "
+                   f"({tutorial_max:.2f} img/s), so the difference is within the run-to-run spread")
+    else:
+        verdict = "NOT met"
+    summary = (f"Best Pix2Pix configuration: {best['configuration']}, median {best['vs_tutorial']:.2f}x the "
+               f"tutorial loop. Goal >= 1.1x: {verdict}.")
+    return rows, summary, verdict == "met"
+
+
+def report(payload, args):
+    rows, summary, met = summarize(payload)
+    payload["rows"], payload["goal_met"] = rows, met
+    table = markdown_table(rows, ["configuration", "method", "images_per_s", "min", "max", "vs_tutorial"])
+    print()
+    print(table)
+    print(summary)
+    write_json(args.json, payload)
+    if args.no_docs:
+        return
+    info, setting = payload["machine"], payload["setting"]
+    gpus = ", ".join(info["gpus"]) or "none"
+    load = payload.get("load_average")
+    load_text = (f" Load average (1 min) before/after: {load['before'][0]:.1f}/{load['after'][0]:.1f} on "
+                 f"{info['cpus']} CPUs." if load else "")
+    note = f" {args.note}" if args.note else ""
+    text = (
+        "## Pretraining throughput (`benchmarks/pretraining.py`)\n\n"
+        f"Pix2Pix ({setting['model']} generator, {setting['discriminator']} discriminator) and the autoencoder "
+        f"twin, training images/s at {setting['size']}x{setting['size']}, batch {setting['batch']}, median "
+        f"(min, max) of {setting['rounds']} interleaved rounds of {setting['steps']} timed steps after tracing "
+        f"and warm-up. Machine: {info['cpus']} CPUs, GPUs: {gpus}, TensorFlow {info['tensorflow']}, "
+        f"{info['date']}.{load_text}{note} The baseline is the TensorFlow pix2pix tutorial's `@tf.function` "
+        "step called from a Python loop (same models, losses and data).\n\n"
+        f"{table}\n\n{summary}\n"
+    )
+    write_section("pretraining", text)
+
+
+if __name__ == "__main__":
+    main()
