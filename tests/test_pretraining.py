@@ -16,7 +16,7 @@ from temzoo.pretraining.run import RunExistsError
 
 TINY = dict(
     patch_size=32, batch_size=4, epochs=2, steps_per_epoch=3, validation_steps=1, shuffle_buffer=0, samples=2,
-    model_overrides={"base_filters": 4}, discriminator="patchgan_16", discriminator_overrides={"base_filters": 4},
+    model_overrides={"base_filters": 4, "dropout": 0.1}, discriminator="patchgan_16", discriminator_overrides={"base_filters": 4},
     verbose=0,
 )
 
@@ -121,6 +121,11 @@ def test_resume_with_more_epochs_continues_the_step_counter(run, tmp_path):
     steps = [line.split(",")[1] for line in (copy / "log.csv").read_text().splitlines()[1:]]
     assert steps == ["3", "6", "9"]
     assert longer.card["steps"] == 9 and longer.card["data"]["images_seen"] == 36
+    # Resumed = uninterrupted: same data position, optimizer, BN and dropout-seed states.
+    straight = pretrain("unet_b2_p22", _images(), "pix2pix", out=tmp_path / "straight", checkpoint_every=2,
+                        **{**TINY, "epochs": 3})
+    for a, b in zip(longer.generator.get_weights(), straight.generator.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_overwrite_replaces_the_run(run, tmp_path):

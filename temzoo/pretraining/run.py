@@ -226,6 +226,10 @@ def pretrain(
 ):
     """Pretrain ``model`` on the Poisson-denoising pretext task; export the generator with a card.
 
+    Resumable: re-running the same call continues from the last checkpoint (weights, optimizer
+    states, dropout seed states, step counter; the data position is restored by seeding each
+    epoch by ``(seed, epoch)`` and skipping the batches already done).
+
     Args:
         model: a registered dense architecture (``temzoo.list_architectures(kind="dense")``).
         dataset: a dataset name (``"synthetic_tem/unlabeled"``, ``"cem500k"``; feature
@@ -379,6 +383,10 @@ def pretrain(
     objects = {"generator": trainer.generator, "g_optimizer": trainer.g_optimizer}
     if method == "pix2pix":
         objects.update(discriminator=trainer.discriminator, d_optimizer=trainer.d_optimizer)
+    # Keras' dropout seed states are not tracked by tf.train.Checkpoint through the models.
+    seed_states = [v.value for net in _networks(trainer) for v in net.variables if "seed_generator_state" in v.path]
+    if seed_states:
+        objects["seed_generators"] = {f"s{i}": v for i, v in enumerate(seed_states)}
     store = CheckpointStore(os.path.join(out, "checkpoints"), objects, keep=keep_checkpoints, writer=writer)
     log_path = os.path.join(out, LOG_NAME)
     state = RunState(batch_size=batch_size, steps_per_epoch=steps_per_epoch, seed=seed)
@@ -455,6 +463,10 @@ def pretrain(
         step=state.step, epochs=state.epoch, images_seen=state.images_seen, resumed_from_step=resumed_from,
         log_path=log_path, generator=trainer.generator, trainer=trainer,
     )
+
+
+def _networks(trainer):
+    return [trainer.generator] + ([trainer.discriminator] if hasattr(trainer, "discriminator") else [])
 
 
 def _export_is_stale(model_path, step):
