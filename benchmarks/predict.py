@@ -159,7 +159,10 @@ def main(argv=None):
             + (f", 1-min load average {load:.1f} at the end (the machine was shared)" if load else "")
             + ". Random-weight models, float32 random images, default (memory-chosen) tiles, each case "
             "in its own process (peak RSS = `ru_maxrss` of that process, TensorFlow runtime included); "
-            "timings exclude a warm-up call that traces the tile shape.\n\n"
+            "timings exclude a warm-up call that traces the tile shape."
+            + (f" HRNet ran at {args.hrnet_size} x {args.hrnet_size} (it is ~4x slower than the U-Net on CPU) "
+               "to keep the run on a shared machine short." if args.hrnet_size and "hrnet" in keys else "")
+            + "\n\n"
             + table1 + "\n\n"
             "Tiling overhead on the ratio image: `temzoo.predict` (normalise, pad, tile, blend, crop) "
             "against one untiled model call; the default tile is at least twice the overlap (receptive "
