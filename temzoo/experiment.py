@@ -750,7 +750,8 @@ def results_page(payload, img_paths=None, page_dir=None):
             "(`temzoo.evaluate`). Mean ± sample std over seeds (n = seeds that ran). Convergence: the first epoch "
             f"whose validation {'/'.join(sorted(set(CONVERGENCE_METRIC.values())))} reaches "
             f"{CONVERGENCE_FRACTION:.0%} of the last epoch's; its wall-clock is from the start of training and "
-            "includes graph tracing (epoch 1) and per-epoch validation. Each seed changes the labelled subset, the "
+            "includes graph tracing (epoch 1) and per-epoch validation. Read it with the final metric: a run that "
+            "stays flat at a poor value 'converges' in 1 epoch. Each seed changes the labelled subset, the "
             "head (and for random init the whole network) initialisation and the augmentation; pretrained "
             "backbones are the same file for every seed.", ""]
 
@@ -862,6 +863,7 @@ def machine():
         "gpus": [g.name for g in tf.config.list_physical_devices("GPU")],
         "tensorflow": tf.__version__,
         "date": time.strftime("%Y-%m-%d"),
+        "load_average_1_5_15_min": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
 
 
