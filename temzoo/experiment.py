@@ -912,7 +912,7 @@ def run_experiment(settings, *, json_path, page_path=None, img_dir=None, data_di
     runnable = sum(c.available for c in cells)
     echo(f"{len(cells)} cells ({runnable} to run, {len(cells) - runnable} not available); writing {json_path}")
     for number, cell in enumerate(cells, start=1):
-        if cell.key in done:
+        if cell.key in done and (done[cell.key]["status"] == OK or not cell.available):  # newly shipped: run
             record = done[cell.key]
         else:
             if cell.available:
