@@ -19,7 +19,6 @@ For each recipe (``recipes/NAME.json``):
 import argparse
 import json
 import os
-import shutil
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -66,7 +65,7 @@ def run_recipe(name, runs, data_dir, dataset=None, ship=False):
 
     from temzoo import pretrained
     from temzoo.atomic import write_text
-    from temzoo.cards import card_path, read_card, sha256_file, write_card
+    from temzoo.cards import export_model, read_card
     from temzoo.denoising_baselines import denoising_report
     from temzoo.normalization import Normalizer
     from temzoo.pretraining import pretrain
@@ -94,12 +93,15 @@ def run_recipe(name, runs, data_dir, dataset=None, ship=False):
     if not ship:
         return report
 
-    weights = pretrained.WEIGHTS_DIR
-    target = os.path.join(weights, f"{name}.keras")
-    shutil.copyfile(result.model_path, target + ".partial")
-    os.replace(target + ".partial", target)
-    digest = sha256_file(target)
-    assert digest == card["sha256"], "the copied file differs from the exported one"
+    # Re-instantiate the generator from its config with the current code and copy the
+    # weights, so the shipped file uses today's layers (e.g. temzoo's UpSampling2D).
+    shipped_model = type(model).from_config(model.get_config())
+    shipped_model.set_weights(model.get_weights())
+    probe = np.random.default_rng(0).standard_normal((1, 64, 64, 1)).astype("float32")
+    np.testing.assert_allclose(shipped_model(probe, training=False), model(probe, training=False), atol=1e-6)
+    model = shipped_model
+
+    target = os.path.join(pretrained.WEIGHTS_DIR, f"{name}.keras")
     card.update(
         name=name,
         aliases=recipe.get("aliases", []),
@@ -109,7 +111,8 @@ def run_recipe(name, runs, data_dir, dataset=None, ship=False):
         denoising=report,
     )
     card["data"].pop("data_dir", None)
-    write_card(card_path(target), card)
+    card = export_model(model, target, card)
+    digest = card["sha256"]
     pretrained.record_reference(model, target, size=64)
 
     registry = json.load(open(pretrained.REGISTRY_FILE, encoding="utf-8")) if os.path.exists(pretrained.REGISTRY_FILE) else []

@@ -2,7 +2,13 @@
 
 import keras
 
-from temzoo.models.layers import SizeCheck, conv_norm_act, normalization_layer, output_head
+from temzoo.models.layers import (
+    SizeCheck,
+    UpSampling2D,
+    conv_norm_act,
+    normalization_layer,
+    output_head,
+)
 
 
 def _norm(x, normalization, groups, name):
@@ -47,7 +53,7 @@ def _fuse(branches, widths, normalization, activation, groups, name):
             elif j > i:  # lower resolution: 1x1 conv to the target width, then upsample
                 y = conv_norm_act(x, widths[i], 1, normalization, None, groups, name=f"{name}_{j}to{i}")
                 factor = 2 ** (j - i)
-                terms.append(keras.layers.UpSampling2D(factor, name=f"{name}_{j}to{i}_up")(y))
+                terms.append(UpSampling2D(factor, name=f"{name}_{j}to{i}_up")(y))
             else:  # higher resolution: (i - j) strided 3x3 convs
                 y = x
                 for step in range(i - j):
@@ -168,12 +174,12 @@ class HRNet(keras.Model):
         if len(branches) == 1 and branches[0].shape[-1] != widths[0]:
             branches = [conv_norm_act(branches[0], widths[0], 1, name="transition_out", **block)]
         upsampled = [branches[0]] + [
-            keras.layers.UpSampling2D(2**i, interpolation="bilinear", name=f"head_up{i}")(x)
+            UpSampling2D(2**i, interpolation="bilinear", name=f"head_up{i}")(x)
             for i, x in enumerate(branches[1:], start=1)
         ]
         x = upsampled[0] if len(upsampled) == 1 else keras.layers.Concatenate(name="head_concat")(upsampled)
         x = conv_norm_act(x, sum(widths), 1, name="head_mix", **block)
-        x = keras.layers.UpSampling2D(4, interpolation="bilinear", name="head_full_resolution")(x)
+        x = UpSampling2D(4, interpolation="bilinear", name="head_full_resolution")(x)
         x = conv_norm_act(x, head, 3, name="head_refine", **block)
         outputs = output_head(x, output_channels, output_activation)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)

@@ -116,3 +116,25 @@ def output_head(x, channels, activation, name="head"):
     x = keras.layers.Conv2D(channels, 1, padding="same", name=name)(x)
     # float32 so that mixed-precision models always return float32
     return keras.layers.Activation(activation or "linear", dtype="float32", name=f"{name}_activation")(x)
+
+
+@keras.saving.register_keras_serializable(package="temzoo")
+class UpSampling2D(keras.layers.UpSampling2D):
+    """Keras' ``UpSampling2D`` that also traces when the image size is unknown.
+
+    Keras' bilinear ``UpSampling2D`` needs static height and width; ``model.predict``
+    relaxes them to ``None`` once it has seen two image sizes (and a
+    ``tf.function`` with a ``[None, None, None, C]`` signature has none), and
+    the layer then fails. With unknown sizes this computes the same resize
+    (``tf.image.resize``, half-pixel centres) from the dynamic shape.
+    """
+
+    def call(self, inputs):
+        if inputs.shape[1] is not None and inputs.shape[2] is not None:
+            return super().call(inputs)
+        import tensorflow as tf  # dynamic shapes only occur when tracing (TensorFlow backend)
+
+        shape = tf.shape(inputs)
+        size = tf.stack([shape[1] * self.size[0], shape[2] * self.size[1]])
+        method = "nearest" if self.interpolation == "nearest" else self.interpolation
+        return tf.cast(tf.image.resize(inputs, size, method=method), inputs.dtype)

@@ -6,7 +6,14 @@ import warnings
 import keras
 
 from temzoo.errors import BadInputError, TemzooError
-from temzoo.models.layers import UPSAMPLINGS, SizeCheck, check_choice, conv_norm_act, output_head
+from temzoo.models.layers import (
+    UPSAMPLINGS,
+    SizeCheck,
+    UpSampling2D,
+    check_choice,
+    conv_norm_act,
+    output_head,
+)
 
 ENCODERS = ("mobilenetv2", "mobilenetv3small", "mobilenetv3large")
 INPUT_ADAPTERS = ("conv", "replicate")
@@ -175,7 +182,7 @@ class MobileNetUNet(keras.Model):
             if upsampling == "transpose":
                 x = keras.layers.Conv2DTranspose(filters, 2, strides=2, padding="same", name=f"up{level}")(x)
             else:
-                x = keras.layers.UpSampling2D(2, interpolation="bilinear", name=f"up{level}_resize")(x)
+                x = UpSampling2D(2, interpolation="bilinear", name=f"up{level}_resize")(x)
                 x = keras.layers.Conv2D(filters, 1, padding="same", name=f"up{level}")(x)
             skip = skips[level]
             if level == 0:  # full resolution: a few features of the image itself

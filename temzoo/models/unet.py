@@ -6,6 +6,7 @@ from temzoo.models.layers import (
     BLOCK_TYPES,
     UPSAMPLINGS,
     SizeCheck,
+    UpSampling2D,
     check_choice,
     conv_norm_act,
     normalization_layer,
@@ -117,7 +118,7 @@ class UNet(keras.Model):
             if upsampling == "transpose":
                 x = keras.layers.Conv2DTranspose(widths[level], p, strides=p, padding="same", name=f"up{level}")(x)
             else:
-                x = keras.layers.UpSampling2D(p, interpolation="bilinear", name=f"up{level}_resize")(x)
+                x = UpSampling2D(p, interpolation="bilinear", name=f"up{level}_resize")(x)
                 x = keras.layers.Conv2D(widths[level], 1, padding="same", name=f"up{level}")(x)
             x = keras.layers.Concatenate(name=f"skip{level}")([x, skips[level]])
             x = _conv_block(x, widths[level], dropout=0.0, name=f"dec{level}", **block)

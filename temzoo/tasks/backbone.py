@@ -30,17 +30,6 @@ class ResolvedModel:
         return self.source == "architecture"
 
 
-def register_custom_objects():
-    """Import every module that registers serialisable temzoo objects, so any saved model deserialises.
-
-    (Model families and their layers, and the task losses and metrics.)
-    """
-    import temzoo.tasks.losses  # noqa: F401
-    from temzoo.models import registry
-
-    registry.family_classes()
-
-
 def resolve_model(spec, *, allow_architecture=True):
     """Return a :class:`ResolvedModel` for ``spec`` (name, ``.keras`` path or model)."""
     import keras
@@ -56,7 +45,6 @@ def resolve_model(spec, *, allow_architecture=True):
     if path.endswith(".keras") or os.path.sep in path or os.path.exists(path):
         if not path.endswith(".keras"):
             raise BadInputError(f"{path}: temzoo models are .keras files; give a .keras path or a registered name.")
-        register_custom_objects()
         model = pretrained.load(path)
         card = pretrained.card(model) or {}
         from temzoo.cards import sha256_file
@@ -66,7 +54,6 @@ def resolve_model(spec, *, allow_architecture=True):
     aliases = {a for e in entries.values() for a in e.get("aliases", ())}
     if path in entries or path in aliases:
         entry = pretrained.resolve(path)
-        register_custom_objects()
         model = pretrained.load(path)
         return ResolvedModel(model, pretrained.card(model), "pretrained", entry["name"], entry.get("sha256"))
     from temzoo.models import registry
