@@ -182,3 +182,18 @@ def test_losses_and_metrics_values():
     assert float(np.asarray(psnr(image, noisy))[0]) == pytest.approx(20.0, abs=1e-3)  # 10 log10(1 / 0.01)
     assert float(np.asarray(ssim(image, image))[0]) == pytest.approx(1.0, abs=1e-5)
     assert float(np.asarray(ssim(image, noisy[:, ::-1]))[0]) < 0.9
+
+
+def test_task_models_use_the_fine_tuning_batchnorm_momentum():
+    import keras
+
+    from temzoo.tasks.builder import FINETUNE_BN_MOMENTUM, set_batchnorm_momentum
+
+    backbone = temzoo.build("unet_b2_p22", base_filters=4)
+    assert {layer.momentum for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)} == {0.99}
+    model = temzoo.tasks.denoising(backbone)
+    momenta = {layer.momentum for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)}
+    assert momenta == {FINETUNE_BN_MOMENTUM}
+    assert set_batchnorm_momentum(model, 0.5) == len(
+        [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    )
