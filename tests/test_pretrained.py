@@ -114,3 +114,14 @@ def test_verify_checks_hash_and_recorded_output(exported, tmp_path):
 def test_register_refuses_wrong_hash(exported):
     with pytest.raises(pretrained.IntegrityError):
         temzoo.register("bad", exported[1], sha256="f" * 64)
+
+
+def test_exported_archive_is_compressed_and_loads(exported):
+    import zipfile
+
+    model, path, _ = exported
+    with zipfile.ZipFile(path) as archive:
+        weights = archive.getinfo("model.weights.h5")
+    assert weights.compress_type == zipfile.ZIP_DEFLATED
+    x = np.ones((1, 16, 16, 1), "float32")
+    np.testing.assert_allclose(temzoo.load(path)(x), model(x), atol=1e-6)
