@@ -1,5 +1,7 @@
 """``temzoo-cli pretrain``: self-supervised pretraining (thin shell over ``temzoo.pretraining.pretrain``)."""
 
+import json
+
 import click
 
 METHODS = ("pix2pix", "autoencoder")
@@ -44,13 +46,21 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 @click.option("--l1-lambda", type=click.FloatRange(0), default=100.0, show_default=True,
               help="Weight of the L1 term of the pix2pix generator loss.")
 @click.option("--loss", type=click.Choice(("l1", "l2")), default="l1", show_default=True, help="Autoencoder loss.")
-@click.option("--learning-rate", type=click.FloatRange(0, min_open=True), default=2e-4, show_default=True)
+@click.option("--learning-rate", type=click.FloatRange(0, min_open=True), default=2e-4, show_default=True,
+              help="Adam learning rate (generator and discriminator).")
+@click.option("--beta-1", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True,
+              help="Adam beta_1 (0.5 as in pix2pix; 0.9 is Adam's usual value).")
+@click.option("--model-overrides", default=None, metavar="JSON",
+              help='Changes to the architecture\'s preset config, e.g. \'{"upsampling": "bilinear"}\'.')
+@click.option("--discriminator-overrides", default=None, metavar="JSON",
+              help='Changes to the PatchGAN preset\'s config, e.g. \'{"base_filters": 32}\'.')
 @click.option("--jit-compile", is_flag=True, help="XLA on a single device (ignored with several devices).")
 @click.option("--name", default=None, help="Name of the exported model (default: MODEL_METHOD).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def pretrain(model_name, dataset, method, patch_size, batch_size, epochs, steps_per_epoch, validation_steps,
              checkpoint_every, keep_checkpoints, out, resume, overwrite, precision, seed, data_dir, dose_range,
-             read_noise, discriminator, l1_lambda, loss, learning_rate, jit_compile, name, quiet):
+             read_noise, discriminator, l1_lambda, loss, learning_rate, beta_1, model_overrides, discriminator_overrides,
+             jit_compile, name, quiet):
     """Pretrain a model self-supervised: restore clean images from Poisson-noised ones.
 
     Uses all local GPUs (MirroredStrategy), or several machines when TF_CONFIG
@@ -62,6 +72,8 @@ def pretrain(model_name, dataset, method, patch_size, batch_size, epochs, steps_
     from temzoo.errors import TemzooError
     from temzoo.pretraining import pretrain as run
 
+    model_overrides = _json_object("--model-overrides", model_overrides)
+    discriminator_overrides = _json_object("--discriminator-overrides", discriminator_overrides)
     try:
         result = run(
             model_name, dataset, method, out=out, patch_size=patch_size, batch_size=batch_size, epochs=epochs,
@@ -69,10 +81,24 @@ def pretrain(model_name, dataset, method, patch_size, batch_size, epochs, steps_
             checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, resume=resume,
             overwrite=overwrite, precision=precision, seed=seed, data_dir=data_dir, dose_range=dose_range,
             read_noise=read_noise, discriminator=discriminator, l1_lambda=l1_lambda, loss=loss,
-            learning_rate=learning_rate, jit_compile=jit_compile, name=name, verbose=0 if quiet else 1,
+            learning_rate=learning_rate, beta_1=beta_1, model_overrides=model_overrides,
+            discriminator_overrides=discriminator_overrides, jit_compile=jit_compile, name=name, verbose=0 if quiet else 1,
         )
     except (TemzooError, ValueError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(f"Model: {result.model_path}")
     click.echo(f"Card:  {result.card_path}")
     click.echo(f"Steps: {result.step} ({result.images_seen} images); log: {result.log_path}")
+
+
+def _json_object(flag, text):
+    """``None`` or the JSON object given to ``flag``; anything else is a usage error."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise click.BadParameter(f"not valid JSON ({err.msg}): {text!r}", param_hint=flag) from err
+    if not isinstance(value, dict):
+        raise click.BadParameter(f"must be a JSON object such as '{{\"key\": value}}', got {text!r}", param_hint=flag)
+    return value

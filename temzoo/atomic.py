@@ -1,7 +1,9 @@
 """Atomic file writes: write beside the target, fsync, then rename over it.
 
 A reader (or a re-run after ``kill -9``) sees either the old complete file or
-the new complete file, never a half-written one.
+the new complete file, never a half-written one. The file gets the permissions
+a plain ``open()`` would give it (an existing target's mode, else 0o666 less the
+umask), not the owner-only mode of the temporary file.
 """
 
 import contextlib
@@ -27,6 +29,7 @@ def atomic_path(path, suffix=None):
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, _target_mode(path))
         os.replace(tmp, path)
         _fsync_dir(directory)
     except BaseException:
@@ -45,6 +48,16 @@ def atomic_open(path, mode="w", **kwargs):
 def write_text(path, text):
     with atomic_open(path, "w", encoding="utf-8") as f:
         f.write(text)
+
+
+def _target_mode(path):
+    """The mode ``path`` keeps if it exists, else what ``open(path, "w")`` would create."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _fsync_dir(directory):

@@ -33,7 +33,8 @@ TINY = {
         24,
     ),
     "hrnet_instance_one_branch": (
-        lambda: HRNet(widths=(4,), blocks=(1,), modules=(1,), stem_filters=4, stage1_filters=2, normalization="instance"),
+        lambda: HRNet(widths=(4,), blocks=(1,), modules=(1,), stem_filters=4, stage1_filters=2, normalization="instance",
+                      input_skip_filters=3),
         32,
         30,
     ),
@@ -70,6 +71,19 @@ def test_hrnet_shape_checks():
         HRNet(widths=(4, 8), blocks=(1, 1), modules=(2, 1))
     assert HRNet(widths=(4, 8, 8, 8), blocks=(1, 1, 1, 1), modules=(1, 1, 1, 1), stem_filters=4,
                  stage1_filters=2).total_stride == 32
+    with pytest.raises(ValueError, match="input_skip_filters"):
+        HRNet(widths=(4,), blocks=(1,), modules=(1,), input_skip_filters=-1)
+
+
+def test_hrnet_input_skip_adds_a_full_resolution_path():
+    tiny = dict(widths=(4,), blocks=(1,), modules=(1,), stem_filters=4, stage1_filters=2)
+    plain, skipped = HRNet(**tiny), HRNet(**tiny, input_skip_filters=3)
+    assert "head_skip_concat" not in [layer.name for layer in plain.layers]
+    # the skip's 3x3 conv reads the image at full resolution and feeds the refinement conv
+    skip = skipped.get_layer("head_skip_concat")
+    assert skip.output.shape[-1] == 4 + 3
+    assert skipped.get_config()["input_skip_filters"] == 3
+    assert plain.count_params() < skipped.count_params()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import temzoo
 from temzoo.cards import card_path, sha256_file
-from temzoo.errors import InputSizeError, UnknownNameError
+from temzoo.errors import BadInputError, InputSizeError, UnknownNameError
 from temzoo.pretraining import pretrain
 from temzoo.pretraining.run import RunExistsError
 
@@ -178,6 +178,33 @@ def test_cli_bad_input_exits_non_zero_with_the_reason(run, tmp_path):
     result = runner.invoke(cli, ["pretrain", "--model", "unet_b2_p22", "--out", str(out)])
     assert result.exit_code != 0 and "--overwrite" in result.output
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_cli_passes_optimizer_and_override_options_through(tmp_path, monkeypatch):
+    import temzoo.pretraining
+    from temzoo_cli.main import cli
+
+    seen = {}
+
+    def fake_pretrain(model, dataset, method, **kwargs):
+        seen.update(kwargs, model=model)
+        raise BadInputError("stop here")
+
+    monkeypatch.setattr(temzoo.pretraining, "pretrain", fake_pretrain)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["pretrain", "--model", "hrnet_w18_small", "--out", str(tmp_path / "r"),
+                                 "--learning-rate", "1e-3", "--beta-1", "0.9",
+                                 "--model-overrides", '{"input_skip_filters": 16}',
+                                 "--discriminator-overrides", '{"base_filters": 8}'])
+    assert result.exit_code != 0 and "stop here" in result.output
+    assert seen["learning_rate"] == 1e-3 and seen["beta_1"] == 0.9
+    assert seen["model_overrides"] == {"input_skip_filters": 16}
+    assert seen["discriminator_overrides"] == {"base_filters": 8}
+    for bad, reason in (("{nope", "not valid JSON"), ("[1, 2]", "must be a JSON object")):
+        result = runner.invoke(cli, ["pretrain", "--model", "unet_b2_p22", "--out", str(tmp_path / "b"),
+                                     "--model-overrides", bad])
+        assert result.exit_code == 2 and reason in result.output and "--model-overrides" in result.output
+    assert not (tmp_path / "b").exists()
 
 
 def test_cli_help_lists_the_options():

@@ -88,6 +88,13 @@ class HRNet(keras.Model):
     bilinearly by 4 back to full resolution, refines with a 3x3 convolution and
     ends with the 1x1 ``head``. The output has the input's height and width.
 
+    With ``input_skip_filters > 0`` the head also sees the image itself: a 3x3
+    convolution of the input at full resolution is concatenated with the
+    upsampled features before the refinement convolution. HRNetV2's head has
+    no full-resolution path (everything passes through the 1/4-resolution
+    stem), which suits segmentation but caps pixel-level restoration
+    (denoising, background removal): the skip restores that path.
+
     Args:
         widths: channels of each branch, highest resolution first; the number
             of values is the number of stages and branches (at least 1).
@@ -100,6 +107,8 @@ class HRNet(keras.Model):
         stage1_filters: inner width of the stage-1 bottlenecks (output 4x).
         head_filters: channels of the full-resolution refinement convolution
             (default ``widths[0]``).
+        input_skip_filters: channels of the full-resolution convolution of the
+            input concatenated into the head; 0 (default) = HRNetV2's head.
         normalization: ``"batch"``, ``"group"``, ``"instance"`` or ``"none"``.
         groups: groups for ``"group"`` normalisation.
         activation: hidden activation.
@@ -119,6 +128,7 @@ class HRNet(keras.Model):
         stem_filters=64,
         stage1_filters=64,
         head_filters=None,
+        input_skip_filters=0,
         normalization="batch",
         groups=8,
         activation="relu",
@@ -141,13 +151,16 @@ class HRNet(keras.Model):
             raise ValueError(f"modules[0] must be 1 (stage 1 has one branch and no fusion), got {modules[0]}.")
         if min(blocks) < 1 or min(modules) < 1:
             raise ValueError(f"blocks and modules must be at least 1, got blocks={blocks}, modules={modules}.")
+        input_skip_filters = int(input_skip_filters)
+        if input_skip_filters < 0:
+            raise ValueError(f"input_skip_filters must be 0 (no skip) or positive, got {input_skip_filters}.")
         name = kwargs.pop("name", "hrnet")
         stride = 4 * 2 ** (len(widths) - 1)
         head = int(head_filters or widths[0])
         block = dict(normalization=normalization, activation=activation, groups=groups)
 
         inputs = keras.Input((None, None, input_channels), name="image")
-        x = SizeCheck(stride, model_name=name, name="size_check")(inputs)
+        image = x = SizeCheck(stride, model_name=name, name="size_check")(inputs)
         x = conv_norm_act(x, stem_filters, 3, name="stem0", strides=2, **block)
         x = conv_norm_act(x, stem_filters, 3, name="stem1", strides=2, **block)
         for b in range(blocks[0]):
@@ -180,6 +193,9 @@ class HRNet(keras.Model):
         x = upsampled[0] if len(upsampled) == 1 else keras.layers.Concatenate(name="head_concat")(upsampled)
         x = conv_norm_act(x, sum(widths), 1, name="head_mix", **block)
         x = UpSampling2D(4, interpolation="bilinear", name="head_full_resolution")(x)
+        if input_skip_filters:
+            skip = conv_norm_act(image, input_skip_filters, 3, name="head_input_skip", **block)
+            x = keras.layers.Concatenate(name="head_skip_concat")([x, skip])
         x = conv_norm_act(x, head, 3, name="head_refine", **block)
         outputs = output_head(x, output_channels, output_activation)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
@@ -190,6 +206,7 @@ class HRNet(keras.Model):
         self.stem_filters = stem_filters
         self.stage1_filters = stage1_filters
         self.head_filters = head_filters
+        self.input_skip_filters = input_skip_filters
         self.normalization = normalization
         self.groups = groups
         self.activation = activation
@@ -208,6 +225,7 @@ class HRNet(keras.Model):
             "stem_filters": self.stem_filters,
             "stage1_filters": self.stage1_filters,
             "head_filters": self.head_filters,
+            "input_skip_filters": self.input_skip_filters,
             "normalization": self.normalization,
             "groups": self.groups,
             "activation": self.activation,
