@@ -369,8 +369,21 @@ def _count(ds):
     return n if n >= 0 else sum(1 for _ in ds)
 
 
+def weights_sha256(weights):
+    """sha256 of the pretrained weights a cell starts from (a registry name or a ``.keras`` path); None for none."""
+    if not weights:
+        return None
+    if os.path.exists(weights):
+        from temzoo.cards import sha256_file
+
+        return sha256_file(weights)
+    from temzoo import pretrained
+
+    return pretrained.resolve(weights).get("sha256")
+
+
 def cell_record(cell):
-    """The record of ``cell`` before it runs (what identifies it)."""
+    """The record of ``cell`` before it runs (what identifies it, the weights' file hash included)."""
     return {
         "key": cell.key,
         "study": cell.study,
@@ -380,6 +393,7 @@ def cell_record(cell):
         "model": cell.model,
         "init": cell.init,
         "weights": cell.weights,
+        "weights_sha256": weights_sha256(cell.weights),
         "fraction": cell.fraction,
         "seed": cell.seed,
         "budget": dataclasses.asdict(cell.budget),
@@ -891,7 +905,8 @@ def run_experiment(settings, *, json_path, page_path=None, img_dir=None, data_di
     Args:
         json_path: the runs JSON (rewritten atomically after every cell).
         page_path, img_dir: the markdown page and the folder of its PNGs (skipped if ``None``).
-        resume: reuse the finished cells of an existing ``json_path`` with the same settings.
+        resume: reuse the finished cells of an existing ``json_path`` with the same settings
+            whose pretrained weights have the same sha256 (re-shipped weights re-run their cells).
         weights: ``{(architecture, method): pretrained name}``; default from the registry.
         keep_going: record a failing cell as ``failed`` (with its error) and go on.
 
@@ -912,8 +927,11 @@ def run_experiment(settings, *, json_path, page_path=None, img_dir=None, data_di
     runnable = sum(c.available for c in cells)
     echo(f"{len(cells)} cells ({runnable} to run, {len(cells) - runnable} not available); writing {json_path}")
     for number, cell in enumerate(cells, start=1):
-        if cell.key in done and (done[cell.key]["status"] == OK or not cell.available):  # newly shipped: run
-            record = done[cell.key]
+        previous = done.get(cell.key)
+        # reuse a finished cell unless its weights were shipped since (newly available) or changed (new hash)
+        if previous and (previous["status"] == OK or not cell.available) and \
+                previous.get("weights_sha256") == weights_sha256(cell.weights):
+            record = previous
         else:
             if cell.available:
                 echo(f"[{number}/{len(cells)}] {cell.key}")

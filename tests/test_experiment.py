@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import temzoo
 from temzoo import experiment as ex
+from temzoo.cards import export_model, sha256_file
 from temzoo.errors import BadInputError
 
 TINY_AU_NP = {"name": "au_np_exptest", "image_size": 64, "num_train": 8, "num_validation": 2, "num_test": 2,
@@ -218,8 +220,7 @@ def test_full_grid_estimate_is_labelled_an_estimate():
 @pytest.fixture(scope="module")
 def tiny_generator(tmp_path_factory):
     """A 'pix2pix-pretrained' unet_b2_p22 generator file (random weights, a card saying pix2pix)."""
-    import temzoo
-    from temzoo.cards import export_model, make_card
+    from temzoo.cards import make_card
 
     model = temzoo.build("unet_b2_p22")
     path = tmp_path_factory.mktemp("gen") / "generator.keras"
@@ -257,6 +258,18 @@ def test_tiny_experiment_end_to_end(tmp_path, tiny_generator):
     again = ex.run_experiment(settings, json_path=str(json_path), data_dir=str(tmp_path / "tfds"), weights=weights,
                               resume=True, echo=lambda *a: None)
     assert again["records"] == json.loads(json.dumps(payload["records"]))
+    # re-shipped weights (same path, new file): their cells re-run on resume, the others are reused
+    model = temzoo.load(tiny_generator)
+    model.set_weights([w + 0.01 for w in model.get_weights()])
+    export_model(model, tiny_generator, temzoo.card(model))
+    third = ex.run_experiment(settings, json_path=str(json_path), data_dir=str(tmp_path / "tfds"), weights=weights,
+                              resume=True, echo=lambda *a: None)
+    before = {r["init"]: r for r in again["records"]}
+    after = {r["init"]: r for r in third["records"]}
+    assert after["random"] == before["random"]
+    assert after["pix2pix"]["weights_sha256"] != before["pix2pix"]["weights_sha256"]
+    assert after["pix2pix"]["weights_sha256"] == sha256_file(tiny_generator)
+    assert after["pix2pix"]["history"] != before["pix2pix"]["history"]
 
 
 def test_cli_experiment_help_and_bad_dataset_option():
