@@ -181,8 +181,9 @@ def test_cli_bad_input_exits_non_zero_with_the_reason(run, tmp_path):
 
 
 def test_cli_passes_optimizer_and_override_options_through(tmp_path, monkeypatch):
-    import temzoo.pretraining
     from temzoo_cli.main import cli
+
+    import temzoo.pretraining
 
     seen = {}
 
