@@ -48,6 +48,8 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 @click.option("--loss", type=click.Choice(("l1", "l2")), default="l1", show_default=True, help="Autoencoder loss.")
 @click.option("--learning-rate", type=click.FloatRange(0, min_open=True), default=2e-4, show_default=True,
               help="Adam learning rate (generator and discriminator).")
+@click.option("--learning-rate-schedule", type=click.Choice(("constant", "cosine")), default="constant",
+              show_default=True, help="cosine: decay both learning rates to 0 over the run.")
 @click.option("--beta-1", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True,
               help="Adam beta_1 (0.5 as in pix2pix; 0.9 is Adam's usual value).")
 @click.option("--model-overrides", default=None, metavar="JSON",
@@ -59,8 +61,8 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def pretrain(model_name, dataset, method, patch_size, batch_size, epochs, steps_per_epoch, validation_steps,
              checkpoint_every, keep_checkpoints, out, resume, overwrite, precision, seed, data_dir, dose_range,
-             read_noise, discriminator, l1_lambda, loss, learning_rate, beta_1, model_overrides, discriminator_overrides,
-             jit_compile, name, quiet):
+             read_noise, discriminator, l1_lambda, loss, learning_rate, learning_rate_schedule, beta_1,
+             model_overrides, discriminator_overrides, jit_compile, name, quiet):
     """Pretrain a model self-supervised: restore clean images from Poisson-noised ones.
 
     Uses all local GPUs (MirroredStrategy), or several machines when TF_CONFIG
@@ -81,7 +83,8 @@ def pretrain(model_name, dataset, method, patch_size, batch_size, epochs, steps_
             checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, resume=resume,
             overwrite=overwrite, precision=precision, seed=seed, data_dir=data_dir, dose_range=dose_range,
             read_noise=read_noise, discriminator=discriminator, l1_lambda=l1_lambda, loss=loss,
-            learning_rate=learning_rate, beta_1=beta_1, model_overrides=model_overrides,
+            learning_rate=learning_rate, learning_rate_schedule=learning_rate_schedule, beta_1=beta_1,
+            model_overrides=model_overrides,
             discriminator_overrides=discriminator_overrides, jit_compile=jit_compile, name=name, verbose=0 if quiet else 1,
         )
     except (TemzooError, ValueError) as err:

@@ -59,6 +59,7 @@ def test_card_describes_the_run_and_hashes_the_file(run):
     assert card["data"]["dataset"] == "in-memory" and card["data"]["images_seen"] == 2 * 3 * 4
     assert card["method"]["name"] == "pix2pix" and card["method"]["discriminator"] == "patchgan_16"
     assert card["method"]["l1_lambda"] == 100.0 and card["method"]["replicas"] == 1
+    assert card["method"]["optimizer"] == {"name": "Adam", "learning_rate": 2e-4, "beta_1": 0.5, "schedule": "constant"}
     assert card["steps"] == 6 and card["epochs"] == 2
     assert set(card["metrics"]) >= {"g_loss", "g_gan", "g_l1", "d_loss", "d_real_acc", "d_fake_acc",
                                     "val_l1", "val_psnr", "val_ssim"}
@@ -194,11 +195,11 @@ def test_cli_passes_optimizer_and_override_options_through(tmp_path, monkeypatch
     monkeypatch.setattr(temzoo.pretraining, "pretrain", fake_pretrain)
     runner = CliRunner()
     result = runner.invoke(cli, ["pretrain", "--model", "hrnet_w18_small", "--out", str(tmp_path / "r"),
-                                 "--learning-rate", "1e-3", "--beta-1", "0.9",
+                                 "--learning-rate", "1e-3", "--beta-1", "0.9", "--learning-rate-schedule", "cosine",
                                  "--model-overrides", '{"input_skip_filters": 16}',
                                  "--discriminator-overrides", '{"base_filters": 8}'])
     assert result.exit_code != 0 and "stop here" in result.output
-    assert seen["learning_rate"] == 1e-3 and seen["beta_1"] == 0.9
+    assert seen["learning_rate"] == 1e-3 and seen["beta_1"] == 0.9 and seen["learning_rate_schedule"] == "cosine"
     assert seen["model_overrides"] == {"input_skip_filters": 16}
     assert seen["discriminator_overrides"] == {"base_filters": 8}
     for bad, reason in (("{nope", "not valid JSON"), ("[1, 2]", "must be a JSON object")):
@@ -206,6 +207,42 @@ def test_cli_passes_optimizer_and_override_options_through(tmp_path, monkeypatch
                                      "--model-overrides", bad])
         assert result.exit_code == 2 and reason in result.output and "--model-overrides" in result.output
     assert not (tmp_path / "b").exists()
+
+
+def test_cosine_schedule_decays_both_rates_to_zero_over_the_run():
+    from temzoo.pretraining.run import adam_optimizer
+
+    optimizer = adam_optimizer(1e-3, 0.5, "cosine", total_steps=100)
+    for step, want in ((0, 1e-3), (50, 0.5e-3), (100, 0.0)):
+        optimizer.iterations.assign(step)
+        assert float(optimizer.learning_rate) == pytest.approx(want, abs=1e-9), step
+    assert float(adam_optimizer(1e-3, 0.5).learning_rate) == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="cosine"):
+        adam_optimizer(1e-3, 0.5, "step")
+
+
+def test_a_cosine_run_trains_and_says_so_in_its_card(tmp_path):
+    args = {**TINY, "epochs": 1, "validation_steps": 0, "learning_rate": 1e-3, "beta_1": 0.9}
+    result = pretrain("unet_b2_p22", _images(), "autoencoder", out=tmp_path / "r", learning_rate_schedule="cosine",
+                      **args)
+    assert result.card["method"]["optimizer"] == {"name": "Adam", "learning_rate": 1e-3, "beta_1": 0.9,
+                                                  "schedule": "cosine"}
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["learning_rate_schedule"] == "cosine"
+    constant = pretrain("unet_b2_p22", _images(), "autoencoder", out=tmp_path / "c", **args)
+    changed = [not np.allclose(a, b) for a, b in zip(result.generator.get_weights(),
+                                                      constant.generator.get_weights(), strict=True)]
+    assert any(changed)  # same seed and data: only the decaying rate tells the two runs apart
+
+
+def test_runs_made_before_the_schedule_argument_still_resume(tmp_path):
+    from temzoo.pretraining.run import RunExistsError, _prepare_out
+
+    manifest = {"model": "unet_b2_p22", "epochs": 2, "learning_rate_schedule": "constant"}
+    (tmp_path / "run.json").write_text(json.dumps({"model": "unet_b2_p22", "epochs": 2}))
+    assert _prepare_out(str(tmp_path), manifest, resume=False, overwrite=False, writer=True) is True
+    with pytest.raises(RunExistsError, match="learning_rate_schedule"):
+        _prepare_out(str(tmp_path), {**manifest, "learning_rate_schedule": "cosine"}, resume=True,
+                     overwrite=False, writer=True)
 
 
 def test_cli_help_lists_the_options():

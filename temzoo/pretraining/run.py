@@ -29,6 +29,7 @@ import shutil
 from temzoo.errors import BadInputError, InputSizeError, TemzooError
 
 METHODS = ("pix2pix", "autoencoder")
+SCHEDULES = ("constant", "cosine")
 MANIFEST = "run.json"
 # Arguments that may change when a run is continued with resume=True (a longer run,
 # other devices); every other argument defines the run and must stay the same.
@@ -36,6 +37,8 @@ RESUMABLE_CHANGES = frozenset({
     "epochs", "checkpoint_every", "keep_checkpoints", "validation_steps", "data_dir", "devices",
     "jit_compile", "steps_per_execution",
 })
+# Arguments added since the first release, with the value older manifests imply.
+MANIFEST_DEFAULTS = {"learning_rate_schedule": "constant"}
 _RUN_FILES = ("checkpoints", "samples", "log.csv", "loss_curves.png", MANIFEST)
 
 
@@ -105,6 +108,24 @@ def _check_arguments(a):
     low, high = (float(v) for v in a["dose_range"])
     if not 0 < low <= high:
         raise ValueError(f"dose_range must satisfy 0 < low <= high, got {a['dose_range']}.")
+    if a["learning_rate_schedule"] not in SCHEDULES:
+        raise ValueError(f"learning_rate_schedule={a['learning_rate_schedule']!r} is not supported; "
+                         f"choose one of: {', '.join(SCHEDULES)}.")
+
+
+def adam_optimizer(learning_rate, beta_1, schedule="constant", total_steps=None):
+    """The Adam optimizer of both networks; ``schedule="cosine"`` decays the rate to 0 over ``total_steps``.
+
+    The rate follows the optimizer's own step counter, which the checkpoints keep, so a
+    resumed run continues on the same curve.
+    """
+    import keras
+
+    if schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=int(total_steps), alpha=0.0)
+    elif schedule != "constant":
+        raise ValueError(f"schedule={schedule!r} is not supported; choose one of: {', '.join(SCHEDULES)}.")
+    return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1)
 
 
 def _prepare_out(out, manifest, resume, overwrite, writer):
@@ -120,6 +141,8 @@ def _prepare_out(out, manifest, resume, overwrite, writer):
             if writer:
                 _remove_run(out, previous)
             return False
+        for key, default in MANIFEST_DEFAULTS.items():  # runs made before the argument existed
+            previous.setdefault(key, default)
         differing = sorted(k for k in set(previous) | set(manifest) if previous.get(k) != manifest.get(k))
         if not differing:
             return True
@@ -217,6 +240,7 @@ def pretrain(
     loss="l1",
     learning_rate=2e-4,
     beta_1=0.5,
+    learning_rate_schedule="constant",
     devices=None,
     jit_compile=False,
     steps_per_execution=1,
@@ -255,6 +279,10 @@ def pretrain(
             ``validation`` split.
         discriminator: PatchGAN preset (``pix2pix`` only); ``*_overrides`` change a
             preset's config (e.g. ``{"base_filters": 8}``).
+        learning_rate, beta_1: Adam's, for both networks.
+        learning_rate_schedule: ``"constant"`` or ``"cosine"`` (decays to 0 over
+            ``epochs * steps_per_epoch`` steps; a resumed run with more ``epochs``
+            continues on the stretched curve).
         devices: explicit devices for a MirroredStrategy; default: automatic
             (see :mod:`temzoo.distribute`).
         jit_compile: XLA on a single device (ignored under a strategy).
@@ -278,7 +306,8 @@ def pretrain(
         "discriminator": discriminator if method == "pix2pix" else None,
         "model_overrides": model_overrides or {}, "discriminator_overrides": discriminator_overrides or {},
         "l1_lambda": float(l1_lambda) if method == "pix2pix" else None, "loss": loss if method == "autoencoder" else None,
-        "learning_rate": float(learning_rate), "beta_1": float(beta_1), "devices": devices,
+        "learning_rate": float(learning_rate), "beta_1": float(beta_1),
+        "learning_rate_schedule": learning_rate_schedule, "devices": devices,
         "jit_compile": bool(jit_compile), "steps_per_execution": steps_per_execution,
         "name": name or f"{model}_{method}",
     }
@@ -360,7 +389,7 @@ def pretrain(
     keras.utils.set_random_seed(seed)
 
     def make_optimizer():
-        return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1)
+        return adam_optimizer(learning_rate, beta_1, learning_rate_schedule, total_steps=epochs * steps_per_epoch)
 
     trainer = distribute.build_trainer(
         strategy, method, make_generator, make_discriminator if method == "pix2pix" else None,
@@ -487,7 +516,8 @@ def _make_card(trainer, name, model, method, args, data_info, val_split, state, 
         "name": method,
         "reference": "Isola et al. 2017, Image-to-Image Translation with Conditional Adversarial Networks"
         if method == "pix2pix" else "encoder-decoder trained with an L1/L2 loss",
-        "optimizer": {"name": "Adam", "learning_rate": args["learning_rate"], "beta_1": args["beta_1"]},
+        "optimizer": {"name": "Adam", "learning_rate": args["learning_rate"], "beta_1": args["beta_1"],
+                      "schedule": args["learning_rate_schedule"]},
         "batch_size": args["batch_size"],
         "replicas": int(strategy.num_replicas_in_sync),
         "strategy": type(strategy).__name__,
