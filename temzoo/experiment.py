@@ -137,7 +137,7 @@ class Settings:
 
 
 SMALL_UNET, LARGE_UNET = "unet_b3_p222", "unet_b4_p2222"
-PRETRAINING_MODELS = (SMALL_UNET, LARGE_UNET, "hrnet_w18_small", "mobilenetv2_unet")
+PRETRAINING_MODELS = (SMALL_UNET, LARGE_UNET, "hrnet_w18_small_skip", "mobilenetv2_unet")
 RF_MODELS = ("unet_b2_p22", "unet_b3_p222", "unet_b3_p224", "unet_b3_p244", "unet_b4_p2222", "unet_b4_p4242",
              "unet_b4_p4444")
 # Two pixel sizes of the au_np simulator: particles of the same physical size cover ~2.4x more pixels at 0.25 Å/px.

@@ -184,7 +184,8 @@ def test_registry_lists_every_family_and_kind():
     assert registry.architecture("hrnet_w18")["family"] == "hrnet"
     dense = registry.list_architectures(kind="dense")
     assert "patchgan_70" not in dense and "mobilenetv2_unet" in dense
-    assert registry.list_architectures(family="hrnet") == ["hrnet_w18", "hrnet_w18_small", "hrnet_w32"]
+    assert registry.list_architectures(family="hrnet") == ["hrnet_w18", "hrnet_w18_small", "hrnet_w18_small_skip",
+                                                           "hrnet_w32"]
     assert temzoo.list_architectures() == names
     with pytest.raises(UnknownNameError, match="Did you mean: hrnet"):
         registry.list_architectures(family="hrnte")

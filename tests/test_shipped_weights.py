@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 import temzoo
@@ -13,6 +14,7 @@ ENTRIES = pretrained._builtin_entries()
 CARD_FIELDS = ("architecture", "config", "parameters", "receptive_field", "pretext", "normalization",
                "data", "method", "steps", "metrics", "software", "date", "sha256", "recipe",
                "training_data_note", "denoising")
+MIN_GAIN_OVER_GAUSSIAN_UNSEEN_DB = 1.0
 
 
 def test_registry_lists_the_shipped_files():
@@ -55,3 +57,36 @@ def test_load_by_alias_gives_the_same_model(name):
     model = temzoo.load(aliases[0])
     assert temzoo.card(model)["sha256"] == ENTRIES[name]["sha256"]
     assert model.count_params() == ENTRIES[name]["parameters"]
+
+
+@pytest.fixture(scope="module")
+def unseen_clean_images():
+    """Noiseless images of the pretraining family, from seeds no dataset split uses.
+
+    Simulated at the dataset's 256 px and cropped to 128 px as the card's measurement does
+    (a 128 px simulation would zoom in: particles would fill the field).
+    """
+    from datasets_tfds.synthetic_tem.synthetic_tem_dataset_builder import SyntheticTemConfig, make_example
+
+    config = SyntheticTemConfig(name="unlabeled_unseen", seed=2026)
+    images = [make_example(config, np.random.default_rng([2026, 7, i]))["image"][:128, :128, 0] for i in range(8)]
+    return images[:6], images[6:]
+
+
+@pytest.mark.parametrize("name", sorted(ENTRIES))
+def test_shipped_generator_denoises_unseen_low_dose_images(name, unseen_clean_images):
+    """The card's claim, re-measured on images made here: the generator beats the noisy input and a tuned Gaussian.
+
+    The card's numbers come from 16 held-out images; 6 fresh ones scatter more, so the
+    margin over the Gaussian asked here is smaller than the card's 2 dB goal.
+    """
+    from temzoo.denoising_baselines import denoising_report
+    from temzoo.normalization import Normalizer
+
+    model = temzoo.load(name)
+    card = temzoo.card(model)
+    clean, tuning = unseen_clean_images
+    report = denoising_report(model, clean, tuning, dose=card["denoising"]["dose"],
+                              normalizer=Normalizer.from_config(card["normalization"]))
+    assert report["gain_over_noisy_db"] >= 6.0, report
+    assert report["gain_over_gaussian_db"] >= MIN_GAIN_OVER_GAUSSIAN_UNSEEN_DB, report

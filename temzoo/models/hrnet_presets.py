@@ -2,7 +2,10 @@
 
 ``w`` is the width of the highest-resolution branch; the other branches double
 it. ``hrnet_w18_small`` follows HRNet-W18-Small-v1 (one module per stage, two
-blocks per branch), light enough for CPU fine-tuning; ``hrnet_w18`` and
+blocks per branch), light enough for CPU fine-tuning; ``hrnet_w18_small_skip``
+adds a full-resolution path from the image into the head (``input_skip_filters``),
+which pixel-level restoration needs and the shipped ``hrnet_pretrained`` uses;
+``hrnet_w18`` and
 ``hrnet_w32`` follow HRNetV2-W18/W32 (1, 1, 4, 3 modules, four blocks per
 branch). All have four branches and a total stride of 32.
 """
@@ -16,6 +19,17 @@ HRNET_PRESETS = {
             "modules": [1, 1, 1, 1],
             "stem_filters": 64,
             "stage1_filters": 32,
+        },
+    },
+    "hrnet_w18_small_skip": {
+        "description": "hrnet_w18_small plus a full-resolution input skip into the head (16 filters), for restoration.",
+        "config": {
+            "widths": [18, 36, 72, 144],
+            "blocks": [1, 2, 2, 2],
+            "modules": [1, 1, 1, 1],
+            "stem_filters": 64,
+            "stage1_filters": 32,
+            "input_skip_filters": 16,
         },
     },
     "hrnet_w18": {
