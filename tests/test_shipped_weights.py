@@ -53,6 +53,21 @@ def test_shipped_card_says_what_it_is(name):
 
 
 @pytest.mark.parametrize("name", sorted(ENTRIES))
+def test_cards_cem500k_command_is_a_valid_pretrain_command(name):
+    import shlex
+
+    from temzoo_cli.main import cli
+
+    card = read_card(card_path(pretrained.weights_path(ENTRIES[name])))
+    command = shlex.split(card["training_data_note"].split("run: ", 1)[1])
+    assert command[:2] == ["temzoo-cli", "pretrain"] and "cem500k" in command
+    pretrain = cli.get_command(None, "pretrain")
+    params = pretrain.make_context("pretrain", command[2:]).params  # click's own parsing: unknown flags fail
+    assert params["model_name"] == card["architecture"] and params["dataset"] == "cem500k"
+    assert params["method"] == card["method"]["name"] and params["epochs"] * params["steps_per_epoch"] == card["steps"]
+
+
+@pytest.mark.parametrize("name", sorted(ENTRIES))
 def test_load_by_alias_gives_the_same_model(name):
     aliases = ENTRIES[name].get("aliases") or [name]
     model = temzoo.load(aliases[0])
