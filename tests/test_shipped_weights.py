@@ -82,7 +82,10 @@ def unseen_clean_images():
     Simulated at the dataset's 256 px and cropped to 128 px as the card's measurement does
     (a 128 px simulation would zoom in: particles would fill the field).
     """
-    from datasets_tfds.synthetic_tem.synthetic_tem_dataset_builder import SyntheticTemConfig, make_example
+    from datasets_tfds.synthetic_tem.synthetic_tem_dataset_builder import (
+        SyntheticTemConfig,
+        make_example,
+    )
 
     config = SyntheticTemConfig(name="unlabeled_unseen", seed=2026)
     images = [make_example(config, np.random.default_rng([2026, 7, i]))["image"][:128, :128, 0] for i in range(8)]
