@@ -211,7 +211,7 @@ def test_full_grid_estimate_is_labelled_an_estimate():
     text = ex.full_grid_text(payload)
     assert "ESTIMATE" in text and "python benchmarks/pretraining_effect.py" in text
     seconds, notes = ex.estimate_seconds(ex.FULL, payload["records"])
-    assert seconds > 0 and any("hrnet_w18_small: not measured" in n for n in notes)
+    assert seconds > 0 and any("hrnet_w18_small_skip: not measured" in n for n in notes)
 
 
 # ----------------------------------------------------------------------------- end to end
