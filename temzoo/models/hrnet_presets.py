@@ -21,17 +21,6 @@ HRNET_PRESETS = {
             "stage1_filters": 32,
         },
     },
-    "hrnet_w18_small_skip": {
-        "description": "hrnet_w18_small plus a full-resolution input skip into the head (16 filters), for restoration.",
-        "config": {
-            "widths": [18, 36, 72, 144],
-            "blocks": [1, 2, 2, 2],
-            "modules": [1, 1, 1, 1],
-            "stem_filters": 64,
-            "stage1_filters": 32,
-            "input_skip_filters": 16,
-        },
-    },
     "hrnet_w18": {
         "description": "HRNetV2-W18: widths 18-144, modules 1-1-4-3, 4 blocks per branch.",
         "config": {
@@ -52,4 +41,9 @@ HRNET_PRESETS = {
             "stage1_filters": 64,
         },
     },
+}
+
+HRNET_PRESETS["hrnet_w18_small_skip"] = {
+    "description": "hrnet_w18_small plus a full-resolution input skip into the head (16 filters), for restoration.",
+    "config": {**HRNET_PRESETS["hrnet_w18_small"]["config"], "input_skip_filters": 16},
 }
