@@ -52,6 +52,9 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
               show_default=True, help="cosine: decay both learning rates to 0 over the run.")
 @click.option("--beta-1", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True,
               help="Adam beta_1 (0.5 as in pix2pix; 0.9 is Adam's usual value).")
+@click.option("--batch-norm-recalibration-batches", type=click.IntRange(0), default=0, show_default=True,
+              help="Before export, set the generator's BatchNorm moving statistics to the mean over this "
+                   "many training batches (precise BN); 0 keeps them as trained.")
 @click.option("--model-overrides", default=None, metavar="JSON",
               help='Changes to the architecture\'s preset config, e.g. \'{"upsampling": "bilinear"}\'.')
 @click.option("--discriminator-overrides", default=None, metavar="JSON",
@@ -62,7 +65,7 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 def pretrain(model_name, dataset, method, patch_size, batch_size, epochs, steps_per_epoch, validation_steps,
              checkpoint_every, keep_checkpoints, out, resume, overwrite, precision, seed, data_dir, dose_range,
              read_noise, discriminator, l1_lambda, loss, learning_rate, learning_rate_schedule, beta_1,
-             model_overrides, discriminator_overrides, jit_compile, name, quiet):
+             batch_norm_recalibration_batches, model_overrides, discriminator_overrides, jit_compile, name, quiet):
     """Pretrain a model self-supervised: restore clean images from Poisson-noised ones.
 
     Uses all local GPUs (MirroredStrategy), or several machines when TF_CONFIG
@@ -84,7 +87,7 @@ def pretrain(model_name, dataset, method, patch_size, batch_size, epochs, steps_
             overwrite=overwrite, precision=precision, seed=seed, data_dir=data_dir, dose_range=dose_range,
             read_noise=read_noise, discriminator=discriminator, l1_lambda=l1_lambda, loss=loss,
             learning_rate=learning_rate, learning_rate_schedule=learning_rate_schedule, beta_1=beta_1,
-            model_overrides=model_overrides, discriminator_overrides=discriminator_overrides,
+            batch_norm_recalibration_batches=batch_norm_recalibration_batches, model_overrides=model_overrides, discriminator_overrides=discriminator_overrides,
             jit_compile=jit_compile, name=name, verbose=0 if quiet else 1,
         )
     except (TemzooError, ValueError) as err:

@@ -78,7 +78,8 @@ def run_recipe(name, runs, data_dir, dataset=None, ship=False):
     if dataset:
         args["dataset"] = dataset
     args["dose_range"] = tuple(args["dose_range"])
-    result = pretrain(**args, out=os.path.join(runs, name), name=name, data_dir=data_dir, verbose=1)
+    # resume=True: a recipe may lengthen a run or change its export (RESUMABLE_CHANGES) and go on.
+    result = pretrain(**args, out=os.path.join(runs, name), name=name, data_dir=data_dir, resume=True, verbose=1)
     model = pretrained.load(result.model_path)
     card = read_card(result.card_path)
 

@@ -196,11 +196,12 @@ def test_cli_passes_optimizer_and_override_options_through(tmp_path, monkeypatch
     runner = CliRunner()
     result = runner.invoke(cli, ["pretrain", "--model", "hrnet_w18_small", "--out", str(tmp_path / "r"),
                                  "--learning-rate", "1e-3", "--beta-1", "0.9", "--learning-rate-schedule", "cosine",
+                                 "--batch-norm-recalibration-batches", "7",
                                  "--model-overrides", '{"input_skip_filters": 16}',
                                  "--discriminator-overrides", '{"base_filters": 8}'])
     assert result.exit_code != 0 and "stop here" in result.output
     assert seen["learning_rate"] == 1e-3 and seen["beta_1"] == 0.9 and seen["learning_rate_schedule"] == "cosine"
-    assert seen["model_overrides"] == {"input_skip_filters": 16}
+    assert seen["model_overrides"] == {"input_skip_filters": 16} and seen["batch_norm_recalibration_batches"] == 7
     assert seen["discriminator_overrides"] == {"base_filters": 8}
     for bad, reason in (("{nope", "not valid JSON"), ("[1, 2]", "must be a JSON object")):
         result = runner.invoke(cli, ["pretrain", "--model", "unet_b2_p22", "--out", str(tmp_path / "b"),

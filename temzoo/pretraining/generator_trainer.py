@@ -88,12 +88,15 @@ class GeneratorTrainer(keras.Model):
             return
         super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
-    def export_generator(self, path, card):
-        """Save the generator (float32, not the wrapper) as ``.keras`` with its card; returns the card."""
+    def export_generator(self, path, card, generator=None):
+        """Save the generator (float32, not the wrapper) as ``.keras`` with its card; returns the card.
+
+        ``generator``: export this model instead (e.g. a copy with recalibrated BatchNormalization).
+        """
         from temzoo.cards import export_model
         from temzoo.precision import float32_copy
 
-        return export_model(float32_copy(self.generator), path, card)
+        return export_model(float32_copy(generator or self.generator), path, card)
 
     @property
     def step_metric_names(self):

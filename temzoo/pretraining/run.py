@@ -35,10 +35,10 @@ MANIFEST = "run.json"
 # other devices); every other argument defines the run and must stay the same.
 RESUMABLE_CHANGES = frozenset({
     "epochs", "checkpoint_every", "keep_checkpoints", "validation_steps", "data_dir", "devices",
-    "jit_compile", "steps_per_execution",
+    "jit_compile", "steps_per_execution", "batch_norm_recalibration_batches",
 })
 # Arguments added since the first release, with the value older manifests imply.
-MANIFEST_DEFAULTS = {"learning_rate_schedule": "constant"}
+MANIFEST_DEFAULTS = {"learning_rate_schedule": "constant", "batch_norm_recalibration_batches": 0}
 _RUN_FILES = ("checkpoints", "samples", "log.csv", "loss_curves.png", MANIFEST)
 
 
@@ -101,6 +101,9 @@ def _check_arguments(a):
         value = a[key]
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{key} must be a positive integer, got {value!r}.")
+    recalibration = a["batch_norm_recalibration_batches"]
+    if not isinstance(recalibration, int) or isinstance(recalibration, bool) or recalibration < 0:
+        raise ValueError(f"batch_norm_recalibration_batches must be an integer >= 0, got {recalibration!r}.")
     if a["validation_steps"] < 0 or (a["checkpoint_every"] is not None and a["checkpoint_every"] < 0):
         raise ValueError("validation_steps and checkpoint_every must be >= 0.")
     if a["patch_size"] < 11:
@@ -241,6 +244,7 @@ def pretrain(
     learning_rate=2e-4,
     beta_1=0.5,
     learning_rate_schedule="constant",
+    batch_norm_recalibration_batches=0,
     devices=None,
     jit_compile=False,
     steps_per_execution=1,
@@ -283,6 +287,11 @@ def pretrain(
         learning_rate_schedule: ``"constant"`` or ``"cosine"`` (decays to 0 over
             ``epochs * steps_per_epoch`` steps; a resumed run with more ``epochs``
             continues on the stretched curve).
+        batch_norm_recalibration_batches: before export, re-estimate the generator's
+            BatchNormalization moving statistics as the mean over this many training
+            batches (precise BN, :mod:`temzoo.batch_norm`); 0 (default) exports them as
+            trained. Only the export changes, so a finished run can be re-exported with
+            ``resume=True``.
         devices: explicit devices for a MirroredStrategy; default: automatic
             (see :mod:`temzoo.distribute`).
         jit_compile: XLA on a single device (ignored under a strategy).
@@ -307,7 +316,8 @@ def pretrain(
         "model_overrides": model_overrides or {}, "discriminator_overrides": discriminator_overrides or {},
         "l1_lambda": float(l1_lambda) if method == "pix2pix" else None, "loss": loss if method == "autoencoder" else None,
         "learning_rate": float(learning_rate), "beta_1": float(beta_1),
-        "learning_rate_schedule": learning_rate_schedule, "devices": devices,
+        "learning_rate_schedule": learning_rate_schedule,
+        "batch_norm_recalibration_batches": batch_norm_recalibration_batches, "devices": devices,
         "jit_compile": bool(jit_compile), "steps_per_execution": steps_per_execution,
         "name": name or f"{model}_{method}",
     }
@@ -471,7 +481,7 @@ def pretrain(
     metrics = dict(state.metrics)
     # The export: float32 generator + card, atomically; non-chief workers only take part.
     card = None
-    if writer and os.path.exists(model_path) and not _export_is_stale(model_path, state.step):
+    if writer and os.path.exists(model_path) and not _export_is_stale(model_path, state.step, batch_norm_recalibration_batches):
         from temzoo.cards import card_path as _card_path
         from temzoo.cards import read_card
 
@@ -481,7 +491,11 @@ def pretrain(
     elif writer:
         card = _make_card(trainer, name, model, method, args, data_info, val_split, state, metrics, strategy,
                           normalizer, discriminator, entry)
-        card = trainer.export_generator(model_path, card)
+        generator = None
+        if batch_norm_recalibration_batches:
+            generator, card["batch_norm_recalibration"] = _recalibrated_generator(
+                trainer.generator, train_data(epochs, 0), batch_norm_recalibration_batches, batch_size)
+        card = trainer.export_generator(model_path, card, generator=generator)
         if verbose:
             print(f"[temzoo] exported {model_path} ({state.step} steps, {state.images_seen} images); "
                   f"metrics: {json.dumps({k: round(v, 4) for k, v in metrics.items()})}", flush=True)
@@ -498,14 +512,33 @@ def _networks(trainer):
     return [trainer.generator] + ([trainer.discriminator] if hasattr(trainer, "discriminator") else [])
 
 
-def _export_is_stale(model_path, step):
+def _export_is_stale(model_path, step, recalibration_batches=0):
     from temzoo.cards import card_path, read_card
 
     try:
         card = read_card(card_path(model_path))
     except BadInputError:
         return True
-    return not card or card.get("steps") != step
+    recalibrated = (card or {}).get("batch_norm_recalibration", {}).get("batches", 0)
+    return not card or card.get("steps") != step or recalibrated != recalibration_batches
+
+
+def _recalibrated_generator(generator, dataset, batches, batch_size):
+    """Precise BN on a float32 copy of ``generator`` from ``batches`` fresh training batches
+    (the data of the epoch after the last). The training generator keeps its statistics, so
+    checkpoints and resumed runs are unaffected. Returns the copy and the card's record."""
+    from temzoo.batch_norm import batch_norm_layers, recalibrate_batch_norm
+    from temzoo.precision import policy_scope
+
+    with policy_scope("float32"):
+        copy = generator.__class__.from_config(generator.get_config())
+    copy.set_weights(generator.get_weights())
+    used = recalibrate_batch_norm(copy, (noisy for noisy, _ in dataset.take(batches)))
+    return copy, {
+        "batches": used, "images": used * batch_size, "layers": len(batch_norm_layers(copy)),
+        "method": "precise BN (Wu & Johnson 2021): each BatchNormalization layer's moving mean and "
+                  "variance set to the mean of its batch statistics over fresh training batches",
+    }
 
 
 def _make_card(trainer, name, model, method, args, data_info, val_split, state, metrics, strategy,
