@@ -235,14 +235,21 @@ def test_a_cosine_run_trains_and_says_so_in_its_card(tmp_path):
     assert any(changed)  # same seed and data: only the decaying rate tells the two runs apart
 
 
-def test_runs_made_before_the_schedule_argument_still_resume(tmp_path):
+def test_runs_made_before_the_schedule_and_recalibration_arguments_still_resume(tmp_path):
     from temzoo.pretraining.run import RunExistsError, _prepare_out
 
-    manifest = {"model": "unet_b2_p22", "epochs": 2, "learning_rate_schedule": "constant"}
+    manifest = {"model": "unet_b2_p22", "epochs": 2, "learning_rate_schedule": "constant",
+                "batch_norm_recalibration_batches": 0}
     (tmp_path / "run.json").write_text(json.dumps({"model": "unet_b2_p22", "epochs": 2}))
     assert _prepare_out(str(tmp_path), manifest, resume=False, overwrite=False, writer=True) is True
     with pytest.raises(RunExistsError, match="learning_rate_schedule"):
         _prepare_out(str(tmp_path), {**manifest, "learning_rate_schedule": "cosine"}, resume=True,
+                     overwrite=False, writer=True)
+    # recalibration changes only the export: a finished run may be re-exported with resume
+    assert _prepare_out(str(tmp_path), {**manifest, "batch_norm_recalibration_batches": 8}, resume=True,
+                        overwrite=False, writer=True) is True
+    with pytest.raises(RunExistsError, match="batch_norm_recalibration_batches"):
+        _prepare_out(str(tmp_path), {**manifest, "batch_norm_recalibration_batches": 8}, resume=False,
                      overwrite=False, writer=True)
 
 
