@@ -40,19 +40,19 @@ def recalibrate_batch_norm(model, batches):
             layer.momentum = 0.0  # moving statistic := this batch's statistic
         for batch in batches:
             model(batch, training=True)
-            for total, layer in zip(sums, layers):
+            for total, layer in zip(sums, layers, strict=True):
                 total[0] += keras.ops.convert_to_numpy(layer.moving_mean)
                 total[1] += keras.ops.convert_to_numpy(layer.moving_variance)
             count += 1
         if not count:
             raise ValueError("recalibrate_batch_norm needs at least one batch; got none.")
     except BaseException:  # leave the model as it was, not half-recalibrated
-        for layer, momentum, (mean, variance) in zip(layers, momenta, saved):
+        for layer, momentum, (mean, variance) in zip(layers, momenta, saved, strict=True):
             layer.momentum = momentum
             layer.moving_mean.assign(mean)
             layer.moving_variance.assign(variance)
         raise
-    for layer, momentum, (mean, variance) in zip(layers, momenta, sums):
+    for layer, momentum, (mean, variance) in zip(layers, momenta, sums, strict=True):
         layer.momentum = momentum
         layer.moving_mean.assign(mean / count)
         layer.moving_variance.assign(variance / count)

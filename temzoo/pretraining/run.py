@@ -481,7 +481,8 @@ def pretrain(
     metrics = dict(state.metrics)
     # The export: float32 generator + card, atomically; non-chief workers only take part.
     card = None
-    if writer and os.path.exists(model_path) and not _export_is_stale(model_path, state.step, batch_norm_recalibration_batches):
+    if writer and os.path.exists(model_path) and not _export_is_stale(
+            model_path, state.step, batch_norm_recalibration_batches):
         from temzoo.cards import card_path as _card_path
         from temzoo.cards import read_card
 
@@ -535,7 +536,7 @@ def _recalibrated_generator(generator, dataset, batches, batch_size):
     copy.set_weights(generator.get_weights())
     used = recalibrate_batch_norm(copy, (noisy for noisy, _ in dataset.take(batches)))
     return copy, {
-        "batches": used, "images": used * batch_size, "layers": len(batch_norm_layers(copy)),
+        "batches": batches, "images": used * batch_size, "layers": len(batch_norm_layers(copy)),
         "method": "precise BN (Wu & Johnson 2021): each BatchNormalization layer's moving mean and "
                   "variance set to the mean of its batch statistics over fresh training batches",
     }
