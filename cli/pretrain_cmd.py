@@ -87,7 +87,8 @@ def pretrain(model_name, dataset, method, patch_size, batch_size, epochs, steps_
             overwrite=overwrite, precision=precision, seed=seed, data_dir=data_dir, dose_range=dose_range,
             read_noise=read_noise, discriminator=discriminator, l1_lambda=l1_lambda, loss=loss,
             learning_rate=learning_rate, learning_rate_schedule=learning_rate_schedule, beta_1=beta_1,
-            batch_norm_recalibration_batches=batch_norm_recalibration_batches, model_overrides=model_overrides, discriminator_overrides=discriminator_overrides,
+            batch_norm_recalibration_batches=batch_norm_recalibration_batches,
+            model_overrides=model_overrides, discriminator_overrides=discriminator_overrides,
             jit_compile=jit_compile, name=name, verbose=0 if quiet else 1,
         )
     except (TemzooError, ValueError) as err:

@@ -54,13 +54,15 @@ def model_precision(model):
     return names.pop() if len(names) == 1 else ("float32" if not names else "mixed")
 
 
-def float32_copy(model):
+def float32_copy(model, always=False):
     """A float32 copy of ``model`` (same class, config and weights), for export.
 
     Models trained under a mixed policy are exported in float32 so that they
-    load and run anywhere (CPUs have no fast float16 convolutions).
+    load and run anywhere (CPUs have no fast float16 convolutions). A float32
+    model is returned as it is unless ``always`` (a copy to change, e.g. its
+    BatchNormalization statistics, without touching the original).
     """
-    if model_precision(model) == "float32":
+    if model_precision(model) == "float32" and not always:
         return model
     with policy_scope("float32"):
         clone = model.__class__.from_config(model.get_config())

@@ -97,13 +97,11 @@ def _check_arguments(a):
     from temzoo.precision import check_precision
 
     check_precision(a["precision"])
-    for key in ("patch_size", "batch_size", "epochs", "steps_per_epoch"):
+    for key, low in (("patch_size", 1), ("batch_size", 1), ("epochs", 1), ("steps_per_epoch", 1),
+                     ("batch_norm_recalibration_batches", 0)):
         value = a[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{key} must be a positive integer, got {value!r}.")
-    recalibration = a["batch_norm_recalibration_batches"]
-    if not isinstance(recalibration, int) or isinstance(recalibration, bool) or recalibration < 0:
-        raise ValueError(f"batch_norm_recalibration_batches must be an integer >= 0, got {recalibration!r}.")
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{key} must be an integer >= {low}, got {value!r}.")
     if a["validation_steps"] < 0 or (a["checkpoint_every"] is not None and a["checkpoint_every"] < 0):
         raise ValueError("validation_steps and checkpoint_every must be >= 0.")
     if a["patch_size"] < 11:
@@ -520,8 +518,10 @@ def _export_is_stale(model_path, step, recalibration_batches=0):
         card = read_card(card_path(model_path))
     except BadInputError:
         return True
-    recalibrated = (card or {}).get("batch_norm_recalibration", {}).get("batches", 0)
-    return not card or card.get("steps") != step or recalibrated != recalibration_batches
+    if not card:
+        return True
+    recalibrated = card.get("batch_norm_recalibration", {}).get("batches", 0)
+    return card.get("steps") != step or recalibrated != recalibration_batches
 
 
 def _recalibrated_generator(generator, dataset, batches, batch_size):
@@ -529,11 +529,9 @@ def _recalibrated_generator(generator, dataset, batches, batch_size):
     (the data of the epoch after the last). The training generator keeps its statistics, so
     checkpoints and resumed runs are unaffected. Returns the copy and the card's record."""
     from temzoo.batch_norm import batch_norm_layers, recalibrate_batch_norm
-    from temzoo.precision import policy_scope
+    from temzoo.precision import float32_copy
 
-    with policy_scope("float32"):
-        copy = generator.__class__.from_config(generator.get_config())
-    copy.set_weights(generator.get_weights())
+    copy = float32_copy(generator, always=True)
     used = recalibrate_batch_norm(copy, (noisy for noisy, _ in dataset.take(batches)))
     return copy, {
         "batches": batches, "images": used * batch_size, "layers": len(batch_norm_layers(copy)),
