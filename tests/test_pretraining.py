@@ -122,6 +122,9 @@ def test_resume_with_more_epochs_continues_the_step_counter(run, tmp_path):
     steps = [line.split(",")[1] for line in (copy / "log.csv").read_text().splitlines()[1:]]
     assert steps == ["3", "6", "9"]
     assert longer.card["steps"] == 9 and longer.card["data"]["images_seen"] == 36
+    # The card says where the run was lengthened (a cosine schedule would be stretched there).
+    assert "changes_on_resume" not in result.card
+    assert longer.card["changes_on_resume"] == [{"step": 6, "changes": {"epochs": [2, 3]}}]
     # Resumed = uninterrupted: same data position, optimizer, BN and dropout-seed states.
     straight = pretrain("unet_b2_p22", _images(), "pix2pix", out=tmp_path / "straight", checkpoint_every=2,
                         **{**TINY, "epochs": 3})

@@ -31,6 +31,9 @@ from temzoo.errors import BadInputError, InputSizeError, TemzooError
 METHODS = ("pix2pix", "autoencoder")
 SCHEDULES = ("constant", "cosine")
 MANIFEST = "run.json"
+# Every continuation that changed an argument: [{"step": 300, "changes": {"epochs": [30, 12]}}].
+# The card repeats it, because e.g. more epochs stretch a cosine schedule mid-run.
+RESUME_CHANGES = "resume_changes.json"
 # Arguments that may change when a run is continued with resume=True (a longer run,
 # other devices); every other argument defines the run and must stay the same.
 RESUMABLE_CHANGES = frozenset({
@@ -39,7 +42,7 @@ RESUMABLE_CHANGES = frozenset({
 })
 # Arguments added since the first release, with the value older manifests imply.
 MANIFEST_DEFAULTS = {"learning_rate_schedule": "constant", "batch_norm_recalibration_batches": 0}
-_RUN_FILES = ("checkpoints", "samples", "log.csv", "loss_curves.png", MANIFEST)
+_RUN_FILES = ("checkpoints", "samples", "log.csv", "loss_curves.png", MANIFEST, RESUME_CHANGES)
 
 
 class RunExistsError(TemzooError, FileExistsError):
@@ -171,6 +174,27 @@ def _prepare_out(out, manifest, resume, overwrite, writer):
     return False
 
 
+def _manifest_changes(out, manifest):
+    """{argument: [before, now]} between the run's saved manifest and this call's (where the
+    data lives is left out: it does not change the training)."""
+    with open(os.path.join(out, MANIFEST), encoding="utf-8") as f:
+        previous = {**MANIFEST_DEFAULTS, **json.load(f)}
+    return {k: [previous.get(k), manifest.get(k)] for k in sorted(set(previous) | set(manifest))
+            if k != "data_dir" and previous.get(k) != manifest.get(k)}
+
+
+def _read_resume_changes(out):
+    path = os.path.join(out, RESUME_CHANGES)
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as exc:
+            raise BadInputError(f"{path}: the record of changes made on resume is not valid JSON ({exc}). "
+                                "Restore it, delete it (the card then omits earlier changes) or use --overwrite.") from exc
+
+
 def _remove_run(out, previous):
     name = previous.get("name")
     for entry in _RUN_FILES + ((f"{name}.keras", f"{name}.json") if name else ()):
@@ -284,7 +308,8 @@ def pretrain(
         learning_rate, beta_1: Adam's, for both networks.
         learning_rate_schedule: ``"constant"`` or ``"cosine"`` (decays to 0 over
             ``epochs * steps_per_epoch`` steps; a resumed run with more ``epochs``
-            continues on the stretched curve).
+            continues on the stretched curve, and the card's ``changes_on_resume``
+            says at which step each such change was made).
         batch_norm_recalibration_batches: before export, re-estimate the generator's
             BatchNormalization moving statistics as the mean over this many training
             batches (precise BN, :mod:`temzoo.batch_norm`); 0 (default) exports them as
@@ -442,10 +467,15 @@ def pretrain(
         if verbose:
             print(f"[temzoo] resuming {out} from step {state.step} (epoch {state.epoch}/{epochs}, "
                   f"{state.images_seen} images seen)", flush=True)
+    resume_changes = _read_resume_changes(out) if continuing else []
     if writer:
         from temzoo.pretraining.callbacks import write_json
 
         os.makedirs(out, exist_ok=True)
+        changes = _manifest_changes(out, manifest) if saved is not None else {}
+        if changes:
+            resume_changes.append({"step": state.step, "changes": changes})
+            write_json(os.path.join(out, RESUME_CHANGES), resume_changes)
         write_json(os.path.join(out, MANIFEST), manifest)
 
     sample_noisy = sample_clean = None
@@ -490,6 +520,8 @@ def pretrain(
     elif writer:
         card = _make_card(trainer, name, model, method, args, data_info, val_split, state, metrics, strategy,
                           normalizer, discriminator, entry)
+        if resume_changes:
+            card["changes_on_resume"] = resume_changes
         generator = None
         if batch_norm_recalibration_batches:
             generator, card["batch_norm_recalibration"] = _recalibrated_generator(
