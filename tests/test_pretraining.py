@@ -138,9 +138,12 @@ def test_overwrite_replaces_the_run(run, tmp_path):
     out, _ = run
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
+    (copy / "resume_changes.json").write_text('[{"step": 6, "changes": {"epochs": [2, 3]}}]')
     fresh = pretrain("unet_b2_p22", _images(), "autoencoder", out=copy, overwrite=True,
                      **{**TINY, "epochs": 1, "validation_steps": 0})
     assert fresh.resumed_from_step == 0 and fresh.step == 3
+    # the old run's record goes with it: the fresh card does not inherit its changes
+    assert not (copy / "resume_changes.json").exists() and "changes_on_resume" not in fresh.card
     assert not (copy / "unet_b2_p22_pix2pix.keras").exists()
     assert (copy / "unet_b2_p22_autoencoder.keras").exists()
     assert set(fresh.metrics) == {"loss"}
