@@ -132,35 +132,48 @@ def adam_optimizer(learning_rate, beta_1, schedule="constant", total_steps=None)
     return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1)
 
 
+def _read_manifest(out):
+    """The manifest of the run in ``out`` as saved, or None when there is none."""
+    path = os.path.join(out, MANIFEST)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as exc:
+            raise BadInputError(f"{path}: the run manifest is not valid JSON ({exc}). Use --overwrite to start afresh.") from exc
+
+
+def _manifest_differences(previous, manifest):
+    """{argument: [saved, now]} for every argument that differs; arguments added since the
+    saved run was made count with the value older runs imply (MANIFEST_DEFAULTS)."""
+    previous = {**MANIFEST_DEFAULTS, **previous}
+    return {k: [previous.get(k), manifest.get(k)] for k in sorted(set(previous) | set(manifest))
+            if previous.get(k) != manifest.get(k)}
+
+
 def _prepare_out(out, manifest, resume, overwrite, writer):
     """Check ``out`` against the manifest; returns True if an existing run is continued."""
-    path = os.path.join(out, MANIFEST)
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            try:
-                previous = json.load(f)
-            except json.JSONDecodeError as exc:
-                raise BadInputError(f"{path}: the run manifest is not valid JSON ({exc}). Use --overwrite to start afresh.") from exc
+    previous = _read_manifest(out)
+    if previous is not None:
         if overwrite:
             if writer:
                 _remove_run(out, previous)
             return False
-        for key, default in MANIFEST_DEFAULTS.items():  # runs made before the argument existed
-            previous.setdefault(key, default)
-        differing = sorted(k for k in set(previous) | set(manifest) if previous.get(k) != manifest.get(k))
+        differing = _manifest_differences(previous, manifest)
         if not differing:
             return True
         if resume:
             fixed = [k for k in differing if k not in RESUMABLE_CHANGES]
             if fixed:
-                details = "; ".join(f"{k}: {previous.get(k)!r} -> {manifest.get(k)!r}" for k in fixed)
+                details = "; ".join(f"{k}: {differing[k][0]!r} -> {differing[k][1]!r}" for k in fixed)
                 raise RunExistsError(
                     f"{out} holds a run that cannot be resumed with these arguments ({details}); only "
                     f"{', '.join(sorted(RESUMABLE_CHANGES))} may change when resuming. "
                     "Use --overwrite or another output directory."
                 )
             return True
-        details = "; ".join(f"{k}: {previous.get(k)!r} -> {manifest.get(k)!r}" for k in differing)
+        details = "; ".join(f"{k}: {before!r} -> {now!r}" for k, (before, now) in differing.items())
         raise RunExistsError(
             f"{out} already holds a different pretraining run ({details}). Re-run with --resume to "
             "continue it with these arguments, --overwrite to delete it and start afresh, or choose "
@@ -172,15 +185,6 @@ def _prepare_out(out, manifest, resume, overwrite, writer):
             "or new output directory, or pass --overwrite to write into it."
         )
     return False
-
-
-def _manifest_changes(out, manifest):
-    """{argument: [before, now]} between the run's saved manifest and this call's (where the
-    data lives is left out: it does not change the training)."""
-    with open(os.path.join(out, MANIFEST), encoding="utf-8") as f:
-        previous = {**MANIFEST_DEFAULTS, **json.load(f)}
-    return {k: [previous.get(k), manifest.get(k)] for k in sorted(set(previous) | set(manifest))
-            if k != "data_dir" and previous.get(k) != manifest.get(k)}
 
 
 def _read_resume_changes(out):
@@ -472,7 +476,9 @@ def pretrain(
         from temzoo.pretraining.callbacks import write_json
 
         os.makedirs(out, exist_ok=True)
-        changes = _manifest_changes(out, manifest) if saved is not None else {}
+        # what this continuation changed (where the data lives is not a change to the training)
+        changes = {k: v for k, v in _manifest_differences(_read_manifest(out), manifest).items()
+                   if k != "data_dir"} if saved is not None else {}
         if changes:
             resume_changes.append({"step": state.step, "changes": changes})
             write_json(os.path.join(out, RESUME_CHANGES), resume_changes)
