@@ -132,6 +132,20 @@ def test_resume_with_more_epochs_continues_the_step_counter(run, tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_resume_without_a_checkpoint_starts_afresh_and_drops_the_old_change_record(run, tmp_path):
+    import shutil
+
+    out, _ = run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    shutil.rmtree(copy / "checkpoints")  # e.g. stopped before its first checkpoint
+    (copy / "resume_changes.json").write_text('[{"step": 6, "changes": {"epochs": [2, 3]}}]')
+    again = pretrain("unet_b2_p22", _images(), "pix2pix", out=copy, resume=True,
+                     **{**TINY, "epochs": 1, "validation_steps": 0})
+    assert again.resumed_from_step == 0 and again.step == 3
+    assert not (copy / "resume_changes.json").exists() and "changes_on_resume" not in again.card
+
+
 def test_overwrite_replaces_the_run(run, tmp_path):
     import shutil
 

@@ -471,11 +471,16 @@ def pretrain(
         if verbose:
             print(f"[temzoo] resuming {out} from step {state.step} (epoch {state.epoch}/{epochs}, "
                   f"{state.images_seen} images seen)", flush=True)
-    resume_changes = _read_resume_changes(out) if continuing else []
+    # With no checkpoint to continue from, the run starts again at step 0: earlier records of
+    # changes made on resume describe a run that no longer exists.
+    resume_changes = _read_resume_changes(out) if saved is not None else []
     if writer:
         from temzoo.pretraining.callbacks import write_json
 
         os.makedirs(out, exist_ok=True)
+        stale = os.path.join(out, RESUME_CHANGES)
+        if saved is None and os.path.exists(stale):
+            os.remove(stale)
         # what this continuation changed (where the data lives is not a change to the training)
         changes = {k: v for k, v in _manifest_differences(_read_manifest(out), manifest).items()
                    if k != "data_dir"} if saved is not None else {}
