@@ -108,11 +108,7 @@ def list_datasets(data_dir=None, print_table=False):
     if print_table:
         from temzoo.zoo import format_table
 
-        print(format_table(
-            [{**r, "manual_download": "yes" if r["manual_download"] else "no",
-              "prepared": "yes" if r["prepared"] else "no"} for r in rows],
-            columns=("name", "manual_download", "prepared", "description"),
-        ))
+        print(format_table(rows, columns=("name", "manual_download", "prepared", "description")))
         print(f"\ndata dir: {data_dir}")
     return rows
 

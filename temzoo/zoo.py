@@ -80,6 +80,8 @@ def format_table(rows, columns=("name", "family", "parameters", "receptive_field
 
 
 def _fmt(value):
+    if isinstance(value, bool):  # before int: True is an int and would print as 1
+        return "yes" if value else "no"
     if isinstance(value, int):
         return f"{value:,}"
     return "" if value is None else str(value)

@@ -1,5 +1,6 @@
 """The pretrained registry: verified loading, user registration, URL entries, verify()."""
 
+import json
 import os
 import pathlib
 
@@ -109,6 +110,32 @@ def test_verify_checks_hash_and_recorded_output(exported, tmp_path):
     temzoo.register("other", copy)
     (row,) = pretrained.verify("other")
     assert not row["ok"] and "differs" in row["reproduces"]
+
+
+def test_cli_models_verify_and_info(exported, tmp_path):
+    from click.testing import CliRunner
+    from temzoo_cli.main import cli
+
+    _, path, _ = exported
+    temzoo.register("my_tiny", path)
+    runner = CliRunner()
+    good = runner.invoke(cli, ["models", "verify", "my_tiny"])
+    assert good.exit_code == 0, good.output
+    (row,) = [line.split() for line in good.output.splitlines() if line.startswith("my_tiny")]
+    assert row == ["my_tiny", "ok", "ok", "yes"]
+    info = runner.invoke(cli, ["models", "info", "my_tiny"])
+    assert info.exit_code == 0 and json.loads(info.output)["sha256"] == sha256_file(path)
+    # a model that does not reproduce its recorded output fails verify with exit 1
+    copy = tmp_path / "other.keras"
+    copy.write_bytes(pathlib.Path(path).read_bytes())
+    data = np.load(pretrained.reference_path(path))
+    np.savez(pretrained.reference_path(copy), input=data["input"], output=data["output"] + 1.0)
+    temzoo.register("other", copy)
+    bad = runner.invoke(cli, ["models", "verify", "other"])
+    assert bad.exit_code == 1
+    assert "differs by" in bad.output and bad.output.rstrip().endswith("no")
+    unknown = runner.invoke(cli, ["models", "info", "no_such_model"])
+    assert unknown.exit_code != 0 and "no_such_model" in unknown.output
 
 
 def test_register_refuses_wrong_hash(exported):

@@ -37,3 +37,8 @@ def test_list_models_unknown_name():
 def test_format_table_alignment():
     text = zoo.format_table([{"name": "a", "parameters": 1234567}], columns=("name", "parameters"))
     assert text.splitlines() == ["name  parameters", "----  ----------", "a     1,234,567 "]
+
+
+def test_format_table_spells_out_booleans():
+    text = zoo.format_table([{"name": "a", "ok": True}, {"name": "b", "ok": False}], columns=("name", "ok"))
+    assert text.splitlines()[2:] == ["a     yes", "b     no "]
