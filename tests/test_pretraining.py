@@ -261,13 +261,14 @@ def test_runs_made_before_the_schedule_and_recalibration_arguments_still_resume(
     manifest = {"model": "unet_b2_p22", "epochs": 2, "learning_rate_schedule": "constant",
                 "batch_norm_recalibration_batches": 0}
     (tmp_path / "run.json").write_text(json.dumps({"model": "unet_b2_p22", "epochs": 2}))
-    assert _prepare_out(str(tmp_path), manifest, resume=False, overwrite=False, writer=True) is True
+    # continued (not None), and nothing changed: the missing arguments count with their old values
+    assert _prepare_out(str(tmp_path), manifest, resume=False, overwrite=False, writer=True) == {}
     with pytest.raises(RunExistsError, match="learning_rate_schedule"):
         _prepare_out(str(tmp_path), {**manifest, "learning_rate_schedule": "cosine"}, resume=True,
                      overwrite=False, writer=True)
     # recalibration changes only the export: a finished run may be re-exported with resume
     assert _prepare_out(str(tmp_path), {**manifest, "batch_norm_recalibration_batches": 8}, resume=True,
-                        overwrite=False, writer=True) is True
+                        overwrite=False, writer=True) == {"batch_norm_recalibration_batches": [0, 8]}
     with pytest.raises(RunExistsError, match="batch_norm_recalibration_batches"):
         _prepare_out(str(tmp_path), {**manifest, "batch_norm_recalibration_batches": 8}, resume=False,
                      overwrite=False, writer=True)

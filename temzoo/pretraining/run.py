@@ -153,16 +153,20 @@ def _manifest_differences(previous, manifest):
 
 
 def _prepare_out(out, manifest, resume, overwrite, writer):
-    """Check ``out`` against the manifest; returns True if an existing run is continued."""
+    """Check ``out`` against the manifest.
+
+    Returns None when a new run starts in ``out``; when an existing run is continued,
+    ``{argument: [saved, now]}`` of what this call changes (empty if nothing).
+    """
     previous = _read_manifest(out)
     if previous is not None:
         if overwrite:
             if writer:
                 _remove_run(out, previous)
-            return False
+            return None
         differing = _manifest_differences(previous, manifest)
         if not differing:
-            return True
+            return differing
         if resume:
             fixed = [k for k in differing if k not in RESUMABLE_CHANGES]
             if fixed:
@@ -172,7 +176,7 @@ def _prepare_out(out, manifest, resume, overwrite, writer):
                     f"{', '.join(sorted(RESUMABLE_CHANGES))} may change when resuming. "
                     "Use --overwrite or another output directory."
                 )
-            return True
+            return differing
         details = "; ".join(f"{k}: {before!r} -> {now!r}" for k, (before, now) in differing.items())
         raise RunExistsError(
             f"{out} already holds a different pretraining run ({details}). Re-run with --resume to "
@@ -184,7 +188,7 @@ def _prepare_out(out, manifest, resume, overwrite, writer):
             f"{out} is not empty and holds no pretraining run ({MANIFEST} is missing); choose an empty "
             "or new output directory, or pass --overwrite to write into it."
         )
-    return False
+    return None
 
 
 def _read_resume_changes(out):
@@ -375,7 +379,8 @@ def pretrain(
     writer = distribute.is_chief(strategy)
     distribute.check_global_batch(strategy, batch_size)
     manifest = _manifest(args)
-    continuing = _prepare_out(out, manifest, resume, overwrite, writer)
+    manifest_changes = _prepare_out(out, manifest, resume, overwrite, writer)
+    continuing = manifest_changes is not None
     model_path = os.path.join(out, f"{name}.keras")
 
     def make_generator():
@@ -478,15 +483,15 @@ def pretrain(
         from temzoo.pretraining.callbacks import write_json
 
         os.makedirs(out, exist_ok=True)
-        stale = os.path.join(out, RESUME_CHANGES)
-        if saved is None and os.path.exists(stale):
-            os.remove(stale)
+        record = os.path.join(out, RESUME_CHANGES)
         # what this continuation changed (where the data lives is not a change to the training)
-        changes = {k: v for k, v in _manifest_differences(_read_manifest(out), manifest).items()
-                   if k != "data_dir"} if saved is not None else {}
-        if changes:
+        changes = {k: v for k, v in (manifest_changes or {}).items() if k != "data_dir"}
+        if saved is None:
+            if os.path.exists(record):
+                os.remove(record)
+        elif changes:
             resume_changes.append({"step": state.step, "changes": changes})
-            write_json(os.path.join(out, RESUME_CHANGES), resume_changes)
+            write_json(record, resume_changes)
         write_json(os.path.join(out, MANIFEST), manifest)
 
     sample_noisy = sample_clean = None
