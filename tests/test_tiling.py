@@ -128,7 +128,8 @@ def test_out_of_memory_retries_with_smaller_tiles(monkeypatch):
     monkeypatch.setattr(tiling, "_forward", flaky)
     with pytest.warns(UserWarning, match="Out of memory"):
         out = temzoo.predict(unet, image, tile_size=512)
-    assert calls[0][1:3] == (300, 260) and calls[1][1:3] == (256, 256)  # retried with smaller tiles
+    assert calls[0][1:3] == (300, 260)
+    assert max(calls[1][1:3]) <= 256 and len(calls) > 2  # retried with smaller tiles (split evenly)
     np.testing.assert_allclose(out, expected, atol=1e-4)
 
 
@@ -149,3 +150,65 @@ def test_default_tile_size_fits_the_budget(unet, monkeypatch):
     assert side * side * batch * tiling.bytes_per_pixel(unet) <= (256 << 20)
     monkeypatch.setattr(tiling, "memory_budget", lambda: 1 << 40)
     assert tiling.choose_tile_size(unet, 16, overlap) == (tiling.MAX_TILE, tiling.MAX_BATCH)
+
+
+@pytest.mark.parametrize("length,max_tile,overlap,stride", [
+    (4096, 1104, 208, 16), (8192, 2048, 96, 8), (1000, 400, 72, 4), (640, 640, 64, 16), (4096, 1088, 512, 32),
+])
+def test_axis_layout_splits_evenly_with_the_fewest_tiles(length, max_tile, overlap, stride):
+    tile, starts = tiling.axis_layout(length, max_tile, overlap, stride)
+    assert tile <= max_tile and tile % stride == 0 and all(s % stride == 0 for s in starts)
+    assert starts[0] == 0 and starts[-1] + tile == length
+    assert all(0 < b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
+    count = len(starts)
+    # one tile fewer, even at the largest size, could not cover the axis
+    assert count == 1 or (count - 2) * (max_tile - overlap) + max_tile < length
+    # never more pixels than the old layout (max-size tiles, the last flush with the end)
+    old = tiling.tile_starts(length, min(max_tile, length), min(max_tile, length) - overlap)
+    assert count * tile <= len(old) * min(max_tile, length)
+
+
+def test_even_split_computes_fewer_pixels_than_flush_tiles():
+    """The issue's case: 4096 px in tiles of at most 1104 px took 5 tiles of 1104 px (1.35x per axis)."""
+    tile, starts = tiling.axis_layout(4096, 1104, 208, 16)
+    assert len(starts) == 5 and len(starts) * tile <= 1.1 * (4096 + 4 * 208)
+
+
+def _blur_chain(layers=16, dilation=8):
+    """A linear chain of 3x3 box blurs: a Gaussian-like influence, far narrower than its receptive field."""
+    inputs = keras.Input((None, None, 1))
+    x = inputs
+    for _ in range(layers):
+        x = keras.layers.Conv2D(1, 3, padding="same", dilation_rate=dilation, use_bias=False,
+                                kernel_initializer=keras.initializers.Constant(1 / 9))(x)
+    return keras.Model(inputs, x)
+
+
+def test_effective_receptive_field_is_narrower_and_keeps_tiling_close_to_untiled():
+    from temzoo.receptive_field import effective_receptive_field
+
+    model = _blur_chain()
+    theoretical = receptive_field(model)
+    effective = effective_receptive_field(model)
+    assert theoretical == 257 > tiling.LARGE_RECEPTIVE_FIELD
+    # 16 box blurs of dilation 8: Gaussian of sigma 8 * sqrt(16 * 2 / 3) = 26 px; 1e-4 of the
+    # influence lies beyond about 3.9 sigma
+    assert 150 < effective < 240
+    assert effective_receptive_field(model, tolerance=1e-2) < effective
+    image = np.random.default_rng(5).random((560, 560)).astype("float32")
+    untiled = np.asarray(model(image[None, ..., None]))[0, ..., 0]
+    auto = temzoo.predict(model, image, tile_size=256)  # RF > 256: margins from the effective field
+    scale = float(untiled.std())
+    assert np.abs(auto - untiled).max() <= 1e-3 * scale
+    with pytest.raises(ValueError, match="too small"):  # the exact overlap would not fit these tiles
+        temzoo.predict(model, image, tile_size=256, overlap="exact")
+
+
+def test_a_recorded_effective_receptive_field_is_used_without_measuring(monkeypatch):
+    import sys
+
+    rf_module = sys.modules["temzoo.receptive_field"]  # the package attribute is the function
+    model = _blur_chain(layers=4, dilation=1)
+    attach_card(model, {"task": "denoising", "effective_receptive_field": 5})
+    monkeypatch.setattr(rf_module, "effective_receptive_field", lambda *a, **k: pytest.fail("measured"))
+    assert tiling.effective_receptive_field(model) == 5
