@@ -4,8 +4,9 @@ import json
 
 import click
 
+from temzoo.precision import PRECISIONS
+
 METHODS = ("pix2pix", "autoencoder")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 @click.command()
@@ -33,7 +34,8 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
                    "Re-running the identical command resumes without this flag.")
 @click.option("--overwrite", is_flag=True, help="Delete the run in --out and start afresh.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="float32", show_default=True,
-              help="mixed_float16 for NVIDIA GPUs (with loss scaling), mixed_bfloat16 for TPUs/recent GPUs.")
+              help="auto: mixed_bfloat16 where the CPU (AVX512-BF16/AMX) or GPU (compute capability >= 8.0) "
+                   "computes bfloat16 natively, else float32; mixed_float16 for older NVIDIA GPUs (loss scaling).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Initial weights and data order.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Where TFDS datasets live (default: $TEMZOO_DATA_DIR or ~/tensorflow_datasets).")
