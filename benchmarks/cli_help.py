@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from _report import machine, markdown_table, write_json, write_section
+from _report import add_docs_option, machine, markdown_table, write_json, write_section
 
 GOAL_S = 1.0
 
@@ -35,6 +35,7 @@ def commands():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_docs_option(parser)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
@@ -60,6 +61,7 @@ def main(argv=None):
         f"## CLI help pages\n\n`python benchmarks/cli_help.py --repeats {args.repeats}`: wall time of each "
         f"`--help` in a fresh process (goal < {GOAL_S:.0f} s). Measured {info['date']} on {info['platform']}, "
         f"{info['cpus']} CPUs, 1-min load average {loadavg:.1f} (shared machine).\n\n{table}\n",
+        force=args.force_docs,
     )
     if args.json:
         write_json(args.json, {"machine": info, "rows": rows})

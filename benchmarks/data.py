@@ -20,7 +20,7 @@ import tempfile
 import time
 
 import numpy as np
-from _report import ROOT, machine, markdown_table, write_json, write_section
+from _report import ROOT, add_docs_option, machine, markdown_table, write_json, write_section
 
 SIZE = 256
 
@@ -113,6 +113,7 @@ def pipeline_vs_train(data_dir, quick, patch=128, batch=8):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_docs_option(parser)
     parser.add_argument("--quick", action="store_true", help="fewer images, no full default builds")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
@@ -150,7 +151,7 @@ def main():
                markdown_table(builds, list(builds[0])), ""]
     md += ["`pretext_pairs` (synthetic_tem/unlabeled, Poisson pairs, standardised, dihedral) vs. a plain L1 "
            "train step (goal: ratio >= 5):", "", markdown_table([pipe], list(pipe))]
-    write_section("data", "\n".join(md))
+    write_section("data", "\n".join(md), force=args.force_docs)
 
 
 if __name__ == "__main__":

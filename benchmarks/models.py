@@ -17,7 +17,7 @@ import argparse
 import os
 import time
 
-from _report import machine, markdown_table, write_json, write_section
+from _report import add_docs_option, machine, markdown_table, write_json, write_section
 
 
 def flops_per_pixel(model, size):
@@ -107,6 +107,7 @@ def throughput(model, batch, size, steps, xla):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_docs_option(parser)
     parser.add_argument("--models", default=None, help="comma-separated architecture names (default: all)")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
@@ -179,7 +180,7 @@ def _report(rows, modes, args, n, peak):
         + f"\n\n{table}\n"
     )
     if not args.no_docs:
-        write_section("models", text)
+        write_section("models", text, force=args.force_docs)
     if args.json:
         write_json(args.json, {"machine": info, "setting": vars(args), "matmul_flops": peak, "rows": rows})
 

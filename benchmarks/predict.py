@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from _report import ROOT, machine, markdown_table, write_json, write_section
+from _report import ROOT, add_docs_option, machine, markdown_table, write_json, write_section
 
 MODELS = {"unet": "unet_b3_p224", "hrnet": "hrnet_w18_small"}
 RSS_GOAL_GB = 3.0
@@ -104,6 +104,7 @@ def run_case(case, model_name, size, forced_tile):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_docs_option(parser)
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=4096, help="side of the 'large' case")
     parser.add_argument("--hrnet-size", type=int, default=None,
@@ -169,6 +170,7 @@ def main(argv=None):
             "field + ramp), so images up to that size run as one tile; the forced case splits the image. "
             f"Goal: default overhead <= {OVERHEAD_GOAL:.0%}, peak RSS < {RSS_GOAL_GB:g} GB at 8192 x 8192.\n\n"
             + table2 + "\n",
+            force=args.force_docs,
         )
     return 0
 

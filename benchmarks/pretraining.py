@@ -26,7 +26,7 @@ import os
 import statistics
 import time
 
-from _report import machine, markdown_table, write_json, write_section
+from _report import add_docs_option, machine, markdown_table, write_json, write_section
 
 
 def make_data(size, batch, count=8):
@@ -130,6 +130,7 @@ def fit_rate(method, model, discriminator, data, steps, warmup, jit_compile, ste
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_docs_option(parser)
     parser.add_argument("--model", default="unet_b3_p222")
     parser.add_argument("--discriminator", default="patchgan_34")
     parser.add_argument("--size", type=int, default=64)
@@ -252,7 +253,7 @@ def report(payload, args):
         "step called from a Python loop (same models, losses and data).\n\n"
         f"{table}\n\n{summary}\n"
     )
-    write_section("pretraining", text)
+    write_section("pretraining", text, force=args.force_docs)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ import pytest
 import temzoo
 from temzoo import precision
 
-
 _DETECT = precision.fast_bfloat16  # the cached function, whatever a test patches in its place
 
 

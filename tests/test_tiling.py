@@ -159,7 +159,7 @@ def test_axis_layout_splits_evenly_with_the_fewest_tiles(length, max_tile, overl
     tile, starts = tiling.axis_layout(length, max_tile, overlap, stride)
     assert tile <= max_tile and tile % stride == 0 and all(s % stride == 0 for s in starts)
     assert starts[0] == 0 and starts[-1] + tile == length
-    assert all(0 < b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
+    assert all(0 < b - a <= tile - overlap for a, b in zip(starts, starts[1:], strict=False))
     count = len(starts)
     # one tile fewer, even at the largest size, could not cover the axis
     assert count == 1 or (count - 2) * (max_tile - overlap) + max_tile < length

@@ -1,0 +1,52 @@
+"""benchmarks/_report.py: the load is recorded, and docs are not updated from a busy machine."""
+
+import importlib
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def report(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    module = importlib.import_module("_report")
+    monkeypatch.setattr(module, "BENCHMARKS_MD", str(tmp_path / "benchmarks.md"))
+    yield module
+    sys.modules.pop("_report", None)
+
+
+def _state(module, monkeypatch, load_before, others_cores):
+    monkeypatch.setattr(module, "LOAD_BEFORE", load_before)
+    monkeypatch.setattr(module.os, "getloadavg", lambda: (0.5, 0.5, 0.5))
+    monkeypatch.setattr(module.os, "cpu_count", lambda: 2)
+    started = module.time.monotonic() - 10.0
+    monkeypatch.setattr(module, "_OTHERS_BEFORE", (started, {1: 0.0}))
+    monkeypatch.setattr(module, "_others_cpu_seconds", lambda: {1: others_cores * 10.0})
+
+
+def test_an_idle_machine_updates_the_docs_with_its_load(report, monkeypatch, capsys):
+    _state(report, monkeypatch, (0.4, 0.3, 0.2), others_cores=0.05)
+    assert report.write_section("x", "## X\n\n| a |") is True
+    text = open(report.BENCHMARKS_MD).read()
+    assert "<!-- begin x -->" in text and "1-minute load average 0.4 before" in text and "not comparable" not in text
+
+
+def test_a_busy_machine_does_not_update_the_docs_unless_forced(report, monkeypatch, capsys):
+    _state(report, monkeypatch, (3.5, 3.0, 2.0), others_cores=0.0)  # load above the 2 cores at the start
+    assert report.write_section("x", "## X") is False
+    assert not os.path.exists(report.BENCHMARKS_MD) and "NOT updated" in capsys.readouterr().err
+    _state(report, monkeypatch, (0.1, 0.1, 0.1), others_cores=1.2)  # another job ran meanwhile
+    assert report.load_report()["busy"] and report.write_section("x", "## X") is False
+    assert report.write_section("x", "## X", force=True) is True
+    assert "taken under load, not comparable" in open(report.BENCHMARKS_MD).read()
+
+
+def test_other_processes_cpu_excludes_this_process(report):
+    import psutil
+
+    seconds = report._others_cpu_seconds()
+    assert os.getpid() not in seconds and all(v >= 0 for v in seconds.values())
+    assert psutil.Process().parent().pid in seconds or len(seconds) > 0
