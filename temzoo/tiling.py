@@ -33,8 +33,10 @@ pixel`` is estimated once per model as half of 4 bytes times the summed
 channels of every layer's output, each weighted by its area relative to the
 input (measured on a small probe image); the measured peak on CPU was 17-47 %
 of that sum (:data:`ACTIVATION_FRACTION`). The
-budget is a quarter of the available RAM (at most :data:`MAX_BUDGET_BYTES`) on
-CPU and :data:`GPU_BUDGET_BYTES` on a GPU. On ``tf.errors.ResourceExhaustedError``
+budget on CPU is half the available RAM, at most :data:`MAX_BUDGET_BYTES`, less
+what the image's own arrays take (its normalised copy and the output), so that
+large images still fit the peak-RSS goal (3 GB at 8192 x 8192) and smaller ones
+get larger tiles, hence less overlap; on a GPU it is :data:`GPU_BUDGET_BYTES`. On ``tf.errors.ResourceExhaustedError``
 the prediction restarts with tiles half as large (batch size 1), down to the
 smallest tile the overlap allows.
 """
@@ -50,7 +52,8 @@ from temzoo.errors import BadInputError, InputSizeError
 
 MAX_TILE = 2048
 MIN_IMAGE_SIDE = 2
-MAX_BUDGET_BYTES = 1 << 30
+MAX_BUDGET_BYTES = 2 << 30
+MIN_BUDGET_BYTES = 256 << 20
 GPU_BUDGET_BYTES = 1 << 30
 MAX_BATCH = 8
 # share of the summed layer activations alive at once during inference; measured
@@ -131,8 +134,11 @@ def bytes_per_pixel(model):
     return value
 
 
-def memory_budget():
-    """Bytes of activations one batch of tiles may use (see the module docstring)."""
+def memory_budget(image_bytes=0):
+    """Bytes of activations one batch of tiles may use (see the module docstring).
+
+    ``image_bytes``: what the image's own arrays (normalised copy, output) take.
+    """
     import tensorflow as tf
 
     if tf.config.list_logical_devices("GPU"):
@@ -148,8 +154,8 @@ def memory_budget():
         except (ValueError, OSError, AttributeError):
             pass
     if not available:
-        return MAX_BUDGET_BYTES // 2
-    return int(min(available / 4, MAX_BUDGET_BYTES))
+        return MIN_BUDGET_BYTES
+    return int(max(min(available / 2, MAX_BUDGET_BYTES) - image_bytes, MIN_BUDGET_BYTES))
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -234,10 +240,10 @@ def _profile_sum(length, tile, starts, margin, ramp):
     return total
 
 
-def choose_tile_size(model, stride, overlap, batch_size=None):
+def choose_tile_size(model, stride, overlap, batch_size=None, image_bytes=0):
     """Tile side (multiple of ``stride``) and batch size for the memory budget."""
     bpp = bytes_per_pixel(model)
-    budget = memory_budget()
+    budget = memory_budget(image_bytes)
     batch = batch_size or 1
     side = int(math.sqrt(budget / (bpp * batch)))
     side = max(side // stride * stride, stride)
@@ -346,7 +352,11 @@ def predict(model, image, *, tile_size=None, overlap=None, batch_size=None, norm
     height, width = array.shape[:2]
 
     stride = model_stride(model)
-    margin, ramp, tile, batch = _layout_parameters(model, stride, overlap, tile_size, batch_size, max(height, width))
+    out_channels = (model.outputs[0].shape[-1] or 1) * int((card or {}).get("scale") or 1) ** 2
+    image_bytes = 4 * (channels + out_channels) * _round_up(height, stride) * _round_up(width, stride)
+    margin, ramp, tile, batch = _layout_parameters(
+        model, stride, overlap, tile_size, batch_size, max(height, width), image_bytes
+    )
 
     stats = normalizer.stats(array)
     pad_h, pad_w = _round_up(height, stride) - height, _round_up(width, stride) - width
@@ -396,7 +406,7 @@ def _with_precision(model, precision):
     return copies[name]
 
 
-def _layout_parameters(model, stride, overlap, tile_size, batch_size, longest_side):
+def _layout_parameters(model, stride, overlap, tile_size, batch_size, longest_side, image_bytes=0):
     """``(margin, ramp, max_tile, batch)`` for :func:`predict` (see its ``overlap`` argument)."""
     if overlap is None or isinstance(overlap, str):
         if overlap not in (None, "exact", "effective"):
@@ -406,12 +416,12 @@ def _layout_parameters(model, stride, overlap, tile_size, batch_size, longest_si
     else:
         rf = None
         margin, ramp = tile_geometry(None, stride, overlap)
-    tile, batch = _tile_and_batch(model, stride, 2 * margin + ramp, tile_size, batch_size)
+    tile, batch = _tile_and_batch(model, stride, 2 * margin + ramp, tile_size, batch_size, image_bytes)
     wants_effective = overlap == "effective" or (overlap is None and rf is not None and rf > LARGE_RECEPTIVE_FIELD)
     if wants_effective and longest_side > tile:
         rf = effective_receptive_field(model)
         margin, ramp = tile_geometry(rf, stride)
-        tile, batch = _tile_and_batch(model, stride, 2 * margin + ramp, tile_size, batch_size)
+        tile, batch = _tile_and_batch(model, stride, 2 * margin + ramp, tile_size, batch_size, image_bytes)
     full_overlap = 2 * margin + ramp
     if tile_size is None and tile < 2 * full_overlap and longest_side > tile:
         warnings.warn(
@@ -424,10 +434,10 @@ def _layout_parameters(model, stride, overlap, tile_size, batch_size, longest_si
     return margin, ramp, tile, batch
 
 
-def _tile_and_batch(model, stride, overlap, tile_size, batch_size):
+def _tile_and_batch(model, stride, overlap, tile_size, batch_size, image_bytes=0):
     """Largest tile side and tiles per call: from the memory budget, or as given."""
     if tile_size is None:
-        return choose_tile_size(model, stride, overlap, batch_size)
+        return choose_tile_size(model, stride, overlap, batch_size, image_bytes)
     return max(_round_up(tile_size, stride), stride), int(batch_size or 1)
 
 

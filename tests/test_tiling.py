@@ -143,12 +143,12 @@ def test_window_weights_cover_every_pixel(length):
 
 
 def test_default_tile_size_fits_the_budget(unet, monkeypatch):
-    monkeypatch.setattr(tiling, "memory_budget", lambda: 256 << 20)
+    monkeypatch.setattr(tiling, "memory_budget", lambda image_bytes=0: 256 << 20)
     overlap = 2 * 80 + 48
     side, batch = tiling.choose_tile_size(unet, 16, overlap)
     assert side % 16 == 0 and side >= 2 * overlap
     assert side * side * batch * tiling.bytes_per_pixel(unet) <= (256 << 20)
-    monkeypatch.setattr(tiling, "memory_budget", lambda: 1 << 40)
+    monkeypatch.setattr(tiling, "memory_budget", lambda image_bytes=0: 1 << 40)
     assert tiling.choose_tile_size(unet, 16, overlap) == (tiling.MAX_TILE, tiling.MAX_BATCH)
 
 
@@ -212,3 +212,17 @@ def test_a_recorded_effective_receptive_field_is_used_without_measuring(monkeypa
     attach_card(model, {"task": "denoising", "effective_receptive_field": 5})
     monkeypatch.setattr(rf_module, "effective_receptive_field", lambda *a, **k: pytest.fail("measured"))
     assert tiling.effective_receptive_field(model) == 5
+
+
+def test_the_budget_leaves_room_for_the_image_itself(monkeypatch):
+    import psutil
+
+    class Memory:
+        available = 16 << 30
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Memory)
+    assert tiling.memory_budget() == tiling.MAX_BUDGET_BYTES
+    assert tiling.memory_budget(1 << 30) == tiling.MAX_BUDGET_BYTES - (1 << 30)
+    assert tiling.memory_budget(8 << 30) == tiling.MIN_BUDGET_BYTES
+    Memory.available = 1 << 30
+    assert tiling.memory_budget() == 512 << 20  # half of what is available
