@@ -172,3 +172,17 @@ def test_public_name_is_the_function_even_after_importing_the_module():
     module = sys.modules["temzoo.receptive_field"]
     assert temzoo.receptive_field is module.receptive_field
     assert temzoo.receptive_field(_chain(keras.layers.Conv2D(1, 5, padding="same"))) == 5
+
+
+def test_graph_walk_reads_the_keras_internals_it_needs_and_fails_loudly_without_them(monkeypatch):
+    """models/graph.py reads Keras' private graph; a Keras release that renames it must fail here, clearly."""
+    from temzoo.models import graph
+
+    inputs = keras.Input((None, None, 1))
+    functional = keras.Model(inputs, keras.layers.Conv2D(2, 3, padding="same")(inputs))
+    sequential = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Conv2D(2, 5, padding="same")])
+    assert sum(len(nodes) for nodes in graph._graph_of(functional).values()) >= 2
+    assert [type(c.layer).__name__ for c in graph.flatten_calls(sequential)[0]] == ["Conv2D"]
+    monkeypatch.delattr(functional, "_nodes_by_depth")
+    with pytest.raises(graph.KerasInternalsError, match=r"_nodes_by_depth.*Keras release"):
+        graph.flatten_calls(functional)

@@ -3,6 +3,13 @@
 Nested models (such as a ``keras.applications`` encoder used as a layer) are
 opened up, so callers see every primitive layer once per call, in topological
 order. Used by :mod:`temzoo.receptive_field` and by the benchmark FLOP count.
+
+Keras has no public API for a functional model's graph of layer calls. The two
+private attributes this module needs (a functional model's ``_nodes_by_depth``
+and a built Sequential model's ``_functional``) are read in :func:`_graph_of` and
+:func:`_functional` only; if a Keras release renames them, those fail with
+:class:`KerasInternalsError` naming the attribute and the Keras version, and
+``tests/test_receptive_field.py`` fails loudly.
 """
 
 from dataclasses import dataclass
@@ -24,17 +31,41 @@ class Call:
     shapes_out: list
 
 
+class KerasInternalsError(RuntimeError):
+    """The installed Keras no longer has a private attribute this module reads."""
+
+
 def _functional(model):
+    """The functional model behind ``model`` (a built Sequential wraps one in ``_functional``)."""
     if isinstance(model, keras.Sequential):
-        model = getattr(model, "_functional", None)
-        if model is None:
+        if not model.built:
             raise ValueError("The Sequential model is not built yet; call it on data first.")
+        inner = getattr(model, "_functional", None)
+        if inner is None:
+            raise KerasInternalsError(
+                f"Keras {keras.__version__}: a built Sequential model has no '_functional' attribute any more; "
+                "temzoo.models.graph needs updating for this Keras release."
+            )
+        return inner
     return model
 
 
+def _graph_of(fn):
+    """``{depth: [nodes]}`` of functional model ``fn`` (Keras' private ``_nodes_by_depth``)."""
+    graph = getattr(fn, "_nodes_by_depth", None)
+    if graph is None:
+        if isinstance(fn, keras.Model) and type(fn).__name__ == "Functional":
+            raise KerasInternalsError(
+                f"Keras {keras.__version__}: functional models have no '_nodes_by_depth' attribute any more; "
+                "temzoo.models.graph needs updating for this Keras release."
+            )
+        raise ValueError(f"{getattr(fn, 'name', fn)!r} is not a functional Keras model.")
+    return graph
+
+
 def _is_functional(layer):
-    return hasattr(layer, "_nodes_by_depth") or (
-        isinstance(layer, keras.Sequential) and getattr(layer, "_functional", None) is not None
+    return isinstance(layer, keras.Model) and (
+        hasattr(layer, "_nodes_by_depth") or (isinstance(layer, keras.Sequential) and layer.built)
     )
 
 
@@ -50,9 +81,9 @@ def flatten_calls(model):
                 keys[id(tensor)] = (scope, id(tensor))
             return keys[id(tensor)]
 
-        depths = sorted(fn._nodes_by_depth, reverse=True)
-        for depth in depths:
-            for node in fn._nodes_by_depth[depth]:
+        graph = _graph_of(fn)
+        for depth in sorted(graph, reverse=True):
+            for node in graph[depth]:
                 if node.operation is None or node.is_input:
                     continue
                 op = node.operation
