@@ -291,3 +291,24 @@ def test_reading_mrc_closes_the_file(tmp_path):
             except OSError:
                 pass
         assert str(tmp_path / "s.mrc") not in open_files
+
+
+def test_normalizer_statistics_need_no_float64_copy_and_do_not_overflow():
+    import tracemalloc
+
+    from temzoo.normalization import Normalizer
+
+    image = np.random.default_rng(0).normal(5.0, 2.0, (2000, 2000)).astype("float32")  # 16 MB
+    tracemalloc.start()
+    try:
+        mean, scale = Normalizer("standardize").stats(image)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8_000_000, peak  # a float64 copy alone is 32 MB
+    exact = image.astype(np.float64)
+    assert mean == pytest.approx(exact.mean(), rel=1e-12) and scale == pytest.approx(exact.std() + 1e-6, rel=1e-9)
+    huge = np.full((64, 64), 1e30, "float32")
+    huge[0] = 3e30
+    mean, scale = Normalizer("standardize").stats(huge)
+    assert np.isfinite(mean) and np.isfinite(scale) and scale == pytest.approx(huge.astype(np.float64).std(), rel=1e-6)
