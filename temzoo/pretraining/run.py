@@ -440,6 +440,10 @@ def pretrain(
     manifest = _manifest(args)
     from temzoo.runlock import RunLock
 
+    if writer:
+        from temzoo.atomic import check_writable_dir
+
+        check_writable_dir(out)  # a clear error now, not a PermissionError after the models are built
     # One run at a time in ``out`` (non-chief workers only take part in the chief's run).
     with RunLock(out, "pretraining run") if writer else contextlib.nullcontext(), contextlib.ExitStack() as undo:
         if writer:
