@@ -417,3 +417,15 @@ def test_a_second_run_into_the_same_folder_fails_naming_the_holder(tmp_path):
 
     with RunLock(out):
         pass
+
+
+def test_an_unusable_out_folder_fails_before_anything_is_built(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(BadInputError, match="is a file, not a folder"):
+        pretrain("unet_b2_p22", _images(), "pix2pix", out=tmp_path / "afile" / "run", **TINY)
+    from temzoo_cli.main import cli
+
+    result = CliRunner().invoke(cli, ["pretrain", "--model", "unet_b2_p22", "--out", str(tmp_path / "afile" / "run"),
+                                      "--quiet"])
+    assert result.exit_code == 1 and "is a file, not a folder" in result.output and "Traceback" not in result.output
+    assert (tmp_path / "afile").read_text() == "x"
