@@ -820,7 +820,7 @@ def all_cases():
     return _input_cases() + _model_cases() + _output_cases() + _array_cases() + _pretrain_cases() + _state_cases()
 
 
-def run_cases(cases, root):
+def run_cases(cases, root, on_row=None):
     ctx = Context(root)
     rows = []
     for case in cases:
@@ -832,6 +832,8 @@ def run_cases(cases, root):
             clean, detail = False, f"case crashed: {type(exc).__name__}: {exc} {traceback.format_exc(limit=-2)}"
         rows.append({"case": case.name, "group": case.group, "clean": bool(clean), "detail": detail,
                      "seconds": round(time.perf_counter() - started, 2)})
+        if on_row is not None:
+            on_row(len(rows), len(cases), rows[-1])
     return rows
 
 
@@ -850,7 +852,11 @@ def main(argv=None):
     load_before = os.getloadavg()
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="temzoo-bad-inputs-") as root:
-        rows = run_cases(cases, root)
+        def progress(done, total, row):
+            print(f"[{done}/{total}] {'clean' if row['clean'] else 'NOT CLEAN'}: {row['case']}", file=sys.stderr,
+                  flush=True)
+
+        rows = run_cases(cases, root, on_row=progress)
     seconds = time.time() - started
     for r in rows:
         r["detail"] = r["detail"].replace(root, "$TMP")

@@ -163,6 +163,9 @@ def test_overwrite_replaces_the_run(run, tmp_path):
     assert set(fresh.metrics) == {"loss"}
     assert len((copy / "log.csv").read_text().splitlines()) == 2
     assert json.loads((copy / "run.json").read_text())["method"] == "autoencoder"
+    # the previous run, kept aside until the first checkpoint, is gone; so is the lock
+    assert sorted(os.listdir(copy)) == ["checkpoints", "log.csv", "loss_curves.png", "run.json",
+                                        "unet_b2_p22_autoencoder.json", "unet_b2_p22_autoencoder.keras"]
 
 
 def test_patch_size_the_model_cannot_take_fails_before_anything_is_written(tmp_path):
@@ -373,19 +376,6 @@ def test_overwrite_killed_before_its_first_checkpoint_is_undone_by_the_next_run(
     again = pretrain("unet_b2_p22", _images(), "pix2pix", out=copy, checkpoint_every=2, **TINY)  # the old command
     assert again.resumed_from_step == 6 and again.step == 6  # finished: nothing trained
     assert _fingerprint(copy) == before
-
-
-def test_overwrite_drops_the_previous_run_once_the_new_one_has_a_checkpoint(run, tmp_path):
-    import shutil
-
-    out, _ = run
-    copy = tmp_path / "copy"
-    shutil.copytree(out, copy)
-    fresh = pretrain("unet_b2_p22", _images(), "autoencoder", out=copy, overwrite=True,
-                     **{**TINY, "epochs": 1, "validation_steps": 0})
-    assert fresh.step == 3
-    assert sorted(os.listdir(copy)) == ["checkpoints", "log.csv", "loss_curves.png", "run.json",
-                                        "unet_b2_p22_autoencoder.json", "unet_b2_p22_autoencoder.keras"]
 
 
 def test_a_second_run_into_the_same_folder_fails_naming_the_holder(tmp_path):
