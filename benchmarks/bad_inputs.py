@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import dataclasses
 import hashlib
-import json
 import os
 import pathlib
 import shutil

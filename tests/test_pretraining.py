@@ -372,7 +372,9 @@ def test_overwrite_killed_before_its_first_checkpoint_is_undone_by_the_next_run(
     (copy / "run.json").write_text(json.dumps({"model": "unet_b2_p22", "method": "autoencoder", "name": "new"}))
     (copy / "log.csv").write_text("epoch,step\n")
     (copy / "checkpoints").mkdir()
-    assert sorted(os.listdir(copy)) == [PREVIOUS_RUN, "checkpoints", "log.csv", "run.json"]
+    (copy / ".log.csv.vm-99999999.a1b2c3d4.partial.csv").write_text("epoch")  # an interrupted atomic write
+    assert sorted(os.listdir(copy)) == [".log.csv.vm-99999999.a1b2c3d4.partial.csv", PREVIOUS_RUN, "checkpoints",
+                                        "log.csv", "run.json"]
     again = pretrain("unet_b2_p22", _images(), "pix2pix", out=copy, checkpoint_every=2, **TINY)  # the old command
     assert again.resumed_from_step == 6 and again.step == 6  # finished: nothing trained
     assert _fingerprint(copy) == before

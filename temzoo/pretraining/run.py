@@ -245,6 +245,18 @@ def _set_aside_run(out):
     return True
 
 
+def _remove_partials(out):
+    """Delete the temporary files (:mod:`temzoo.atomic`) that a killed run left in ``out`` and
+    ``out/samples`` (checkpoints clean their own folder)."""
+    for folder in (out, os.path.join(out, "samples")):
+        if not os.path.isdir(folder):
+            continue
+        for entry in os.listdir(folder):
+            path = os.path.join(folder, entry)
+            if entry.startswith(".") and ".partial" in entry and os.path.isfile(path):
+                os.remove(path)
+
+
 def _settle_previous_run(out):
     """Delete ``out/.previous-run`` once the new run has a checkpoint; otherwise put it back.
 
@@ -448,6 +460,7 @@ def pretrain(
     with RunLock(out, "pretraining run") if writer else contextlib.nullcontext(), contextlib.ExitStack() as undo:
         if writer:
             _settle_previous_run(out)  # a run started with overwrite that was killed before its first checkpoint
+            _remove_partials(out)  # temporary files of a killed run (only the lock holder writes here)
         manifest_changes = _prepare_out(out, manifest, resume, overwrite, writer)
         continuing = manifest_changes is not None
         model_path = os.path.join(out, f"{name}.keras")
