@@ -519,8 +519,8 @@ def _output_cases():
         return str(ctx.dir / "b" / "a.tif")
 
     def unwritable(ctx):
-        if os.geteuid() == 0:  # root writes anywhere: a read-only /proc folder instead
-            return "/proc/1/temzoo-out"
+        if os.geteuid() == 0:  # root writes anywhere, except in /sys (sysfs refuses new files)
+            return "/sys/temzoo-out"
         folder = ctx.dir / "locked"
         folder.mkdir()
         folder.chmod(0o555)
@@ -534,7 +534,7 @@ def _output_cases():
          ["the output file exists", "--overwrite"]),
         ("--out is a file", ["predict", "--model", seg, image, "--out", file_as_out], ["not"]),
         ("--out under a file", ["predict", "--model", seg, image, "--out", under_file], ["is a file, not a folder"]),
-        ("--out not writable", ["predict", "--model", seg, image, "--out", unwritable], ["out"]),
+        ("--out not writable", ["predict", "--model", seg, image, "--out", unwritable], ["not writable"]),
         ("two inputs, one output name", ["predict", "--model", seg, image, same_stem, "--out", lambda c: c.dir / "out"],
          ["would also be written"]),
         ("same input twice", ["predict", "--model", seg, image, image, "--out", lambda c: c.dir / "out"],

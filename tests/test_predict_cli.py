@@ -154,6 +154,11 @@ def test_unwritable_output_folder_fails_before_the_model_loads(tmp_path, models,
     assert result.exit_code == 1
     assert "is a file, not a folder" in result.output and "Traceback" not in result.output
     assert loaded == []
+    if os.path.isdir("/sys"):  # Linux
+        # sysfs refuses new files even to root: a PermissionError that used to surface as a traceback
+        result = run("--model", models["seg"][0], tmp_path / "x.tif", "--out", "/sys/temzoo-test-out")
+        assert result.exit_code == 1 and "/sys, where the output folder would be created, is not writable" in result.output
+        assert loaded == []
     if os.geteuid() != 0:  # root writes anywhere
         locked = tmp_path / "locked"
         locked.mkdir()
