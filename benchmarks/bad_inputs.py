@@ -133,11 +133,12 @@ def cli_error(args, words, watch=(), keep_new=()):
         from click.testing import CliRunner
         from temzoo_cli.main import cli
 
+        argv = [str(a(ctx)) if callable(a) else str(a) for a in args]  # may create the case's files
         folders = [ctx.dir / w for w in watch] or [ctx.dir]
         before = [_snapshot(f) for f in folders]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = CliRunner().invoke(cli, [a(ctx) if callable(a) else str(a) for a in args])
+            result = CliRunner().invoke(cli, argv)
         problems = []
         if result.exit_code not in (1, 2):
             problems.append(f"exit {result.exit_code}")
@@ -167,7 +168,7 @@ def cli_ok(args, produced=(), contains=()):
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = CliRunner().invoke(cli, [a(ctx) if callable(a) else str(a) for a in args])
+            result = CliRunner().invoke(cli, [str(a(ctx)) if callable(a) else str(a) for a in args])
         problems = []
         if result.exit_code != 0:
             problems.append(f"exit {result.exit_code}: {result.output.strip()[-200:]}")
@@ -447,9 +448,14 @@ MODELS = [
     ("zip", ["without config.json"]),
     ("truncated", ["not a .keras model archive"]),
     ("tampered", ["does not match the sha256"]),
-    ("bad_card", ["model card is not valid JSON"]),
+    ("bad_card", ["x.json: the model card is not valid JSON"]),
     ("missing", ["no such model file"]),
 ]
+
+
+def _named(path, words):
+    """The words a message about ``path`` must hold (a bad card is named by its own path)."""
+    return list(words) if words[0].startswith("x.json") else [str(path), *words]
 
 
 def _model_cases():
@@ -459,17 +465,17 @@ def _model_cases():
             path = _bad_keras(kind)(ctx)
             image = ctx.dir / "a.tif"
             _tif(np.ones((24, 24), "uint8"))(image)
-            return cli_error(["predict", "--model", path, image, "--out", ctx.dir / "out"], [str(path), *words])(ctx)
+            return cli_error(["predict", "--model", path, image, "--out", ctx.dir / "out"], _named(path, words))(ctx)
 
         def api_run(ctx, kind=kind, words=words):
             import temzoo
 
             path = _bad_keras(kind)(ctx)
-            return api_error(lambda c: temzoo.load(str(path)), [str(path), *words])(ctx)
+            return api_error(lambda c: temzoo.load(str(path)), _named(path, words))(ctx)
 
         def evaluate_run(ctx, kind=kind, words=words):
             path = _bad_keras(kind)(ctx)
-            return cli_error(["evaluate", "--model", path, "--dataset", "synthetic_tem/au_np"], [str(path), *words])(ctx)
+            return cli_error(["evaluate", "--model", path, "--dataset", "synthetic_tem/au_np"], _named(path, words))(ctx)
 
         cases += [Case(f"predict --model {kind}.keras", "model file", cli_run),
                   Case(f"temzoo.load {kind}.keras", "model file", api_run),
@@ -583,10 +589,13 @@ def _output_cases():
 
         tifffile.TiffWriter = OtherRunFirst
         try:
-            return api_error(lambda c: predict_files(seg(c), [image(c)], c.dir / "out"),
-                             ["created by another process"], watch="out")(ctx)
+            ok, detail = api_error(lambda c: predict_files(seg(c), [image(c)], c.dir / "out"),
+                                   ["created by another process"], watch="missing")(ctx)
         finally:
             tifffile.TiffWriter = real
+        kept = (ctx.dir / "out" / "a_segmentation.tif").read_bytes() == b"other run"
+        left = sorted(os.listdir(ctx.dir / "out"))
+        return ok and kept and left == ["a_segmentation.tif"], detail if ok else f"{detail}; kept={kept}, left {left}"
     out.append(Case("predict_files: output created meanwhile by another run", "outputs and options", concurrent))
     return out
 
