@@ -538,7 +538,7 @@ def _output_cases():
     cases = [
         ("existing output", ["predict", "--model", seg, image, "--out", existing_output],
          ["the output file exists", "--overwrite"]),
-        ("--out is a file", ["predict", "--model", seg, image, "--out", file_as_out], ["not"]),
+        ("--out is a file", ["predict", "--model", seg, image, "--out", file_as_out], ["afile", "is a file"]),
         ("--out under a file", ["predict", "--model", seg, image, "--out", under_file], ["is a file, not a folder"]),
         ("--out not writable", ["predict", "--model", seg, image, "--out", unwritable], ["not writable"]),
         ("two inputs, one output name", ["predict", "--model", seg, image, same_stem, "--out", lambda c: c.dir / "out"],
