@@ -1,5 +1,7 @@
 """``temzoo-cli predict``: predict micrographs to TIFF (thin shell over ``temzoo.predict_files``)."""
 
+import sys
+
 import click
 
 
@@ -13,7 +15,7 @@ class _TileBar:
     def __call__(self, done, total):
         if self.bar is None or done < self.done:
             self.close()
-            self.bar = click.progressbar(length=total, label="  tiles", file=click.get_text_stream("stderr"))
+            self.bar = click.progressbar(length=total, label="  tiles", file=sys.stderr)
             self.bar.__enter__()
             self.done = 0
         self.bar.update(done - self.done)
@@ -34,7 +36,10 @@ class _TileBar:
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--overlay", is_flag=True, help="Also write a PNG overlay (segmentation) or input|output panel.")
 @click.option("--tile-size", type=click.IntRange(1), default=None, help="Tile size in pixels (default: from free memory).")
-def predict(model_name, inputs, out, overwrite, overlay, tile_size):
+@click.option("--max-pixels", type=click.IntRange(1), default=None,
+              help="Refuse frames with more pixels than this, before decoding them "
+                   "(default: $TEMZOO_MAX_PIXELS or 100000000, a 10000 x 10000 frame).")
+def predict(model_name, inputs, out, overwrite, overlay, tile_size, max_pixels):
     """Predict INPUT files (TIFF, PNG; DM3/DM4/EMD/SER/MRC with temzoo[formats]) of any size.
 
     Writes OUT/NAME_<task>.tif: float32 intensities for restoration models, uint8
@@ -52,9 +57,11 @@ def predict(model_name, inputs, out, overwrite, overlay, tile_size):
 
     try:
         written = predict_files(model_name, list(inputs), out, overwrite=overwrite, overlay=overlay,
-                                tile_size=tile_size, on_file=on_file, on_tiles=bar)
+                                tile_size=tile_size, on_file=on_file, on_tiles=bar, max_pixels=max_pixels)
     except (TemzooError, ValueError) as err:
         raise click.ClickException(str(err)) from err
+    except OSError as err:  # e.g. the disk filled up while writing: the outputs written so far are complete
+        raise click.ClickException(f"{err.filename or out}: {err.strerror or err}.") from err
     finally:
         bar.close()
     for path in written:

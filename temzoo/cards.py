@@ -73,17 +73,24 @@ def make_card(model, *, name, architecture=None, **fields):
 def export_model(model, path, card):
     """Save ``model`` to ``path`` (``.keras``) and its card beside it, both atomically.
 
-    The card's ``sha256`` is the hash of the written file. Returns the card.
+    The card's ``sha256`` is the hash of the written file. The card is committed
+    first and the model file last, so a model is never visible without its card:
+    an export interrupted between the two leaves the previous model (or none) beside
+    a card whose hash it fails, which :func:`temzoo.load` refuses. Temporary files
+    that interrupted exports left beside ``path`` are removed first. Returns the card.
     """
+    from temzoo.atomic import remove_stale_partials
+
     path = os.fspath(path)
     if not path.endswith(".keras"):
         raise ValueError(f"{path}: models are exported as .keras files; give a path ending in .keras.")
+    remove_stale_partials(path)
+    remove_stale_partials(card_path(path))
     with atomic_path(path) as tmp:
         model.save(tmp)
         compress_keras_archive(tmp)
-        digest = sha256_file(tmp)
-    card = {**card, "file": os.path.basename(path), "sha256": digest}
-    write_card(card_path(path), card)
+        card = {**card, "file": os.path.basename(path), "sha256": sha256_file(tmp)}
+        write_card(card_path(path), card)
     return card
 
 

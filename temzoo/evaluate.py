@@ -57,13 +57,15 @@ def restoration_scores(prediction, target):
 
 
 def evaluate(model, dataset, split="test", *, data_dir=None, dataset_config=None, max_examples=None,
-             tile_size=None, json_path=None, progress=None):
+             tile_size=None, json_path=None, overwrite=False, progress=None):
     """Metrics of ``model`` (``.keras`` path, registry name or Keras model) on ``dataset``'s ``split``.
 
     The task comes from the model's card (``segmentation`` or a restoration
     task). Returns a dict with ``model``, ``dataset``, ``split``, ``task``,
     ``examples``, ``metrics`` and ``seconds``; written as JSON to ``json_path``
-    (atomically) when given.
+    (atomically) when given. An existing ``json_path`` is refused before any work
+    (and never replaced, even if another process creates it meanwhile) unless
+    ``overwrite``.
     """
     from temzoo import data as pipelines
     from temzoo import datasets
@@ -71,6 +73,13 @@ def evaluate(model, dataset, split="test", *, data_dir=None, dataset_config=None
     from temzoo.tiling import is_restoration, predict
 
     started = time.time()
+    if json_path:
+        import os
+
+        from temzoo.atomic import check_writable_dir, refuse_existing
+
+        refuse_existing(json_path, overwrite)
+        check_writable_dir(os.path.dirname(os.path.abspath(json_path)))
     resolved = resolve_model(model, allow_architecture=False)
     card = resolved.card or {}
     task = card.get("task") or ("denoising" if is_restoration(resolved.model, card) else "segmentation")
@@ -133,7 +142,7 @@ def evaluate(model, dataset, split="test", *, data_dir=None, dataset_config=None
     if json_path:
         from temzoo.atomic import write_text
 
-        write_text(json_path, json.dumps(result, indent=2) + "\n")
+        write_text(json_path, json.dumps(result, indent=2) + "\n", exclusive=not overwrite)
     return result
 
 

@@ -9,6 +9,29 @@ training did.
 import numpy as np
 
 KINDS = ("standardize", "percentile", "none")
+# Values per block when summing image statistics (one float64 block: 2 MB).
+STATS_BLOCK = 1 << 18
+
+
+def _blocks(image):
+    flat = image.reshape(-1)  # a view for contiguous arrays
+    for start in range(0, flat.size, STATS_BLOCK):
+        yield flat[start:start + STATS_BLOCK].astype(np.float64)
+
+
+def _mean_std(image, eps):
+    """(mean, std + eps) with float64 sums over blocks: exact to float64 rounding, no overflow
+    for any float32 value, and no full-size float64 copy."""
+    count = image.size
+    if count == 0:
+        return 0.0, 1.0 + eps
+    mean = sum(float(block.sum()) for block in _blocks(image)) / count
+    variance = 0.0
+    for block in _blocks(image):
+        block -= mean
+        variance += float(np.square(block, out=block).sum())
+    variance /= count
+    return float(mean), float(np.sqrt(variance)) + eps
 
 
 class Normalizer:
@@ -29,12 +52,18 @@ class Normalizer:
         self.kind, self.low, self.high, self.eps = kind, float(low), float(high), float(eps)
 
     def stats(self, image):
-        """(offset, scale) of one image (any shape, float)."""
-        image = np.asarray(image, dtype=np.float64)
+        """(offset, scale) of one image (any shape, any real dtype).
+
+        Never copies the image at higher precision: the mean and standard deviation
+        are summed block by block (float64 sums over float32 blocks of at most
+        :data:`STATS_BLOCK` values), percentiles are taken on a float32 copy.
+        """
+        image = np.asarray(image)
         if self.kind == "standardize":
-            return float(image.mean()), float(image.std()) + self.eps
+            return _mean_std(image, self.eps)
         if self.kind == "percentile":
-            lo, hi = np.percentile(image, [self.low, self.high])
+            work = image.astype(np.float32, copy=True)  # np.percentile partitions its input in place
+            lo, hi = np.percentile(work.reshape(-1), [self.low, self.high], overwrite_input=True)
             return float(lo), float(hi - lo) + self.eps
         return 0.0, 1.0
 

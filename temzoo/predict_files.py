@@ -12,10 +12,13 @@ For each input ``NAME.ext`` it writes, in ``out``:
 Every TIFF carries its provenance as JSON in the ImageDescription: model name
 and the sha256 of its weights file, task, temzoo version, input file, tiling.
 
-Before anything is predicted, every input is checked (exists, not empty,
-supported type, readable header) and every output path is checked (refused if
-it exists, unless ``overwrite``), so a typo costs nothing. Files are written
-atomically: a failure leaves no partial file behind.
+Before the model is loaded, the output folder is checked (writable) and every
+input is checked (exists, not empty, supported type, readable header, frames
+within the pixel limit); before anything is predicted every output path is
+checked (refused if it exists, unless ``overwrite``), so a typo costs nothing.
+Files are written atomically and created exclusively: a failure leaves no
+partial file behind, and an output that another run created meanwhile is
+never replaced (unless ``overwrite``).
 """
 
 import datetime
@@ -37,17 +40,29 @@ def output_paths(input_path, out, task, frames, overlay):
     return paths
 
 
-def plan(inputs, out, task, *, overwrite=False, overlay=False):
-    """Check every input and output up front; return ``[(input, frames, output paths)]``."""
-    from temzoo.io import check_readable, count_frames, refuse_existing
+def check_inputs(inputs, out, *, max_pixels=None):
+    """Check the output folder and every input's header (no pixels read); return ``[(input, frames)]``."""
+    from temzoo.atomic import check_writable_dir
+    from temzoo.io import count_frames
 
     if not inputs:
         raise BadInputError("no input files given.")
+    check_writable_dir(out)
+    return [(os.fspath(path), count_frames(path, max_pixels)) for path in inputs]
+
+
+def plan(inputs, out, task, *, overwrite=False, overlay=False, max_pixels=None):
+    """Check every input and output up front; return ``[(input, frames, output paths)]``.
+
+    ``inputs`` are paths, or the ``(path, frames)`` pairs :func:`check_inputs` returns.
+    """
+    from temzoo.io import refuse_existing
+
+    checked = inputs
+    if not inputs or not all(isinstance(item, tuple) for item in inputs):
+        checked = check_inputs(inputs, out, max_pixels=max_pixels)
     jobs, claimed = [], {}
-    for path in inputs:
-        path = os.fspath(path)
-        check_readable(path)
-        frames = count_frames(path)
+    for path, frames in checked:
         paths = output_paths(path, out, task, frames, overlay)
         for target in [paths["tiff"], *paths["overlays"]]:
             if target in claimed:
@@ -62,11 +77,13 @@ def plan(inputs, out, task, *, overwrite=False, overlay=False):
 
 
 def predict_files(model, inputs, out, *, overwrite=False, overlay=False, tile_size=None, on_file=None,
-                  on_tiles=None):
+                  on_tiles=None, max_pixels=None):
     """Predict every file of ``inputs`` with ``model`` into the folder ``out``.
 
     Args:
         model: ``.keras`` path, pretrained registry name or Keras model.
+        max_pixels: largest frame read (default ``$TEMZOO_MAX_PIXELS`` or
+            :data:`temzoo.io.DEFAULT_MAX_PIXELS`); larger ones are refused before decoding.
         on_file: optional ``callable(index, total, path, frames)`` before each file.
         on_tiles: optional ``callable(done, total)`` per batch of tiles.
 
@@ -77,11 +94,12 @@ def predict_files(model, inputs, out, *, overwrite=False, overlay=False, tile_si
     from temzoo.tasks.backbone import resolve_model
     from temzoo.tiling import is_restoration, predict
 
+    checked = check_inputs([os.fspath(p) for p in inputs], out, max_pixels=max_pixels)  # before the model loads
     resolved = resolve_model(model, allow_architecture=False)
     card = resolved.card or {}
     restoring = is_restoration(resolved.model, card)
     task = card.get("task") or ("restoration" if restoring else "segmentation")
-    jobs = plan(inputs, out, task, overwrite=overwrite, overlay=overlay)
+    jobs = plan(checked, out, task, overwrite=overwrite, overlay=overlay)
     os.makedirs(out, exist_ok=True)
     written = []
     for index, (path, frames, paths) in enumerate(jobs):
@@ -101,7 +119,7 @@ def predict_files(model, inputs, out, *, overwrite=False, overlay=False, tile_si
         }
 
         def outputs(path=path):
-            for frame in iter_frames(path):
+            for frame in iter_frames(path, max_pixels):
                 try:
                     result = predict(resolved.model, frame, tile_size=tile_size, progress=on_tiles)
                 except BadInputError as exc:
@@ -116,11 +134,11 @@ def predict_files(model, inputs, out, *, overwrite=False, overlay=False, tile_si
         write_tiff(paths["tiff"], outputs(), description, overwrite=overwrite)
         written.append(paths["tiff"])
         if overlay:
-            written += _write_overlays(path, paths, restoring, overwrite)
+            written += _write_overlays(path, paths, restoring, overwrite, max_pixels)
     return written
 
 
-def _write_overlays(input_path, paths, restoring, overwrite):
+def _write_overlays(input_path, paths, restoring, overwrite, max_pixels=None):
     """Overlays from the input and the TIFF just written, frame by frame."""
     import tifffile
 
@@ -129,7 +147,7 @@ def _write_overlays(input_path, paths, restoring, overwrite):
 
     written = []
     with tifffile.TiffFile(paths["tiff"]) as tif:
-        for i, (frame, target) in enumerate(zip(iter_frames(input_path), paths["overlays"], strict=True)):
+        for i, (frame, target) in enumerate(zip(iter_frames(input_path, max_pixels), paths["overlays"], strict=True)):
             result = tif.pages[i].asarray()
             if restoring:
                 if result.shape != frame.shape:  # super-resolution: show the input at the output's size

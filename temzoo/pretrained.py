@@ -14,6 +14,7 @@ their own with :func:`register`.
 """
 
 import json
+import logging
 import os
 import weakref
 
@@ -23,6 +24,7 @@ from temzoo.errors import BadInputError, TemzooError, UnknownNameError
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 REGISTRY_FILE = os.path.join(WEIGHTS_DIR, "registry.json")
 
+logger = logging.getLogger(__name__)
 _user_entries = {}
 _cards = weakref.WeakKeyDictionary()
 
@@ -125,11 +127,20 @@ def load(name_or_path, compile=False):
     register_custom_objects()
     if isinstance(name_or_path, os.PathLike) or str(name_or_path).endswith(".keras"):
         path = os.fspath(name_or_path)
-        if not os.path.exists(path):
-            raise BadInputError(f"{path}: no such model file. Give a .keras file or a name from temzoo.list_models().")
+        check_keras_archive(path)
         card = read_card(card_path(path))
         if card and card.get("sha256"):
-            verify_file(path, card["sha256"])
+            actual = sha256_file(path)
+            if actual != card["sha256"]:
+                raise IntegrityError(
+                    f"{path}: the file does not match the sha256 in its card {card_path(path)} (card "
+                    f"{card['sha256'][:12]}..., file {actual[:12]}...): the file was changed, or an export was "
+                    "interrupted before the new model replaced the old one. It is refused before loading; "
+                    "re-export the model (or restore the matching file and card)."
+                )
+        else:
+            logger.warning("%s: no model card beside it (%s), so its sha256 is not checked; models exported by "
+                           "temzoo always have one.", path, card_path(path))
     else:
         entry = resolve(name_or_path)
         path = weights_path(entry)
@@ -141,6 +152,29 @@ def load(name_or_path, compile=False):
         raise BadInputError(f"{path}: could not load the model ({type(exc).__name__}: {exc}).") from exc
     attach_card(model, card)
     return model
+
+
+def check_keras_archive(path):
+    """Raise :class:`BadInputError` unless ``path`` is a file in the ``.keras`` format (a zip
+    archive holding ``config.json``), saying what it is instead."""
+    import zipfile
+
+    hint = "Give a model exported with temzoo (or keras.Model.save) as NAME.keras, or a name from temzoo.list_models()."
+    if not os.path.exists(path):
+        raise BadInputError(f"{path}: no such model file. {hint}")
+    if os.path.isdir(path):
+        raise BadInputError(f"{path}: is a folder, not a .keras model archive. {hint}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        size = os.path.getsize(path) if os.path.isfile(path) else 0
+        raise BadInputError(
+            f"{path}: not a .keras model archive ({'an empty file' if size == 0 else 'not a zip archive'}: "
+            f"{exc}); it may be truncated or a different kind of file. {hint}"
+        ) from exc
+    if "config.json" not in names:
+        raise BadInputError(f"{path}: a zip archive without config.json, so not a .keras model archive. {hint}")
 
 
 def attach_card(model, card):

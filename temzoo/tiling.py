@@ -288,11 +288,9 @@ def _as_image(image, channels):
             f"The image is {height}x{width} pixels: too small to predict (at least "
             f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} is needed)."
         )
-    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
-        bad = int(np.count_nonzero(~np.isfinite(array)))
-        raise BadInputError(
-            f"The image has {bad} NaN or infinite pixel(s); replace them (e.g. numpy.nan_to_num) before predicting."
-        )
+    from temzoo.io import check_float32
+
+    check_float32(array, "The image has")  # NaN, infinities, float64 values beyond float32's range
     return array
 
 

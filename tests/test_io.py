@@ -171,3 +171,144 @@ def test_write_tiff_is_atomic_refuses_existing_and_keeps_provenance(tmp_path):
         io.write_tiff(tmp_path / "new.tif", failing())
     assert sorted(os.listdir(tmp_path)) == ["out.tif"]  # no partial or temporary file left
     assert json.loads(tifffile.TiffFile(path).pages[0].description)["model"] == "m"
+
+
+# ----------------------------------------------------------------------------- issue 15: bad input
+def _bomb(path, side=12000, tile=4096):
+    """A small zlib TIFF holding a ``side x side`` uint8 image of zeros (a "decompression bomb")."""
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(shape=(side, side), dtype="uint8", tile=(tile, tile), compression="zlib",
+                  data=(np.zeros((tile, tile), "uint8") for _ in range((-(-side // tile)) ** 2)))
+
+
+def test_images_above_the_pixel_limit_are_refused_from_the_header_before_decoding(tmp_path, monkeypatch):
+    import tracemalloc
+
+    path = tmp_path / "bomb.tif"
+    _bomb(path)
+    assert path.stat().st_size < 1_000_000  # small on disk, 144 million pixels
+    tracemalloc.start()
+    try:
+        with pytest.raises(BadInputError, match=r"bomb.tif: the image is 12000 x 12000 = 144,000,000 pixels, above"):
+            io.count_frames(path)
+        with pytest.raises(BadInputError, match="above the limit of 100,000,000 pixels"):
+            next(io.iter_frames(path))
+        assert tracemalloc.get_traced_memory()[1] < 50_000_000  # nothing was decoded
+    finally:
+        tracemalloc.stop()
+    # configurable: argument, then $TEMZOO_MAX_PIXELS
+    small = tmp_path / "small.tif"
+    tifffile.imwrite(small, np.ones((30, 40), "uint8"))
+    with pytest.raises(BadInputError, match="limit of 1,000 pixels"):
+        io.read_image(small, max_pixels=1000)
+    monkeypatch.setenv("TEMZOO_MAX_PIXELS", "1199")
+    with pytest.raises(BadInputError, match="limit of 1,199 pixels"):
+        io.read_image(small)
+    assert io.read_image(small, max_pixels=1200).shape == (30, 40)
+    monkeypatch.setenv("TEMZOO_MAX_PIXELS", "lots")
+    with pytest.raises(ValueError, match="TEMZOO_MAX_PIXELS must be a whole number"):
+        io.read_image(small)
+
+
+def test_png_above_the_pixel_limit_is_refused_before_decoding(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((50, 60), np.uint8)).save(tmp_path / "a.png")
+    with pytest.raises(BadInputError, match="a.png: the image is 50 x 60 = 3,000 pixels"):
+        io.count_frames(tmp_path / "a.png", max_pixels=2999)
+    assert io.count_frames(tmp_path / "a.png", max_pixels=3000) == 1
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 16, 16), (2, 3, 16, 16), (2, 3, 4, 16, 16)])
+def test_more_than_three_dimensions_with_unknown_axes_are_refused(tmp_path, shape):
+    path = tmp_path / "nd.tif"
+    with _no_check():
+        tifffile.imwrite(path, np.zeros(shape, "uint8"))
+    with pytest.raises(BadInputError, match=rf"nd.tif: a TIFF of shape \({shape[0]}, .*dimensions.*does not say"):
+        io.count_frames(path)
+    with pytest.raises(BadInputError, match="does not say"):
+        io.read_image(path)
+
+
+def _no_check():
+    import contextlib
+    import warnings
+
+    @contextlib.contextmanager
+    def quiet():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tifffile's own warning about guessing RGB
+            yield
+
+    return quiet()
+
+
+def test_named_axes_and_rgb_stacks_are_read(tmp_path):
+    data = np.arange(2 * 5 * 8 * 9, dtype="float32").reshape(2, 5, 8, 9)
+    tifffile.imwrite(tmp_path / "tz.tif", data, metadata={"axes": "TZYX"})
+    assert io.count_frames(tmp_path / "tz.tif") == 10
+    np.testing.assert_array_equal(io.read_image(tmp_path / "tz.tif"), data.reshape(10, 8, 9))
+    rgb = np.zeros((2, 8, 9, 3), np.uint8)
+    rgb[..., 1] = 100
+    tifffile.imwrite(tmp_path / "rgb_stack.tif", rgb, photometric="rgb")  # pixel-interleaved RGB frames
+    with pytest.warns(UserWarning, match="RGB image converted"):
+        frames = io.read_image(tmp_path / "rgb_stack.tif")
+    np.testing.assert_allclose(frames, np.full((2, 8, 9), 58.7), rtol=1e-5)
+    with _no_check():
+        tifffile.imwrite(tmp_path / "stack3.tif", np.zeros((3, 8, 9), "uint8"), photometric="minisblack")
+    assert io.count_frames(tmp_path / "stack3.tif") == 3
+
+
+def test_float64_values_beyond_float32_are_refused_with_the_reason(tmp_path):
+    data = np.ones((16, 16))
+    data[2, 2] = 1e300
+    tifffile.imwrite(tmp_path / "huge.tif", data)
+    with pytest.raises(BadInputError, match=r"huge.tif: has values up to 1e\+300, beyond the float32 range"):
+        io.read_image(tmp_path / "huge.tif")
+    ok = np.full((16, 16), 1e30)
+    tifffile.imwrite(tmp_path / "large.tif", ok)
+    np.testing.assert_allclose(io.read_image(tmp_path / "large.tif"), ok.astype("float32"))
+
+
+def test_reading_mrc_closes_the_file(tmp_path):
+    pytest.importorskip("rsciio.mrc")
+    import gc
+    import warnings
+
+    write_mrc(tmp_path / "s.mrc", np.ones((2, 8, 9), "float32"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        assert io.count_frames(tmp_path / "s.mrc") == 2
+        assert io.read_image(tmp_path / "s.mrc").shape == (2, 8, 9)
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [str(w.message) for w in caught]
+    fd_dir = "/proc/self/fd"
+    if os.path.isdir(fd_dir):
+        open_files = []
+        for fd in os.listdir(fd_dir):
+            try:
+                open_files.append(os.readlink(os.path.join(fd_dir, fd)))
+            except OSError:
+                pass
+        assert str(tmp_path / "s.mrc") not in open_files
+
+
+def test_normalizer_statistics_need_no_float64_copy_and_do_not_overflow():
+    import tracemalloc
+
+    from temzoo.normalization import Normalizer
+
+    image = np.random.default_rng(0).normal(5.0, 2.0, (2000, 2000)).astype("float32")  # 16 MB
+    tracemalloc.start()
+    try:
+        mean, scale = Normalizer("standardize").stats(image)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8_000_000, peak  # a float64 copy alone is 32 MB
+    exact = image.astype(np.float64)
+    assert mean == pytest.approx(exact.mean(), rel=1e-12) and scale == pytest.approx(exact.std() + 1e-6, rel=1e-9)
+    huge = np.full((64, 64), 1e30, "float32")
+    huge[0] = 3e30
+    mean, scale = Normalizer("standardize").stats(huge)
+    assert np.isfinite(mean) and np.isfinite(scale) and scale == pytest.approx(huge.astype(np.float64).std(), rel=1e-6)

@@ -139,3 +139,85 @@ def test_model_names_are_checked(tmp_path):
     assert result.exit_code != 0 and "Unknown model 'unet_b2_p2'" in result.output
     result = run("--model", "unet_b2_p22", tmp_path / "x.tif", "--out", tmp_path / "out")
     assert result.exit_code != 0 and "architecture without trained weights" in result.output
+
+
+def test_unwritable_output_folder_fails_before_the_model_loads(tmp_path, models, monkeypatch):
+    import temzoo.tasks.backbone
+
+    tifffile.imwrite(tmp_path / "x.tif", np.ones((20, 20), "uint8"))
+    (tmp_path / "afile").write_text("x")
+    loaded = []
+    real = temzoo.tasks.backbone.resolve_model
+    monkeypatch.setattr(temzoo.tasks.backbone, "resolve_model", lambda *a, **k: loaded.append(1) or real(*a, **k))
+    result = CliRunner().invoke(cli, ["predict", "--model", models["seg"][0], str(tmp_path / "x.tif"),
+                                      "--out", str(tmp_path / "afile" / "out")])
+    assert result.exit_code == 1
+    assert "is a file, not a folder" in result.output and "Traceback" not in result.output
+    assert loaded == []
+    if os.path.isdir("/sys"):  # Linux
+        # sysfs refuses new files even to root: a PermissionError that used to surface as a traceback
+        result = run("--model", models["seg"][0], tmp_path / "x.tif", "--out", "/sys/temzoo-test-out")
+        assert result.exit_code == 1 and "/sys, where the output folder would be created, is not writable" in result.output
+        assert loaded == []
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+        try:
+            result = run("--model", models["seg"][0], tmp_path / "x.tif", "--out", locked)
+            assert result.exit_code == 1 and "not writable" in result.output
+        finally:
+            locked.chmod(0o755)
+
+
+def test_an_output_created_by_another_run_meanwhile_is_not_replaced(tmp_path, models, monkeypatch):
+    tifffile.imwrite(tmp_path / "x.tif", np.ones((20, 20), "uint8"))
+    out = tmp_path / "out"
+    import tifffile as tf_module
+
+    real_writer = tf_module.TiffWriter
+
+    class OtherRunFirst(real_writer):  # the other run commits its output while this one predicts
+        def __init__(self, *args, **kwargs):
+            out.mkdir(exist_ok=True)
+            (out / "x_segmentation.tif").write_bytes(b"the other run's result")
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(tf_module, "TiffWriter", OtherRunFirst)
+    result = run("--model", models["seg"][0], tmp_path / "x.tif", "--out", out)
+    assert result.exit_code == 1, result.output
+    assert "x_segmentation.tif: the output file was created by another process" in result.output
+    assert (out / "x_segmentation.tif").read_bytes() == b"the other run's result"
+    assert os.listdir(out) == ["x_segmentation.tif"]
+
+
+def test_max_pixels_refuses_large_images_before_the_model_loads(tmp_path, models):
+    tifffile.imwrite(tmp_path / "big.tif", np.ones((40, 50), "uint8"))
+    result = run("--model", models["seg"][0], tmp_path / "big.tif", "--out", tmp_path / "out", "--max-pixels", 1999)
+    assert result.exit_code == 1
+    assert "big.tif: the image is 40 x 50 = 2,000 pixels, above the limit of 1,999 pixels" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_tile_progress_goes_to_the_commands_stderr(tmp_path, models):
+    # click.get_text_stream("stderr") opened the process's own stderr, bypassing click's (and a caller's)
+    # redirection; the bar now writes to sys.stderr as seen when the command runs
+    tifffile.imwrite(tmp_path / "x.tif", np.ones((300, 300), "uint8"))  # several tiles: a progress bar
+    result = run("--model", models["seg"][0], tmp_path / "x.tif", "--out", tmp_path / "out", "--tile-size", 128)
+    assert result.exit_code == 0, result.output
+    assert "tiles" in result.stderr and "x_segmentation.tif" in result.stdout
+
+
+def test_float64_beyond_float32_is_refused_by_predict_and_the_cli(tmp_path, models):
+    from temzoo.errors import BadInputError
+
+    image = np.random.default_rng(3).random((32, 32)) * 1e300
+    model = temzoo.load(models["den"][0])
+    with pytest.raises(BadInputError, match=r"values up to 1e\+300, beyond the float32 range"):
+        temzoo.predict(model, image)
+    np.testing.assert_array_equal(np.isfinite(temzoo.predict(model, image / 1e280)), True)  # 1e20: fine
+    tifffile.imwrite(tmp_path / "huge.tif", image)
+    result = run("--model", models["den"][0], tmp_path / "huge.tif", "--out", tmp_path / "out")
+    assert result.exit_code == 1
+    assert "huge.tif: has values up to 1e+300, beyond the float32 range" in result.output
+    assert "NaN" not in result.output

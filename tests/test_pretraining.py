@@ -163,6 +163,9 @@ def test_overwrite_replaces_the_run(run, tmp_path):
     assert set(fresh.metrics) == {"loss"}
     assert len((copy / "log.csv").read_text().splitlines()) == 2
     assert json.loads((copy / "run.json").read_text())["method"] == "autoencoder"
+    # the previous run, kept aside until the first checkpoint, is gone; so is the lock
+    assert sorted(os.listdir(copy)) == ["checkpoints", "log.csv", "loss_curves.png", "run.json",
+                                        "unet_b2_p22_autoencoder.json", "unet_b2_p22_autoencoder.keras"]
 
 
 def test_patch_size_the_model_cannot_take_fails_before_anything_is_written(tmp_path):
@@ -303,3 +306,118 @@ def test_psnr_and_ssim_use_the_clean_images_data_range():
     s2 = metrics.ssim(tf.constant(3 * restored + 7), tf.constant(3 * clean + 7)).numpy()
     np.testing.assert_allclose(s1, s2, rtol=1e-4)
     assert np.all(s1 < 1) and np.all(metrics.ssim(tf.constant(clean), tf.constant(clean)).numpy() > 0.999)
+
+
+# ----------------------------------------------------------------------------- issue 15: nothing lost
+def _fingerprint(folder):
+    """{relative path: sha256} of every file below ``folder``."""
+    import pathlib
+
+    folder = pathlib.Path(folder)
+    return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("change,error,message", [
+    ({"patch_size": 30}, InputSizeError, "multiples of its total stride 4"),  # not a stride multiple
+    ({"patch_size": 64}, BadInputError, "smaller than patch_size=64"),  # larger than the images
+    ({"dataset": "cem500k"}, BadInputError, "not prepared"),  # a dataset that is not built
+])
+def test_overwrite_with_bad_arguments_keeps_the_previous_run(run, tmp_path, change, error, message):
+    import shutil
+
+    out, _ = run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    before = _fingerprint(copy)
+    args = {**TINY, "patch_size": change.get("patch_size", TINY["patch_size"])}
+    dataset = change.get("dataset", _images())
+    with pytest.raises(error, match=message):
+        pretrain("unet_b2_p22", dataset, "autoencoder", out=copy, overwrite=True, data_dir=str(tmp_path / "no_data"),
+                 **args)
+    assert _fingerprint(copy) == before
+    assert sorted(os.listdir(copy)) == sorted(os.listdir(out))
+
+
+def test_overwrite_failing_before_its_first_checkpoint_puts_the_previous_run_back(run, tmp_path, monkeypatch):
+    import shutil
+
+    from temzoo.pretraining.checkpoints import CheckpointStore
+
+    out, _ = run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    before = _fingerprint(copy)
+
+    def out_of_disk(self, step, state=None):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(CheckpointStore, "save", out_of_disk)
+    with pytest.raises(OSError, match="No space left"):
+        pretrain("unet_b2_p22", _images(), "autoencoder", out=copy, overwrite=True, **{**TINY, "epochs": 1})
+    monkeypatch.undo()
+    assert _fingerprint(copy) == before and sorted(os.listdir(copy)) == sorted(os.listdir(out))
+
+
+def test_overwrite_killed_before_its_first_checkpoint_is_undone_by_the_next_run(run, tmp_path):
+    import shutil
+
+    from temzoo.pretraining.run import PREVIOUS_RUN, _set_aside_run
+
+    out, result = run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    before = _fingerprint(copy)
+    # what kill -9 leaves: the old run set aside, the new run's first files, no checkpoint yet
+    assert _set_aside_run(str(copy))
+    (copy / "run.json").write_text(json.dumps({"model": "unet_b2_p22", "method": "autoencoder", "name": "new"}))
+    (copy / "log.csv").write_text("epoch,step\n")
+    (copy / "checkpoints").mkdir()
+    (copy / ".log.csv.vm-99999999.a1b2c3d4.partial.csv").write_text("epoch")  # an interrupted atomic write
+    assert sorted(os.listdir(copy)) == [".log.csv.vm-99999999.a1b2c3d4.partial.csv", PREVIOUS_RUN, "checkpoints",
+                                        "log.csv", "run.json"]
+    again = pretrain("unet_b2_p22", _images(), "pix2pix", out=copy, checkpoint_every=2, **TINY)  # the old command
+    assert again.resumed_from_step == 6 and again.step == 6  # finished: nothing trained
+    assert _fingerprint(copy) == before
+
+
+def test_a_second_run_into_the_same_folder_fails_naming_the_holder(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from temzoo.runlock import RunLockedError
+
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from temzoo.runlock import RunLock; "
+         f"RunLock({str(out)!r}, 'pretraining run').acquire(); print('locked', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLockedError, match=rf"run is in use by another pretraining run \(process {holder.pid} on "):
+            pretrain("unet_b2_p22", _images(), "pix2pix", out=out, **TINY)
+        assert os.listdir(out) == [".temzoo-lock"]  # the holder's; nothing of the refused run
+        from temzoo_cli.main import cli
+
+        result = CliRunner().invoke(cli, ["pretrain", "--model", "unet_b2_p22", "--out", str(out), "--quiet"])
+        assert result.exit_code == 1 and f"process {holder.pid}" in result.output
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    # the operating system released the killed holder's lock: the folder can be used
+    from temzoo.runlock import RunLock
+
+    with RunLock(out):
+        pass
+
+
+def test_an_unusable_out_folder_fails_before_anything_is_built(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(BadInputError, match="is a file, not a folder"):
+        pretrain("unet_b2_p22", _images(), "pix2pix", out=tmp_path / "afile" / "run", **TINY)
+    from temzoo_cli.main import cli
+
+    result = CliRunner().invoke(cli, ["pretrain", "--model", "unet_b2_p22", "--out", str(tmp_path / "afile" / "run"),
+                                      "--quiet"])
+    assert result.exit_code == 1 and "is a file, not a folder" in result.output and "Traceback" not in result.output
+    assert (tmp_path / "afile").read_text() == "x"

@@ -9,6 +9,7 @@ Unreadable files are logged by name and skipped; more than 1% unreadable fails t
 import hashlib
 import io
 import logging
+import pathlib
 
 import numpy as np
 import tensorflow as tf
@@ -48,15 +49,57 @@ def find_root(manual_dir):
 
 
 def list_tiffs(root):
-    """``(relative posix path, path)`` of every TIFF below ``root``, sorted."""
-    found = []
-    # tf.io.gfile.walk: epath's rglob refuses `**` (it could mean many GCS requests).
-    for folder, _, filenames in tf.io.gfile.walk(str(root)):
-        for filename in filenames:
-            if filename.lower().endswith(TIFF_SUFFIXES):
-                path = epath.Path(folder) / filename
-                found.append((path.relative_to(root).as_posix(), path))
-    return sorted(found)
+    """``(relative posix path, path)`` of every TIFF below ``root``, sorted.
+
+    On a local disk symbolic links are followed only while they stay inside ``root``
+    (a link out of the folder is skipped with a warning), and every real file and
+    folder is visited once, so a link cycle or a second link to the same file does
+    not ingest an image twice. Folders are walked in sorted order: of several paths to
+    one file, the first in that order is kept.
+    """
+    if not pathlib.Path(str(root)).is_dir():  # a remote folder (GCS ...): no symbolic links there
+        found = []
+        # tf.io.gfile.walk: epath's rglob refuses `**` (it could mean many GCS requests).
+        for folder, _, filenames in tf.io.gfile.walk(str(root)):
+            for filename in filenames:
+                if filename.lower().endswith(TIFF_SUFFIXES):
+                    path = epath.Path(folder) / filename
+                    found.append((path.relative_to(root).as_posix(), path))
+        return sorted(found)
+    # pathlib, not os: TFDS's builder tests forbid `os` in builder modules
+    top = pathlib.Path(str(root)).resolve()
+    seen, found, outside = {top}, [], []
+    repeats = _walk_local(top, top, "", seen, found, outside)
+    if outside:
+        logger.warning("cem500k: skipped %d symbolic link(s) that lead out of %s: %s", len(outside), root,
+                       ", ".join(outside[:10]) + (" ..." if len(outside) > 10 else ""))
+    if repeats:
+        logger.warning("cem500k: %d symbolic link(s) lead to folders or files already read; each is read once.",
+                       repeats)
+    return sorted((relative, epath.Path(root) / relative) for relative in found)
+
+
+def _walk_local(top, folder, prefix, seen, found, outside):
+    """Depth first in sorted order below ``folder``; adds to ``found`` (relative paths of TIFFs) and
+    ``outside`` (links out of ``top``); ``seen`` holds the real paths visited. Returns the repeats."""
+    repeats = 0
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        relative = prefix + entry.name
+        is_dir = entry.is_dir()
+        if not is_dir and not entry.name.lower().endswith(TIFF_SUFFIXES):
+            continue
+        real = entry.resolve()
+        if real != top and top not in real.parents:
+            outside.append(relative)
+        elif real in seen:
+            repeats += 1
+        else:
+            seen.add(real)
+            if is_dir:
+                repeats += _walk_local(top, entry, relative + "/", seen, found, outside)
+            else:
+                found.append(relative)
+    return repeats
 
 
 def read_image(path):

@@ -102,3 +102,21 @@ def test_validation_is_about_one_percent_and_stable():
 
 def test_normalisation_constants_are_the_published_ones():
     assert (cem.MEAN, cem.STD) == (0.57287007, 0.12740536)
+
+
+def test_symlinks_never_leave_the_folder_and_each_file_is_read_once(tmp_path, caplog):
+    root, outside = tmp_path / "cem500k", tmp_path / "elsewhere"
+    (root / "a").mkdir(parents=True)
+    outside.mkdir()
+    for path in (root / "a" / "1.tif", root / "a" / "2.tif", outside / "secret.tif"):
+        tifffile.imwrite(path, np.zeros((4, 4), np.uint8))
+    (root / "b").symlink_to(root / "a")  # a second way into a/
+    (root / "a" / "loop").symlink_to(root)  # a cycle
+    (root / "out").symlink_to(outside)  # a folder out of the tree
+    (root / "c.tif").symlink_to(outside / "secret.tif")  # a file out of the tree
+    (root / "d.tif").symlink_to(root / "a" / "1.tif")  # a second name for a/1.tif
+    with caplog.at_level(logging.WARNING):
+        found = cem.list_tiffs(root)
+    assert [relative for relative, _ in found] == ["a/1.tif", "a/2.tif"]
+    assert all(path.exists() for _, path in found)
+    assert "2 symbolic link(s) that lead out of" in caplog.text and "c.tif" in caplog.text

@@ -79,6 +79,20 @@ def build(name, **overrides):
     """
     entry = architecture(name)
     config = copy.deepcopy(entry["config"])
+    _check_overrides(name, entry, overrides)
     config.update(overrides)
     config.setdefault("name", name)
     return entry["cls"](**config)
+
+
+def _check_overrides(name, entry, overrides):
+    """Unknown configuration keys fail (a family's ``**kwargs`` would otherwise swallow a typo)."""
+    import inspect
+
+    parameters = inspect.signature(entry["cls"].__init__).parameters
+    known = {k for k, p in parameters.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - {"self"}
+    known |= set(entry["config"]) | {"name", "trainable", "dtype"}
+    for key in overrides:
+        if key not in known:
+            raise UnknownNameError("configuration key", key, known,
+                                   hint=f"These are the keys of {name}'s config (temzoo.build({name!r}).get_config()).")

@@ -187,3 +187,10 @@ class CheckpointStore:
             ) from exc
         status.expect_partial()
         return state
+
+
+def has_checkpoint(directory):
+    """Whether ``directory`` holds at least one complete checkpoint (no TensorFlow needed)."""
+    if not os.path.isdir(directory):
+        return False
+    return any(_NAME.match(n) and CheckpointStore._complete(os.path.join(directory, n)) for n in os.listdir(directory))

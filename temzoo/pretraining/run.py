@@ -17,12 +17,22 @@ state, step counter and the data position (each epoch's pipeline is seeded by
 most the steps since the last checkpoint are lost. A directory holding a
 different run is refused unless ``resume=True`` (continue it with the new
 arguments, e.g. more epochs; model and method must stay the same) or
-``overwrite=True`` (delete that run's files and start afresh).
+``overwrite=True`` (replace that run and start afresh).
+
+Nothing is lost to a mistake: every argument, the dataset, the models and one
+training batch are checked before ``out`` is changed. With ``overwrite=True`` the
+previous run's files are moved into ``out/.previous-run/`` and deleted only once
+the new run has written its first checkpoint; if the new run fails or is killed
+before that, the previous run is put back (at once, or by the next ``pretrain``
+on ``out``). Only one run may use ``out`` at a time: an exclusive lock
+(:mod:`temzoo.runlock`) makes a second run fail naming the holder.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import shutil
 
@@ -43,6 +53,12 @@ RESUMABLE_CHANGES = frozenset({
 # Arguments added since the first release, with the value older manifests imply.
 MANIFEST_DEFAULTS = {"learning_rate_schedule": "constant", "batch_norm_recalibration_batches": 0}
 _RUN_FILES = ("checkpoints", "samples", "log.csv", "loss_curves.png", MANIFEST, RESUME_CHANGES)
+# Where an overwritten run waits until the new one has its first checkpoint.
+PREVIOUS_RUN = ".previous-run"
+# Entries of ``out`` that belong to no run (the lock, a set-aside previous run).
+_HIDDEN = frozenset({PREVIOUS_RUN, ".temzoo-lock"})
+
+logger = logging.getLogger(__name__)
 
 
 class RunExistsError(TemzooError, FileExistsError):
@@ -153,7 +169,8 @@ def _manifest_differences(previous, manifest):
 
 
 def _prepare_out(out, manifest, resume, overwrite, writer):
-    """Check ``out`` against the manifest.
+    """Check ``out`` against the manifest; changes nothing (an overwrite happens later, see
+    :func:`_set_aside_run`).
 
     Returns None when a new run starts in ``out``; when an existing run is continued,
     ``{argument: [saved, now]}`` of what this call changes (empty if nothing).
@@ -161,8 +178,6 @@ def _prepare_out(out, manifest, resume, overwrite, writer):
     previous = _read_manifest(out)
     if previous is not None:
         if overwrite:
-            if writer:
-                _remove_run(out, previous)
             return None
         differing = _manifest_differences(previous, manifest)
         if not differing:
@@ -183,7 +198,7 @@ def _prepare_out(out, manifest, resume, overwrite, writer):
             "continue it with these arguments, --overwrite to delete it and start afresh, or choose "
             "another output directory."
         )
-    if os.path.isdir(out) and os.listdir(out) and not overwrite:
+    if os.path.isdir(out) and set(os.listdir(out)) - _HIDDEN and not overwrite:
         raise RunExistsError(
             f"{out} is not empty and holds no pretraining run ({MANIFEST} is missing); choose an empty "
             "or new output directory, or pass --overwrite to write into it."
@@ -203,14 +218,70 @@ def _read_resume_changes(out):
                                 "Restore it, delete it (the card then omits earlier changes) or use --overwrite.") from exc
 
 
-def _remove_run(out, previous):
+def _run_entries(out):
+    """The entries of ``out`` that belong to the run in it (its files, its export)."""
+    try:
+        previous = _read_manifest(out) or {}
+    except BadInputError:
+        previous = {}
     name = previous.get("name")
-    for entry in _RUN_FILES + ((f"{name}.keras", f"{name}.json") if name else ()):
+    entries = _RUN_FILES + ((f"{name}.keras", f"{name}.json") if name else ())
+    return [e for e in entries if os.path.lexists(os.path.join(out, e))]
+
+
+def _set_aside_run(out):
+    """Move the run in ``out`` into ``out/.previous-run`` (an overwrite, before the new run writes)."""
+    from temzoo.atomic import _fsync_dir
+
+    entries = _run_entries(out)
+    if not entries:
+        return False
+    backup = os.path.join(out, PREVIOUS_RUN)
+    os.makedirs(backup)
+    for entry in entries:
+        os.rename(os.path.join(out, entry), os.path.join(backup, entry))
+    _fsync_dir(out)
+    logger.info("%s: the previous run is kept in %s until the new one has its first checkpoint.", out, backup)
+    return True
+
+
+def _remove_partials(out):
+    """Delete the temporary files (:mod:`temzoo.atomic`) that a killed run left in ``out`` and
+    ``out/samples`` (checkpoints clean their own folder)."""
+    for folder in (out, os.path.join(out, "samples")):
+        if not os.path.isdir(folder):
+            continue
+        for entry in os.listdir(folder):
+            path = os.path.join(folder, entry)
+            if entry.startswith(".") and ".partial" in entry and os.path.isfile(path):
+                os.remove(path)
+
+
+def _settle_previous_run(out):
+    """Delete ``out/.previous-run`` once the new run has a checkpoint; otherwise put it back.
+
+    Returns ``"kept"`` (no previous run waiting), ``"dropped"`` or ``"restored"``.
+    """
+    from temzoo.pretraining.checkpoints import has_checkpoint
+
+    backup = os.path.join(out, PREVIOUS_RUN)
+    if not os.path.isdir(backup):
+        return "kept"
+    if has_checkpoint(os.path.join(out, "checkpoints")):
+        shutil.rmtree(backup)
+        return "dropped"
+    for entry in _run_entries(out):  # what the replacing run wrote before it stopped
         path = os.path.join(out, entry)
-        if os.path.isdir(path):
+        if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)
-        elif os.path.exists(path):
+        else:
             os.remove(path)
+    for entry in os.listdir(backup):
+        os.rename(os.path.join(backup, entry), os.path.join(out, entry))
+    os.rmdir(backup)
+    logger.warning("%s: the run started with overwrite stopped before its first checkpoint; the previous run "
+                   "was put back.", out)
+    return "restored"
 
 
 def _epoch_seed(seed, epoch):
@@ -379,180 +450,238 @@ def pretrain(
     writer = distribute.is_chief(strategy)
     distribute.check_global_batch(strategy, batch_size)
     manifest = _manifest(args)
-    manifest_changes = _prepare_out(out, manifest, resume, overwrite, writer)
-    continuing = manifest_changes is not None
-    model_path = os.path.join(out, f"{name}.keras")
+    from temzoo.runlock import RunLock
 
-    def make_generator():
-        return registry.build(model, **(model_overrides or {}))
-
-    def make_discriminator():
-        return registry.build(discriminator, **(discriminator_overrides or {}))
-
-    # The patch size must fit the model's stride: checked on the config, before data or training.
-    probe = make_generator()
-    stride = int(getattr(probe, "total_stride", 1))
-    from temzoo.models.layers import SizeCheck
-
-    SizeCheck.check(patch_size, patch_size, stride, model_name=model)
-    del probe
-
-    # Data.
-    from temzoo.data import pretext_pairs
-
-    train_images, data_info = _load_images(dataset, "train", data_dir, verbose)
-    if isinstance(dataset, str):
-        val_split = _validation_split(dataset, data_dir)
-        val_images, _ = _load_images(dataset, val_split, data_dir, 0)
-    else:
-        val_split = "in-memory" if validation_dataset is not None else "in-memory (training images, other seed)"
-        val_images = validation_dataset if validation_dataset is not None else dataset
-    pretext = dict(patch_size=patch_size, batch_size=batch_size, dose_range=tuple(dose_range),
-                   read_noise=read_noise, normalizer=normalizer)
-
-    import tensorflow as tf
-
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-
-    def train_data(epoch, skip):
-        ds = pretext_pairs(train_images, seed=_epoch_seed(seed, epoch), augment=augment, repeat=True,
-                           shuffle_buffer=shuffle_buffer, **pretext)
-        return ds.skip(skip).with_options(options)
-
-    val_ds = None
-    if validation_steps:
-        val_ds = pretext_pairs(val_images, seed=_epoch_seed(seed, 10**6), augment=False, repeat=True,
-                               shuffle_buffer=0, **pretext).take(validation_steps).cache().with_options(options)
-
-    # Models, optimizers, compile: inside the strategy scope.
-    import keras
-
-    keras.utils.set_random_seed(seed)
-
-    def make_optimizer():
-        return adam_optimizer(learning_rate, beta_1, learning_rate_schedule, total_steps=epochs * steps_per_epoch)
-
-    trainer = distribute.build_trainer(
-        strategy, method, make_generator, make_discriminator if method == "pix2pix" else None,
-        g_optimizer=make_optimizer, d_optimizer=make_optimizer, l1_lambda=l1_lambda, loss=loss,
-        precision=precision, jit_compile=jit_compile, steps_per_execution=steps_per_execution,
-    )
-
-    from temzoo.pretraining.callbacks import (
-        LOG_NAME,
-        CSVHistory,
-        LossCurves,
-        RunProgbar,
-        RunState,
-        SampleGrid,
-        StepCheckpoint,
-        truncate_log,
-    )
-    from temzoo.pretraining.checkpoints import CheckpointStore
-
-    objects = {"generator": trainer.generator, "g_optimizer": trainer.g_optimizer}
-    if method == "pix2pix":
-        objects.update(discriminator=trainer.discriminator, d_optimizer=trainer.d_optimizer)
-    # Keras' dropout seed states are not tracked by tf.train.Checkpoint through the models.
-    seed_states = [v.value for net in _networks(trainer) for v in net.variables if "seed_generator_state" in v.path]
-    if seed_states:
-        objects["seed_generators"] = {f"s{i}": v for i, v in enumerate(seed_states)}
-    store = CheckpointStore(os.path.join(out, "checkpoints"), objects, keep=keep_checkpoints, writer=writer)
-    log_path = os.path.join(out, LOG_NAME)
-    state = RunState(batch_size=batch_size, steps_per_epoch=steps_per_epoch, seed=seed)
-    resumed_from = 0
-    saved = store.restore() if continuing else None
-    if saved is not None:
-        if saved["steps_per_epoch"] != steps_per_epoch or saved["batch_size"] != batch_size:
-            raise RunExistsError(
-                f"{out}: the checkpoint was made with steps_per_epoch={saved['steps_per_epoch']} and "
-                f"batch_size={saved['batch_size']}; resume with the same values or use --overwrite."
-            )
-        state = RunState.from_dict(saved)
-        resumed_from = state.step
-        if writer:
-            truncate_log(log_path, state.step)
-        if verbose:
-            print(f"[temzoo] resuming {out} from step {state.step} (epoch {state.epoch}/{epochs}, "
-                  f"{state.images_seen} images seen)", flush=True)
-    # With no checkpoint to continue from, the run starts again at step 0: earlier records of
-    # changes made on resume describe a run that no longer exists.
-    resume_changes = _read_resume_changes(out) if saved is not None else []
     if writer:
-        from temzoo.pretraining.callbacks import write_json
+        from temzoo.atomic import check_writable_dir
 
-        os.makedirs(out, exist_ok=True)
-        record = os.path.join(out, RESUME_CHANGES)
-        # what this continuation changed (where the data lives is not a change to the training)
-        changes = {k: v for k, v in (manifest_changes or {}).items() if k != "data_dir"}
-        if saved is None:
-            if os.path.exists(record):
-                os.remove(record)
-        elif changes:
-            resume_changes.append({"step": state.step, "changes": changes})
-            write_json(record, resume_changes)
-        write_json(os.path.join(out, MANIFEST), manifest)
+        check_writable_dir(out)  # a clear error now, not a PermissionError after the models are built
+    # One run at a time in ``out`` (non-chief workers only take part in the chief's run).
+    with RunLock(out, "pretraining run") if writer else contextlib.nullcontext(), contextlib.ExitStack() as undo:
+        if writer:
+            _settle_previous_run(out)  # a run started with overwrite that was killed before its first checkpoint
+            _remove_partials(out)  # temporary files of a killed run (only the lock holder writes here)
+        manifest_changes = _prepare_out(out, manifest, resume, overwrite, writer)
+        continuing = manifest_changes is not None
+        model_path = os.path.join(out, f"{name}.keras")
 
-    sample_noisy = sample_clean = None
-    if val_ds is not None and samples:
-        noisy, clean = next(iter(val_ds))
-        sample_noisy, sample_clean = noisy.numpy()[:samples], clean.numpy()[:samples]
+        def make_generator():
+            return registry.build(model, **(model_overrides or {}))
 
-    callbacks = [StepCheckpoint(store, state, checkpoint_every, verbose=verbose),
-                 CSVHistory(log_path, state, writer=writer),
-                 LossCurves(log_path, os.path.join(out, "loss_curves.png"), writer=writer)]
-    if sample_noisy is not None:
-        callbacks.append(SampleGrid(sample_noisy, sample_clean, os.path.join(out, "samples"), writer=writer))
-    if verbose:
-        callbacks.append(RunProgbar(epochs))
+        def make_discriminator():
+            return registry.build(discriminator, **(discriminator_overrides or {}))
 
-    for epoch in range(state.epoch, epochs):
-        done = state.step - epoch * steps_per_epoch
-        if not 0 <= done < steps_per_epoch:
-            raise TemzooError(f"{out}: inconsistent checkpoint (step {state.step} in epoch {epoch}).")
-        trainer.fit(
-            train_data(epoch, done),
-            initial_epoch=epoch,
-            epochs=epoch + 1,
-            steps_per_epoch=steps_per_epoch - done,
-            validation_data=val_ds,
-            callbacks=callbacks,
-            verbose=1 if verbose else 0,
-            shuffle=False,
+        # The patch size must fit the model's stride: checked on the config, before data or training.
+        probe = make_generator()
+        stride = int(getattr(probe, "total_stride", 1))
+        from temzoo.models.layers import SizeCheck
+
+        SizeCheck.check(patch_size, patch_size, stride, model_name=model)
+        del probe
+
+        # Data.
+        from temzoo.data import pretext_pairs
+
+        train_images, data_info = _load_images(dataset, "train", data_dir, verbose)
+        if isinstance(dataset, str):
+            val_split = _validation_split(dataset, data_dir)
+            val_images, _ = _load_images(dataset, val_split, data_dir, 0)
+        else:
+            val_split = "in-memory" if validation_dataset is not None else "in-memory (training images, other seed)"
+            val_images = validation_dataset if validation_dataset is not None else dataset
+        pretext = dict(patch_size=patch_size, batch_size=batch_size, dose_range=tuple(dose_range),
+                       read_noise=read_noise, normalizer=normalizer)
+
+        import tensorflow as tf
+
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+
+        def train_data(epoch, skip):
+            ds = pretext_pairs(train_images, seed=_epoch_seed(seed, epoch), augment=augment, repeat=True,
+                               shuffle_buffer=shuffle_buffer, **pretext)
+            return ds.skip(skip).with_options(options)
+
+        val_ds = None
+        if validation_steps:
+            val_ds = pretext_pairs(val_images, seed=_epoch_seed(seed, 10**6), augment=False, repeat=True,
+                                   shuffle_buffer=0, **pretext).take(validation_steps).cache().with_options(options)
+
+        # Models, optimizers, compile: inside the strategy scope.
+        import keras
+
+        keras.utils.set_random_seed(seed)
+
+        def make_optimizer():
+            return adam_optimizer(learning_rate, beta_1, learning_rate_schedule, total_steps=epochs * steps_per_epoch)
+
+        trainer = distribute.build_trainer(
+            strategy, method, make_generator, make_discriminator if method == "pix2pix" else None,
+            g_optimizer=make_optimizer, d_optimizer=make_optimizer, l1_lambda=l1_lambda, loss=loss,
+            precision=precision, jit_compile=jit_compile, steps_per_execution=steps_per_execution,
         )
 
-    metrics = dict(state.metrics)
-    # The export: float32 generator + card, atomically; non-chief workers only take part.
-    card = None
-    if writer and os.path.exists(model_path) and not _export_is_stale(
-            model_path, state.step, batch_norm_recalibration_batches):
-        from temzoo.cards import card_path as _card_path
-        from temzoo.cards import read_card
+        # One batch of each pipeline before ``out`` changes: images the patch does not fit, or any
+        # other problem with the data, fail here with the previous run untouched.
+        sample_noisy = sample_clean = None
+        try:
+            next(iter(train_data(0, 0)))
+            if val_ds is not None:
+                noisy, clean = next(iter(val_ds))
+                if samples:
+                    sample_noisy, sample_clean = noisy.numpy()[:samples], clean.numpy()[:samples]
+        except tf.errors.OpError as exc:
+            source = dataset if isinstance(dataset, str) else "the in-memory images"
+            raise BadInputError(
+                f"{source}: the first training batch could not be made ({type(exc).__name__}: "
+                f"{(exc.message or str(exc)).strip().splitlines()[0][:300]}). Check --patch-size ({patch_size}) "
+                "against the images' size and that the dataset is complete."
+            ) from exc
 
-        card = read_card(_card_path(model_path))
-        if verbose:
-            print(f"[temzoo] {out} is complete ({state.step} steps); {model_path} is up to date.", flush=True)
-    elif writer:
-        card = _make_card(trainer, name, model, method, args, data_info, val_split, state, metrics, strategy,
-                          normalizer, discriminator, entry)
-        if resume_changes:
-            card["changes_on_resume"] = resume_changes
-        generator = None
-        if batch_norm_recalibration_batches:
-            generator, card["batch_norm_recalibration"] = _recalibrated_generator(
-                trainer.generator, train_data(epochs, 0), batch_norm_recalibration_batches, batch_size)
-        card = trainer.export_generator(model_path, card, generator=generator)
-        if verbose:
-            print(f"[temzoo] exported {model_path} ({state.step} steps, {state.images_seen} images); "
-                  f"metrics: {json.dumps({k: round(v, 4) for k, v in metrics.items()})}", flush=True)
-    from temzoo.cards import card_path
+        # Everything is checked: from here on ``out`` changes. An overwritten run waits in
+        # out/.previous-run until the new one has a checkpoint, and comes back if it fails before.
+        if writer and overwrite and not continuing and _set_aside_run(out):
+            undo.push(lambda kind, error, trace: kind is not None and _settle_previous_run(out) and False)
 
-    return PretrainResult(
-        out=out, model_path=model_path, card_path=card_path(model_path), card=card, metrics=metrics,
-        step=state.step, epochs=state.epoch, images_seen=state.images_seen, resumed_from_step=resumed_from,
-        log_path=log_path, generator=trainer.generator, trainer=trainer,
-    )
+        from temzoo.pretraining.callbacks import (
+            LOG_NAME,
+            CSVHistory,
+            LossCurves,
+            RunProgbar,
+            RunState,
+            SampleGrid,
+            StepCheckpoint,
+            truncate_log,
+        )
+        from temzoo.pretraining.checkpoints import CheckpointStore
+
+        objects = {"generator": trainer.generator, "g_optimizer": trainer.g_optimizer}
+        if method == "pix2pix":
+            objects.update(discriminator=trainer.discriminator, d_optimizer=trainer.d_optimizer)
+        # Keras' dropout seed states are not tracked by tf.train.Checkpoint through the models.
+        seed_states = [v.value for net in _networks(trainer) for v in net.variables if "seed_generator_state" in v.path]
+        if seed_states:
+            objects["seed_generators"] = {f"s{i}": v for i, v in enumerate(seed_states)}
+        store = CheckpointStore(os.path.join(out, "checkpoints"), objects, keep=keep_checkpoints, writer=writer)
+        log_path = os.path.join(out, LOG_NAME)
+        state = RunState(batch_size=batch_size, steps_per_epoch=steps_per_epoch, seed=seed)
+        resumed_from = 0
+        saved = store.restore() if continuing else None
+        if saved is not None:
+            if saved["steps_per_epoch"] != steps_per_epoch or saved["batch_size"] != batch_size:
+                raise RunExistsError(
+                    f"{out}: the checkpoint was made with steps_per_epoch={saved['steps_per_epoch']} and "
+                    f"batch_size={saved['batch_size']}; resume with the same values or use --overwrite."
+                )
+            state = RunState.from_dict(saved)
+            resumed_from = state.step
+            if writer:
+                truncate_log(log_path, state.step)
+            if verbose:
+                print(f"[temzoo] resuming {out} from step {state.step} (epoch {state.epoch}/{epochs}, "
+                      f"{state.images_seen} images seen)", flush=True)
+        # With no checkpoint to continue from, the run starts again at step 0: earlier records of
+        # changes made on resume describe a run that no longer exists.
+        resume_changes = _read_resume_changes(out) if saved is not None else []
+        if writer:
+            from temzoo.pretraining.callbacks import write_json
+
+            os.makedirs(out, exist_ok=True)
+            record = os.path.join(out, RESUME_CHANGES)
+            # what this continuation changed (where the data lives is not a change to the training)
+            changes = {k: v for k, v in (manifest_changes or {}).items() if k != "data_dir"}
+            if saved is None:
+                if os.path.exists(record):
+                    os.remove(record)
+            elif changes:
+                resume_changes.append({"step": state.step, "changes": changes})
+                write_json(record, resume_changes)
+            write_json(os.path.join(out, MANIFEST), manifest)
+
+        callbacks = [StepCheckpoint(store, state, checkpoint_every, verbose=verbose),
+                     _drop_previous_run_callback(out),
+                     CSVHistory(log_path, state, writer=writer),
+                     LossCurves(log_path, os.path.join(out, "loss_curves.png"), writer=writer)]
+        if sample_noisy is not None:
+            callbacks.append(SampleGrid(sample_noisy, sample_clean, os.path.join(out, "samples"), writer=writer))
+        if verbose:
+            callbacks.append(RunProgbar(epochs))
+
+        for epoch in range(state.epoch, epochs):
+            done = state.step - epoch * steps_per_epoch
+            if not 0 <= done < steps_per_epoch:
+                raise TemzooError(f"{out}: inconsistent checkpoint (step {state.step} in epoch {epoch}).")
+            trainer.fit(
+                train_data(epoch, done),
+                initial_epoch=epoch,
+                epochs=epoch + 1,
+                steps_per_epoch=steps_per_epoch - done,
+                validation_data=val_ds,
+                callbacks=callbacks,
+                verbose=1 if verbose else 0,
+                shuffle=False,
+            )
+
+        if writer:
+            _settle_previous_run(out)
+        metrics = dict(state.metrics)
+        # The export: float32 generator + card, atomically; non-chief workers only take part.
+        card = None
+        if writer and os.path.exists(model_path) and not _export_is_stale(
+                model_path, state.step, batch_norm_recalibration_batches):
+            from temzoo.cards import card_path as _card_path
+            from temzoo.cards import read_card
+
+            card = read_card(_card_path(model_path))
+            if verbose:
+                print(f"[temzoo] {out} is complete ({state.step} steps); {model_path} is up to date.", flush=True)
+        elif writer:
+            card = _make_card(trainer, name, model, method, args, data_info, val_split, state, metrics, strategy,
+                              normalizer, discriminator, entry)
+            if resume_changes:
+                card["changes_on_resume"] = resume_changes
+            generator = None
+            if batch_norm_recalibration_batches:
+                generator, card["batch_norm_recalibration"] = _recalibrated_generator(
+                    trainer.generator, train_data(epochs, 0), batch_norm_recalibration_batches, batch_size)
+            card = trainer.export_generator(model_path, card, generator=generator)
+            if verbose:
+                print(f"[temzoo] exported {model_path} ({state.step} steps, {state.images_seen} images); "
+                      f"metrics: {json.dumps({k: round(v, 4) for k, v in metrics.items()})}", flush=True)
+        from temzoo.cards import card_path
+
+        return PretrainResult(
+            out=out, model_path=model_path, card_path=card_path(model_path), card=card, metrics=metrics,
+            step=state.step, epochs=state.epoch, images_seen=state.images_seen, resumed_from_step=resumed_from,
+            log_path=log_path, generator=trainer.generator, trainer=trainer,
+        )
+
+
+def _drop_previous_run_callback(out):
+    """A callback that deletes ``out/.previous-run`` as soon as a checkpoint of the new run exists
+    (placed after the checkpoint callback)."""
+    import keras
+
+    from temzoo.pretraining.checkpoints import has_checkpoint
+
+    class DropPreviousRun(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.backup = os.path.join(out, PREVIOUS_RUN)
+            self.pending = os.path.isdir(self.backup)
+
+        def _check(self):
+            if self.pending and has_checkpoint(os.path.join(out, "checkpoints")):
+                shutil.rmtree(self.backup, ignore_errors=True)
+                self.pending = False
+
+        def on_train_batch_end(self, batch, logs=None):
+            self._check()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._check()
+
+    return DropPreviousRun()
 
 
 def _networks(trainer):
