@@ -118,25 +118,23 @@ def precision_copy(model, name):
 
 
 def _without_dtype_policies(config):
-    """``config`` with the layers' recorded dtype policies dropped, except float32 output layers."""
-    if isinstance(config, dict):
-        out = {}
-        for key, value in config.items():
-            if key == "dtype" and _is_policy(value) and _policy_name(value) != "float32":
-                continue
-            out[key] = _without_dtype_policies(value)
-        return out
-    if isinstance(config, list):
-        return [_without_dtype_policies(v) for v in config]
+    """A functional model's ``config`` with every layer's recorded dtype policy dropped (so the
+    global policy applies), except the model's output layers, which stay float32."""
+    outputs = {entry[0] for entry in config.get("output_layers", []) if entry}
+
+    def strip(layer_config, keep):
+        layer_config = dict(layer_config)
+        inner = dict(layer_config.get("config", {}))
+        if not keep:
+            inner.pop("dtype", None)
+        if isinstance(inner.get("layers"), list):  # a nested model: nothing in it is an output
+            inner["layers"] = [strip(layer, False) for layer in inner["layers"]]
+        layer_config["config"] = inner
+        return layer_config
+
+    config = dict(config)
+    config["layers"] = [strip(layer, layer.get("name") in outputs) for layer in config.get("layers", [])]
     return config
-
-
-def _is_policy(value):
-    return isinstance(value, str) or (isinstance(value, dict) and value.get("class_name") == "DTypePolicy")
-
-
-def _policy_name(value):
-    return value if isinstance(value, str) else value.get("config", {}).get("name")
 
 
 def float32_copy(model, always=False):

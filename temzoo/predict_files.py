@@ -77,11 +77,12 @@ def plan(inputs, out, task, *, overwrite=False, overlay=False, max_pixels=None):
 
 
 def predict_files(model, inputs, out, *, overwrite=False, overlay=False, tile_size=None, on_file=None,
-                  on_tiles=None, max_pixels=None):
+                  on_tiles=None, max_pixels=None, precision="float32"):
     """Predict every file of ``inputs`` with ``model`` into the folder ``out``.
 
     Args:
         model: ``.keras`` path, pretrained registry name or Keras model.
+        precision: ``"float32"``, ``"mixed_bfloat16"`` or ``"auto"``: see :func:`temzoo.predict`.
         max_pixels: largest frame read (default ``$TEMZOO_MAX_PIXELS`` or
             :data:`temzoo.io.DEFAULT_MAX_PIXELS`); larger ones are refused before decoding.
         on_file: optional ``callable(index, total, path, frames)`` before each file.
@@ -94,6 +95,9 @@ def predict_files(model, inputs, out, *, overwrite=False, overlay=False, tile_si
     from temzoo.tasks.backbone import resolve_model
     from temzoo.tiling import is_restoration, predict
 
+    from temzoo.precision import resolve_precision
+
+    precision = resolve_precision(precision)
     checked = check_inputs([os.fspath(p) for p in inputs], out, max_pixels=max_pixels)  # before the model loads
     resolved = resolve_model(model, allow_architecture=False)
     card = resolved.card or {}
@@ -113,6 +117,7 @@ def predict_files(model, inputs, out, *, overwrite=False, overlay=False, tile_si
             "input": os.path.basename(path),
             "frames": frames,
             "tile_size": tile_size,
+            "precision": precision,
             "normalization": card.get("normalization"),
             "output": "float32 intensities" if restoring else "uint8 class labels",
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -121,7 +126,7 @@ def predict_files(model, inputs, out, *, overwrite=False, overlay=False, tile_si
         def outputs(path=path):
             for frame in iter_frames(path, max_pixels):
                 try:
-                    result = predict(resolved.model, frame, tile_size=tile_size, progress=on_tiles)
+                    result = predict(resolved.model, frame, tile_size=tile_size, progress=on_tiles, precision=precision)
                 except BadInputError as exc:
                     raise BadInputError(f"{path}: {exc}") from exc
                 except ValueError as exc:  # InputSizeError and tiling errors

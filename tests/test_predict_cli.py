@@ -221,3 +221,18 @@ def test_float64_beyond_float32_is_refused_by_predict_and_the_cli(tmp_path, mode
     assert result.exit_code == 1
     assert "huge.tif: has values up to 1e+300, beyond the float32 range" in result.output
     assert "NaN" not in result.output
+
+
+def test_precision_option_runs_the_model_in_bfloat16_and_records_it(tmp_path, models):
+    image = np.random.default_rng(7).normal(500.0, 20.0, (64, 48)).astype("float32")
+    tifffile.imwrite(tmp_path / "x.tif", image)
+    path, _ = models["den"]
+    result = run("--model", path, tmp_path / "x.tif", "--out", tmp_path / "out", "--precision", "mixed_bfloat16")
+    assert result.exit_code == 0, result.output
+    with tifffile.TiffFile(tmp_path / "out" / "x_denoising.tif") as tif:
+        out = tif.asarray()
+        assert json.loads(tif.pages[0].description)["precision"] == "mixed_bfloat16"
+    full = temzoo.predict(temzoo.load(path), image)
+    assert out.dtype == np.float32 and not np.array_equal(out, full)
+    assert np.abs(out - full).max() < 0.05 * np.abs(full - full.mean()).max() + 1e-3 * abs(full.mean())
+    assert run("--model", path, tmp_path / "x.tif", "--out", tmp_path / "o2", "--precision", "bf16").exit_code == 2
