@@ -92,10 +92,9 @@ def predict_files(model, inputs, out, *, overwrite=False, overlay=False, tile_si
     """
     from temzoo import __version__
     from temzoo.io import iter_frames, write_tiff
+    from temzoo.precision import resolve_precision
     from temzoo.tasks.backbone import resolve_model
     from temzoo.tiling import is_restoration, predict
-
-    from temzoo.precision import resolve_precision
 
     precision = resolve_precision(precision)
     checked = check_inputs([os.fspath(p) for p in inputs], out, max_pixels=max_pixels)  # before the model loads
