@@ -706,7 +706,7 @@ def _recalibrated_generator(generator, dataset, batches, batch_size):
     (the data of the epoch after the last). The training generator keeps its statistics, so
     checkpoints and resumed runs are unaffected. Returns the copy and the card's record."""
     from temzoo.batch_norm import batch_norm_layers, recalibrate_batch_norm
-    from temzoo.precision import float32_copy
+    from temzoo.precision import float32_copy, resolve_precision
 
     copy = float32_copy(generator, always=True)
     used = recalibrate_batch_norm(copy, (noisy for noisy, _ in dataset.take(batches)))
@@ -730,7 +730,7 @@ def _make_card(trainer, name, model, method, args, data_info, val_split, state, 
         "batch_size": args["batch_size"],
         "replicas": int(strategy.num_replicas_in_sync),
         "strategy": type(strategy).__name__,
-        "precision": args["precision"],
+        "precision": resolve_precision(args["precision"]),  # what "auto" chose on this machine
         "seed": args["seed"],
     }
     if method == "pix2pix":
