@@ -706,7 +706,7 @@ def _recalibrated_generator(generator, dataset, batches, batch_size):
     (the data of the epoch after the last). The training generator keeps its statistics, so
     checkpoints and resumed runs are unaffected. Returns the copy and the card's record."""
     from temzoo.batch_norm import batch_norm_layers, recalibrate_batch_norm
-    from temzoo.precision import float32_copy, resolve_precision
+    from temzoo.precision import float32_copy
 
     copy = float32_copy(generator, always=True)
     used = recalibrate_batch_norm(copy, (noisy for noisy, _ in dataset.take(batches)))
@@ -720,6 +720,7 @@ def _recalibrated_generator(generator, dataset, batches, batch_size):
 def _make_card(trainer, name, model, method, args, data_info, val_split, state, metrics, strategy,
                normalizer, discriminator, entry):
     from temzoo.cards import make_card
+    from temzoo.precision import resolve_precision
 
     method_info = {
         "name": method,
