@@ -273,7 +273,7 @@ def _append_log(path, row):
     append_row(path, row)
 
 
-def adapt(model, images, *, out, config=None, overwrite=False, progress=None, **settings):
+def adapt(model, images, *, out, config=None, overwrite=False, progress=None, callback=None, **settings):
     """Adapt ``model`` to noisy micrographs ``images`` self-supervised; write ``out/model.keras``.
 
     Args:
@@ -287,6 +287,8 @@ def adapt(model, images, *, out, config=None, overwrite=False, progress=None, **
             (``method="blind_spot"``, ``steps=100``, ``gain=...``).
         overwrite: replace a different or finished run in ``out``.
         progress: optional ``callable(step, steps, loss)`` after every step.
+        callback: optional ``callable(step, model)`` after every step (e.g. to evaluate the
+            model along the way, as ``benchmarks/adapt.py`` does).
 
     Returns an :class:`AdaptResult`. The model keeps the backbone's denoising head when it
     has one (``head="auto"``), trains with BatchNormalization frozen in inference mode on
@@ -363,6 +365,8 @@ def adapt(model, images, *, out, config=None, overwrite=False, progress=None, **
         done = step + 1
         if progress is not None:
             progress(done, config.steps, loss)
+        if callback is not None:
+            callback(done, task_model)
         if done % 10 == 0 or done == config.steps:
             _append_log(os.path.join(out, LOG_FILE), {
                 "step": done, "learning_rate": f"{float(schedule(done - 1)):.6g}", "loss": f"{np.mean(since):.6g}",
