@@ -94,12 +94,24 @@ def run_adapt(model, noisy, reference, dose, opts, method, out):
 
     curve = Curve(noisy, reference, dose, opts.eval_every)
     result = temzoo.adapt(model, noisy, out=out, overwrite=True, steps=opts.steps, method=method,
-                          checkpoint_every=0, callback=curve, seed=opts.seed)
+                          checkpoint_every=0, callback=curve, seed=opts.seed, **settings(opts.set))
     final = curve.score(temzoo.load(result.model_path))  # the exported model (after precise BN if any)
     if curve.rows and curve.rows[-1]["step"] == opts.steps:
         curve.rows[-1]["psnr"] = final
     return {"method": result.method, "curve": curve.rows, "psnr": final, "card_head": result.card.get("head"),
             "batch_norm": result.card.get("batch_norm")}
+
+
+def settings(pairs):
+    """``["learning_rate=1e-4", ...]`` -> ``{"learning_rate": 1e-4}`` (values parsed as JSON where they can be)."""
+    out = {}
+    for pair in pairs or ():
+        key, _, value = pair.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def run_peer(peer_python, noisy, reference, dose, opts, folder):
@@ -131,9 +143,12 @@ def main(argv=None):
     parser.add_argument("--method", default="auto", help="adapt's method for adapt_pretrained/adapt_random")
     parser.add_argument("--compare-methods", nargs="*", default=[],
                         help="further methods to run from the pretrained model (e.g. blind_spot binomial)")
-    parser.add_argument("--runs", nargs="+", default=["shipped", "adapt_pretrained", "adapt_random", "peer_n2v"])
+    parser.add_argument("--runs", nargs="*", default=["shipped", "adapt_pretrained", "adapt_random", "peer_n2v"],
+                        help="which runs (none: only --compare-methods)")
     parser.add_argument("--peer-python", default=os.environ.get("TEMZOO_PEER_PYTHON"),
                         help="python of a venv with n2v (e.g. /work/peer_venv/bin/python); absent: peer skipped")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an adapt setting for every adapt run (e.g. learning_rate=1e-4); repeatable")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=JSON_PATH)
     parser.add_argument("--resume", action="store_true", help="keep finished runs of --json and do the rest")
