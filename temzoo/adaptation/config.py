@@ -13,10 +13,12 @@ import dataclasses
 METHODS = ("auto", "blind_spot", "binomial")
 HEAD_MODES = ("auto", "keep", "new")
 
-# Default budget. Measured on hrnet_pretrained (docs/adapt.md, benchmarks/adapt.py):
-# one step of 8 patches of 96x96 px costs about 1.1 CPU-core-seconds, so 200 steps take
-# about 2 minutes of wall time on 2 idle cores (plus model loading and the first trace).
-DEFAULT_STEPS = 200
+# Default budget. Measured on hrnet_pretrained (docs/adapt.md, benchmarks/adapt.py): one
+# step of 8 patches of 96x96 px costs 0.58 CPU-core-seconds (process CPU time, steps 20-60,
+# taken on the shared 2-core machine at load average 12-15); at ~1.7 cores' worth of useful
+# parallelism on 2 idle cores that is ~0.34 s a step, so 250 steps plus ~20 s of loading,
+# tracing and export make about 2 minutes.
+DEFAULT_STEPS = 250
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +53,7 @@ class AdaptConfig:
     learning_rate: float = 2e-4
     mask_fraction: float = 0.02
     neighbourhood: int = 5
-    split_fraction: float = 0.5
+    split_fraction: float = 0.8
     gain: float | None = None
     offset: float = 0.0
     head: str = "auto"
