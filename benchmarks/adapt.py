@@ -154,9 +154,18 @@ def main(argv=None):
     parser.add_argument("--resume", action="store_true", help="keep finished runs of --json and do the rest")
     parser.add_argument("--no-docs", action="store_true", help="write the JSON only")
     parser.add_argument("--render-only", action="store_true", help="only re-write docs/adapt.md and plots from --json")
+    parser.add_argument("--merge", nargs="+", default=[], metavar="JSON",
+                        help="with --render-only: merge these result files (runs done in parallel) into --json first")
     opts = parser.parse_args(argv)
 
     if opts.render_only:
+        if opts.merge:
+            parts = [json.load(open(path, encoding="utf-8")) for path in opts.merge]
+            merged = {**parts[0], "records": [r for part in parts for r in part["records"]],
+                      "command": "; ".join(part["command"] for part in parts),
+                      "load_before": [part.get("load_before") for part in parts],
+                      "load_after": [part.get("load_after") for part in parts]}
+            write_json(opts.json, merged)
         render(json.load(open(opts.json, encoding="utf-8")))
         return
     from temzoo.adaptation.config import DEFAULTS
@@ -300,8 +309,8 @@ def plot(payload):
     doses = sorted({r["dose"] for r in records})
     colours = {"adapt_pretrained": "tab:blue", "adapt_random": "tab:orange", "peer_n2v": "tab:green",
                "shipped": "black"}
-    for key, label, name in (("step", "steps", "adapt_psnr_steps.png"), ("seconds", "training seconds (wall, under load)",
-                                                                          "adapt_psnr_time.png")):
+    for key, label, name in (("step", "steps", "adapt_psnr_steps.png"),
+                             ("cpu_seconds", "training CPU-seconds (process time, taken under load)", "adapt_psnr_time.png")):
         fig = Figure(figsize=(5 * len(doses), 4), dpi=100)
         FigureCanvasAgg(fig)
         axes = np.atleast_1d(fig.subplots(1, len(doses)))

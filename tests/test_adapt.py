@@ -131,7 +131,6 @@ def test_adapt_writes_a_loadable_denoiser_with_its_card_and_resumes_exactly(gene
 
 def test_cli_adapts_files_and_predict_uses_the_result(generator_path, counts, tmp_path):
     import tifffile
-
     from temzoo_cli.main import cli
 
     tif = tmp_path / "scan.tif"

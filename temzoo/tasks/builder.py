@@ -162,9 +162,9 @@ def build_task_model(
     source and sha256, and the normalisation: ``normalizer`` if given, else the
     backbone card's, else per-image standardisation.
     """
-    from temzoo.pretrained import attach_card
-
     import keras
+
+    from temzoo.pretrained import attach_card
 
     if batch_norm not in BATCH_NORM_MODES:
         raise ValueError(f"batch_norm={batch_norm!r} is not supported; choose one of: {', '.join(BATCH_NORM_MODES)}.")
