@@ -9,7 +9,9 @@ import dataclasses
 
 # "blind_spot": Noise2Void masking with N2V2's median replacement; "binomial": split each
 # pixel's counts into two independent halves (Noise2Noise from one exposure);
-# "auto": binomial where the input holds counts, else blind_spot.
+# "auto": binomial where the input holds counts, else blind_spot. Measured on a real HRTEM
+# image at dose 5 (docs/adapt.md): binomial with split_fraction 0.8 25.51 dB, 0.5 25.05 dB,
+# blind spot 25.27 dB, the shipped model as it is 24.57 dB.
 METHODS = ("auto", "blind_spot", "binomial")
 HEAD_MODES = ("auto", "keep", "new")
 
