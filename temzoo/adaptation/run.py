@@ -311,6 +311,9 @@ def adapt(model, images, *, out, config=None, overwrite=False, progress=None, ca
     frames = load_frames(images)
     method = choose_method(config, frames)
     resolved = resolve_model(model)
+    from temzoo.tiling import model_stride
+
+    patch = _patch_size(config, frames, model_stride(resolved.model))  # refuse too-small images before writing
     manifest = {
         "model": resolved.name,
         "model_source": resolved.source,
@@ -332,9 +335,6 @@ def adapt(model, images, *, out, config=None, overwrite=False, progress=None, ca
     task_model = tasks.denoising(resolved, loss="l2", head=config.head)
     draft = card_of(task_model) or {}
     normalizer = tasks.normalizer_of(draft)
-    from temzoo.tiling import model_stride
-
-    patch = _patch_size(config, frames, model_stride(task_model))
     sampler = PatchSampler(frames, method, config, normalizer, patch)
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=config.steps, alpha=0.0)
     optimizer = keras.optimizers.Adam(learning_rate=schedule)
