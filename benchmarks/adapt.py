@@ -162,7 +162,8 @@ def main(argv=None):
         if opts.merge:
             parts = [json.load(open(path, encoding="utf-8")) for path in opts.merge]
             merged = {**parts[0], "records": [r for part in parts for r in part["records"]],
-                      "command": "; ".join(part["command"] for part in parts),
+                      "command": f"{len(parts)} runs of benchmarks/adapt.py in parallel (one per image, dose and "
+                                 "peer; see commands)", "commands": [part["command"] for part in parts],
                       "load_before": [part.get("load_before") for part in parts],
                       "load_after": [part.get("load_after") for part in parts]}
             write_json(opts.json, merged)
@@ -245,6 +246,17 @@ def summary(payload):
     return rows
 
 
+def load_range(payload):
+    """'a-b' over the 1-minute load averages recorded before and after (one run or merged runs)."""
+    values = []
+    for key in ("load_before", "load_after"):
+        item = payload.get(key) or []
+        for entry in (item if item and isinstance(item[0], list) else [item]):
+            if entry:
+                values.append(float(entry[0]))
+    return f"{min(values):.1f}-{max(values):.1f}" if values else "not recorded"
+
+
 def steps_to_reach(curve, target):
     for row in curve:
         if row["psnr"] >= target:
@@ -260,8 +272,9 @@ def render(payload):
     lines = [
         "### Measured: PSNR after adaptation on one noisy real micrograph",
         "",
-        f"Command: `{payload['command']}`; {payload['machine'].get('cpus')} CPUs, load average before "
-        f"{payload.get('load_before')}, after {payload.get('load_after')} (a shared machine: timings are under load).",
+        f"Command: `{payload['command']}`; {payload['machine'].get('cpus')} CPUs, load average (1 min) "
+        f"{load_range(payload)} (a shared machine: timings are under load). Crops of "
+        f"{sorted({r['crop'] for r in payload['records']})} px, {payload['settings']['steps']} steps for every run.",
         "",
         markdown_table(rows, columns),
         "",
