@@ -27,6 +27,7 @@ _LAZY = {
     "register": "temzoo.pretrained:register",
     "card": "temzoo.pretrained:card",
     "predict": "temzoo.tiling:predict",
+    "adapt": "temzoo.adaptation:adapt",
 }
 
 __all__ = ["__version__", "receptive_field", *_LAZY]

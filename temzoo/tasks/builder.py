@@ -1,4 +1,23 @@
-"""What every task builder shares: resolve the backbone, attach a head, freeze, attach a card draft."""
+"""What every task builder shares: resolve the backbone, keep or attach a head, freeze, attach a card draft.
+
+**Head** (``head=``): ``"auto"`` (default) keeps the backbone's trained output layer when
+the backbone was trained for the same task (its card names the task, or, for denoising,
+the Poisson-denoising pretext every temzoo generator is pretrained on) and the layer
+fits (same channels, linear activation, same scale); otherwise a new head is attached.
+``"keep"`` insists on keeping it (an error when it cannot), ``"new"`` always attaches a
+new, randomly initialised one (:func:`temzoo.tasks.heads.attach_head`).
+
+**BatchNormalization** (``batch_norm=``): ``"frozen"`` (default for a pretrained
+backbone) runs every BatchNormalization layer in inference mode while fine-tuning, with
+its moving statistics and scale/offset fixed, as Keras' transfer-learning guide
+recommends; ``"train"`` (default for random weights, whose moving statistics mean
+nothing yet) lets them train with momentum :data:`FINETUNE_BN_MOMENTUM`. Measured
+(issue 17, ``docs/adapt.md``): fine-tuning ``hrnet_pretrained`` with trainable
+BatchNormalization, inference-mode PSNR swung by up to 6 dB between epochs while
+training-mode PSNR rose smoothly; the layers' batch statistics on small batches of one
+micrograph differ from the moving ones, which chase them. With frozen layers the two modes
+compute the same function, so what is trained is what is exported.
+"""
 
 from temzoo.normalization import Normalizer
 from temzoo.tasks.backbone import resolve_model
@@ -13,6 +32,10 @@ TASK_NAMES = ("segmentation", "denoising", "background_removal", "super_resoluti
 # for denoising, validation PSNR -0.1 dB at 0.99 against 29.0 dB at 0.9).
 FINETUNE_BN_MOMENTUM = 0.9
 RESTORATION_TASKS = ("denoising", "background_removal", "super_resolution")
+HEAD_MODES = ("auto", "keep", "new")
+BATCH_NORM_MODES = ("auto", "frozen", "train")
+# the task that temzoo's pretext (restore a clean image from a Poisson-noised copy) trains for
+PRETEXT_TASK = "denoising"
 
 
 def normalizer_of(card, default=None):
@@ -41,26 +64,124 @@ def set_batchnorm_momentum(model, momentum):
     return changed
 
 
+def trained_task(card):
+    """The task a backbone's card says its output layer was trained for, or ``None``.
+
+    A task model's card names its ``task``; a pretrained generator's card holds its
+    ``pretext`` (restore a clean image from a Poisson-noised copy), i.e. denoising.
+    """
+    card = card or {}
+    if card.get("task"):
+        return card["task"]
+    if isinstance(card.get("pretext"), dict):
+        return PRETEXT_TASK
+    return None
+
+
+def has_trained_weights(resolved):
+    """True for a pretrained name, a ``.keras`` file, or a model that carries a card;
+    False for an architecture name (random weights) or a bare model object (unknown)."""
+    if resolved.random_init:
+        return False
+    return resolved.source in ("pretrained", "file") or resolved.card is not None
+
+
+def _keepable_head(base, channels, activation, scale):
+    """Why ``base``'s own head cannot serve (a string), or ``None`` when it can."""
+    try:
+        head = base.get_layer("head")
+        head_activation = base.get_layer("head_activation")
+    except ValueError:
+        return f"{base.name} has no layers named 'head' and 'head_activation'"
+    if scale != 1:
+        return f"the task needs a {scale}x head"
+    filters = getattr(head, "filters", None)
+    if filters != channels:
+        return f"its head has {filters} output channel(s), the task needs {channels}"
+    have = getattr(getattr(head_activation, "activation", None), "__name__", None)
+    if have != activation:
+        return f"its head's activation is {have}, the task needs {activation}"
+    if base.outputs[0] is not head_activation.output:
+        return "its output is not its head's"
+    return None
+
+
+def choose_head(resolved, task, channels, activation, scale, head):
+    """``"keep"`` or ``"new"``: what ``head`` (one of :data:`HEAD_MODES`) means for this backbone."""
+    if head not in HEAD_MODES:
+        raise ValueError(f"head={head!r} is not supported; choose one of: {', '.join(HEAD_MODES)}.")
+    if head == "new":
+        return "new"
+    same_task = has_trained_weights(resolved) and trained_task(resolved.card) == task
+    problem = _keepable_head(resolved.model, channels, activation, scale)
+    if head == "keep":
+        if not has_trained_weights(resolved):
+            raise ValueError(f"head='keep': {resolved.name} has random (or unknown) weights; there is no trained "
+                             "head to keep.")
+        if problem:
+            raise ValueError(f"head='keep': {resolved.name}'s head cannot serve for {task}: {problem}. Use head='new'.")
+        return "keep"
+    return "keep" if same_task and problem is None else "new"
+
+
+def freeze_batch_norm(model):
+    """Put every BatchNormalization layer of ``model`` (nested too) in inference mode for training.
+
+    Keras 3 runs a non-trainable BatchNormalization layer in inference mode: ``fit`` then
+    normalises with the moving statistics and updates neither them nor the scale and
+    offset. Returns the number of layers frozen. Recompile a compiled model afterwards.
+    """
+    from temzoo.batch_norm import batch_norm_layers
+
+    layers = batch_norm_layers(model)
+    for layer in layers:
+        layer.trainable = False
+    return len(layers)
+
+
+def apply_batch_norm_mode(model, mode, momentum=FINETUNE_BN_MOMENTUM):
+    """``"frozen"``: :func:`freeze_batch_norm`; ``"train"``: trainable with ``momentum``."""
+    if mode == "frozen":
+        return freeze_batch_norm(model)
+    if mode == "train":
+        return set_batchnorm_momentum(model, momentum)
+    raise ValueError(f"batch_norm={mode!r} is not supported; choose one of: frozen, train.")
+
+
 def build_task_model(
     backbone, *, task, channels, activation, scale=1, freeze_mode="none", normalizer=None, extra=None,
-    bn_momentum=FINETUNE_BN_MOMENTUM,
+    bn_momentum=FINETUNE_BN_MOMENTUM, head="auto", batch_norm="auto",
 ):
-    """Resolve ``backbone``, attach the task head, freeze, and attach a card draft.
+    """Resolve ``backbone``, keep its head or attach a new one, freeze, and attach a card draft.
 
-    BatchNormalization layers get ``bn_momentum`` (see :data:`FINETUNE_BN_MOMENTUM`).
+    ``head`` is one of :data:`HEAD_MODES`, ``batch_norm`` one of :data:`BATCH_NORM_MODES`
+    (``"auto"``: ``"frozen"`` for trained weights, ``"train"`` with ``bn_momentum`` for
+    random or unknown ones: see :func:`has_trained_weights`); see the module docstring.
 
     The draft (``temzoo.card(model)``) holds the task, the backbone's name,
     source and sha256, and the normalisation: ``normalizer`` if given, else the
     backbone card's, else per-image standardisation.
     """
+    import keras
+
     from temzoo.pretrained import attach_card
 
+    if batch_norm not in BATCH_NORM_MODES:
+        raise ValueError(f"batch_norm={batch_norm!r} is not supported; choose one of: {', '.join(BATCH_NORM_MODES)}.")
     resolved = resolve_model(backbone)
     base = resolved.model
     encoder = encoder_layer_names(base)
-    model = attach_head(base, channels, activation, scale=scale, name=f"{base.name}_{task}")
+    head_mode = choose_head(resolved, task, channels, activation, scale, head)
+    name = f"{base.name}_{task}"
+    if head_mode == "keep":
+        inputs = base.inputs[0] if len(base.inputs) == 1 else base.inputs
+        model = keras.Model(inputs, base.get_layer("head_activation").output, name=name)
+    else:
+        model = attach_head(base, channels, activation, scale=scale, name=name)
     frozen = freeze(model, freeze_mode, encoder)
-    set_batchnorm_momentum(model, bn_momentum)
+    if batch_norm == "auto":
+        batch_norm = "frozen" if has_trained_weights(resolved) else "train"
+    apply_batch_norm_mode(model, batch_norm, bn_momentum)
     if normalizer is None:
         normalizer = normalizer_of(resolved.card, Normalizer("standardize"))
     backbone_card = resolved.card or {}
@@ -77,6 +198,8 @@ def build_task_model(
         },
         "freeze": freeze_mode,
         "frozen_layers": len(frozen),
+        "head": "kept" if head_mode == "keep" else "new",
+        "batch_norm": batch_norm,
         **(extra or {}),
     }
     attach_card(model, draft)

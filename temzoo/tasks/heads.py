@@ -13,7 +13,8 @@ Freezing (``freeze=``):
 * ``"encoder"``: the encoder's layers are frozen (see :func:`encoder_layer_names`);
 * ``"all_but_head"``: only the new head trains (a linear probe).
 
-Frozen BatchNormalization layers run in inference mode. Unfreeze later with
+Frozen BatchNormalization layers run in inference mode (on trained weights the task
+builders freeze every BatchNormalization layer anyway, see :mod:`temzoo.tasks.builder`). Unfreeze later with
 :func:`unfreeze` (it recompiles with the model's compile configuration, so the
 change takes effect; the optimizer state restarts).
 """
@@ -109,11 +110,18 @@ def unfreeze(model, recompile=True):
     """Make every layer trainable; recompile with the model's own compile config.
 
     Use this after a first phase with ``freeze="encoder"`` or ``"all_but_head"``
-    to fine-tune the whole network. Returns ``model``.
+    to fine-tune the whole network. BatchNormalization layers stay in inference
+    mode when the model's card says ``batch_norm: frozen`` (the default on trained
+    weights, see :mod:`temzoo.tasks.builder`). Returns ``model``.
     """
+    from temzoo.pretrained import card
+    from temzoo.tasks.builder import freeze_batch_norm
+
     config = model.get_compile_config() if recompile and model.compiled else None
     for layer in model.layers:
         layer.trainable = True
+    if (card(model) or {}).get("batch_norm") == "frozen":
+        freeze_batch_norm(model)
     if config:
         model.compile_from_config(config)
     return model

@@ -3,7 +3,8 @@
 from temzoo.tasks.restoration import build_restoration
 
 
-def super_resolution(backbone, scale=1, *, freeze="none", loss="l1", learning_rate=1e-3, normalizer=None):
+def super_resolution(backbone, scale=1, *, freeze="none", loss="l1", learning_rate=1e-3, normalizer=None,
+                     head="auto", batch_norm="auto"):
     """A compiled super-resolution model from ``backbone`` (name, ``.keras`` path or Keras model).
 
     ``scale=2`` puts a nearest-neighbour 2x upsampling and a 3x3 convolution before the
@@ -12,5 +13,5 @@ def super_resolution(backbone, scale=1, *, freeze="none", loss="l1", learning_ra
     """
     return build_restoration(
         backbone, "super_resolution", scale=scale, freeze=freeze, loss=loss, learning_rate=learning_rate,
-        normalizer=normalizer,
+        normalizer=normalizer, head=head, batch_norm=batch_norm,
     )

@@ -1,0 +1,355 @@
+"""Self-supervised adaptation on real micrographs: PSNR against steps and time (issue 17).
+
+    python benchmarks/adapt.py --peer-python /work/peer_venv/bin/python
+    python benchmarks/adapt.py --images pystem__high_entropy_alloy.tif --doses 5 --steps 40   # a quick look
+    python benchmarks/adapt.py --render-only        # re-draw docs/adapt.md and the plots from the JSON
+
+Protocol, per reference image and dose: central crop (``--crop``) of a reference from
+``--folder`` (offset = 0.1st percentile removed, clipped at 0, mean 1: "mean-intensity
+units"); noisy counts ``Poisson(dose x reference)``; then, on the noisy image alone:
+
+* ``shipped``: ``hrnet_pretrained`` as it is (no training);
+* ``adapt_pretrained``: ``temzoo.adapt`` from ``hrnet_pretrained`` (``--method``, default ``auto``);
+* ``adapt_random``: the same from random weights (architecture ``hrnet_w18_small_skip``);
+* extra ``--compare-methods`` rows: adapt from the pretrained model with another method;
+* ``peer_n2v``: Noise2Void as the ``n2v`` package implements it, its defaults, same number of
+  steps (``benchmarks/_n2v_peer.py`` under ``--peer-python``; skipped with a message when absent).
+
+PSNR (``temzoo.denoising_baselines.psnr``: the reference's range as peak) of the prediction
+divided by the dose, every ``--eval-every`` steps, with the training seconds (wall and CPU)
+so far, excluding the evaluations. Writes ``benchmarks/results/adapt.json``, ``docs/adapt.md``
+(tables) and ``docs/img/adapt_psnr_steps.png``, ``docs/img/adapt_psnr_time.png``.
+The micrographs are read from ``--folder`` only; nothing of them is stored but numbers.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+from _report import ROOT, machine, markdown_table, write_json
+
+DEFAULT_FOLDER = os.path.join(ROOT, "..", "shared", "real_micrographs")
+DEFAULT_IMAGES = ("pystem__high_entropy_alloy.tif", "kemstem__NSMO110_cryo_registered.tif",
+                  "ncem__L2083_LAABF_1p5m.tif", "arda__Pt_carbon1.tif")
+JSON_PATH = os.path.join(ROOT, "benchmarks", "results", "adapt.json")
+PAGE = os.path.join(ROOT, "docs", "adapt.md")
+IMG_DIR = os.path.join(ROOT, "docs", "img")
+PRETRAINED = "hrnet_pretrained"
+ARCHITECTURE = "hrnet_w18_small_skip"
+
+
+def reference_from(image, offset_percentile=0.1):
+    """Mean-intensity units: offset (low percentile) removed, clipped at 0, mean 1."""
+    image = np.asarray(image, dtype=np.float64)
+    image = np.clip(image - np.percentile(image, offset_percentile), 0, None)
+    return image / image.mean()
+
+
+def central_crop(image, size, multiple=32):
+    side = min(size, *image.shape)
+    side -= side % multiple
+    r0, c0 = (image.shape[0] - side) // 2, (image.shape[1] - side) // 2
+    return image[r0:r0 + side, c0:c0 + side]
+
+
+def uptime():
+    try:
+        return open("/proc/loadavg").read().split()[:3]
+    except OSError:
+        return None
+
+
+class Curve:
+    """PSNR of an in-training model every ``every`` steps, with training time net of evaluations."""
+
+    def __init__(self, noisy, reference, dose, every):
+        self.noisy, self.reference, self.dose, self.every = noisy, reference, dose, every
+        self.rows, self.eval_wall, self.eval_cpu = [], 0.0, 0.0
+        self.t0, self.c0 = time.time(), time.process_time()
+
+    def score(self, model):
+        import temzoo
+        from temzoo.denoising_baselines import psnr
+
+        return psnr(temzoo.predict(model, self.noisy) / self.dose, self.reference)
+
+    def __call__(self, step, model):
+        if step % self.every:
+            return
+        t, c = time.time(), time.process_time()
+        value = self.score(model)
+        self.rows.append({"step": step, "seconds": t - self.t0 - self.eval_wall,
+                          "cpu_seconds": c - self.c0 - self.eval_cpu, "psnr": value})
+        self.eval_wall += time.time() - t
+        self.eval_cpu += time.process_time() - c
+
+
+def run_adapt(model, noisy, reference, dose, opts, method, out):
+    import temzoo
+
+    curve = Curve(noisy, reference, dose, opts.eval_every)
+    result = temzoo.adapt(model, noisy, out=out, overwrite=True, steps=opts.steps, method=method,
+                          checkpoint_every=0, callback=curve, seed=opts.seed, **settings(opts.set))
+    final = curve.score(temzoo.load(result.model_path))  # the exported model (after precise BN if any)
+    if curve.rows and curve.rows[-1]["step"] == opts.steps:
+        curve.rows[-1]["psnr"] = final
+    return {"method": result.method, "curve": curve.rows, "psnr": final, "card_head": result.card.get("head"),
+            "batch_norm": result.card.get("batch_norm")}
+
+
+def settings(pairs):
+    """``["learning_rate=1e-4", ...]`` -> ``{"learning_rate": 1e-4}`` (values parsed as JSON where they can be)."""
+    out = {}
+    for pair in pairs or ():
+        key, _, value = pair.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def run_peer(peer_python, noisy, reference, dose, opts, folder):
+    from temzoo.denoising_baselines import psnr
+
+    noisy_path, out_path = os.path.join(folder, "noisy.npy"), os.path.join(folder, "peer.npz")
+    np.save(noisy_path, noisy.astype(np.float32))
+    command = [peer_python, os.path.join(ROOT, "benchmarks", "_n2v_peer.py"), "--noisy", noisy_path,
+               "--steps", str(opts.steps), "--eval-every", str(opts.eval_every), "--out", out_path,
+               "--seed", str(opts.seed)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"the peer failed (exit {done.returncode}): {done.stderr[-2000:]}")
+    data = np.load(out_path)
+    rows = [{"step": int(s), "seconds": float(t), "cpu_seconds": float(c), "psnr": psnr(p / dose, reference)}
+            for s, t, c, p in zip(data["step"], data["seconds"], data["cpu_seconds"], data["prediction"], strict=True)]
+    return {"method": "n2v (package defaults)", "curve": rows, "psnr": rows[-1]["psnr"],
+            "psnr_best_validation": psnr(data["final"] / dose, reference)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--folder", default=DEFAULT_FOLDER, help="folder of reference micrographs")
+    parser.add_argument("--images", nargs="+", default=list(DEFAULT_IMAGES))
+    parser.add_argument("--crop", type=int, default=256, help="central crop side in pixels")
+    parser.add_argument("--doses", nargs="+", type=float, default=[2.0, 5.0])
+    parser.add_argument("--steps", type=int, default=None, help="steps per run (default: adapt's default budget)")
+    parser.add_argument("--eval-every", type=int, default=25)
+    parser.add_argument("--method", default="auto", help="adapt's method for adapt_pretrained/adapt_random")
+    parser.add_argument("--compare-methods", nargs="*", default=[],
+                        help="further methods to run from the pretrained model (e.g. blind_spot binomial)")
+    parser.add_argument("--runs", nargs="*", default=["shipped", "adapt_pretrained", "adapt_random", "peer_n2v"],
+                        help="which runs (none: only --compare-methods)")
+    parser.add_argument("--peer-python", default=os.environ.get("TEMZOO_PEER_PYTHON"),
+                        help="python of a venv with n2v (e.g. /work/peer_venv/bin/python); absent: peer skipped")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an adapt setting for every adapt run (e.g. learning_rate=1e-4); repeatable")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=JSON_PATH)
+    parser.add_argument("--resume", action="store_true", help="keep finished runs of --json and do the rest")
+    parser.add_argument("--no-docs", action="store_true", help="write the JSON only")
+    parser.add_argument("--render-only", action="store_true", help="only re-write docs/adapt.md and plots from --json")
+    parser.add_argument("--merge", nargs="+", default=[], metavar="JSON",
+                        help="with --render-only: merge these result files (runs done in parallel) into --json first")
+    opts = parser.parse_args(argv)
+
+    if opts.render_only:
+        if opts.merge:
+            parts = [json.load(open(path, encoding="utf-8")) for path in opts.merge]
+            merged = {**parts[0], "records": [r for part in parts for r in part["records"]],
+                      "command": f"{len(parts)} runs of benchmarks/adapt.py in parallel (one per image, dose and "
+                                 "peer; see commands)", "commands": [part["command"] for part in parts],
+                      "load_before": [part.get("load_before") for part in parts],
+                      "load_after": [part.get("load_after") for part in parts]}
+            write_json(opts.json, merged)
+        render(json.load(open(opts.json, encoding="utf-8")))
+        return
+    from temzoo.adaptation.config import DEFAULTS
+    from temzoo.denoising_baselines import psnr
+    from temzoo.io import read_image
+
+    opts.steps = opts.steps or DEFAULTS.steps
+    if "peer_n2v" in opts.runs and not (opts.peer_python and os.path.exists(opts.peer_python)):
+        print(f"peer Noise2Void skipped: no --peer-python given (or {opts.peer_python!r} does not exist). "
+              "Install it in a venv of its own: python -m venv /work/peer_venv && "
+              "/work/peer_venv/bin/pip install tensorflow-cpu==2.15.1 n2v==0.3.3", flush=True)
+        opts.runs = [r for r in opts.runs if r != "peer_n2v"]
+    previous = json.load(open(opts.json, encoding="utf-8")) if opts.resume and os.path.exists(opts.json) else None
+    records = list(previous["records"]) if previous else []
+    done = {(r["image"], r["dose"], r["run"]) for r in records}
+    payload = {"command": "python benchmarks/adapt.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+               "machine": machine(), "load_before": uptime(), "settings": {**vars(opts), "adapt_defaults": DEFAULTS.as_dict()},
+               "records": records}
+    import temzoo
+
+    shipped = temzoo.load(PRETRAINED)
+    runs = list(opts.runs) + [f"adapt_pretrained_{m}" for m in opts.compare_methods]
+    for name in opts.images:
+        path = os.path.join(opts.folder, name)
+        reference = central_crop(reference_from(read_image(path)), opts.crop)
+        for dose in opts.doses:
+            rng = np.random.default_rng([opts.seed, int(dose * 1000), sum(map(ord, name))])
+            noisy = rng.poisson(reference * dose).astype(np.float32)
+            for run in runs:
+                if (name, dose, run) in done:
+                    continue
+                started = time.time()
+                print(f"{name} dose {dose:g}: {run} ...", flush=True)
+                with tempfile.TemporaryDirectory(prefix="adapt-bench-") as folder:
+                    if run == "shipped":
+                        result = {"psnr": psnr(temzoo.predict(shipped, noisy) / dose, reference), "curve": []}
+                    elif run == "adapt_pretrained":
+                        result = run_adapt(PRETRAINED, noisy, reference, dose, opts, opts.method, folder)
+                    elif run == "adapt_random":
+                        result = run_adapt(ARCHITECTURE, noisy, reference, dose, opts, opts.method, folder)
+                    elif run.startswith("adapt_pretrained_"):
+                        method = run[len("adapt_pretrained_"):]
+                        result = run_adapt(PRETRAINED, noisy, reference, dose, opts, method, folder)
+                    elif run == "peer_n2v":
+                        result = run_peer(opts.peer_python, noisy, reference, dose, opts, folder)
+                    else:
+                        raise SystemExit(f"unknown run {run!r}")
+                record = {"image": name, "dose": dose, "run": run, "crop": int(reference.shape[0]),
+                          "psnr_noisy": psnr(noisy / dose, reference), "wall_seconds": time.time() - started,
+                          "load": uptime(), **result}
+                print(f"  PSNR {record['psnr']:.2f} dB (noisy {record['psnr_noisy']:.2f}), "
+                      f"{record['wall_seconds']:.0f} s, load {record['load']}", flush=True)
+                records.append(record)
+                payload["load_after"] = uptime()
+                write_json(opts.json, payload)
+    payload["load_after"] = uptime()
+    write_json(opts.json, payload)
+    if not opts.no_docs:
+        render(payload)
+
+
+# ----------------------------------------------------------------------------- report
+def summary(payload):
+    """Rows per (dose, run): mean PSNR over images, and per image."""
+    records = payload["records"]
+    rows = []
+    for dose in sorted({r["dose"] for r in records}):
+        for run in dict.fromkeys(r["run"] for r in records):
+            chosen = [r for r in records if r["dose"] == dose and r["run"] == run]
+            if not chosen:
+                continue
+            row = {"dose": dose, "run": run, "images": len(chosen), "mean PSNR (dB)": float(np.mean([r["psnr"] for r in chosen])),
+                   "noisy (dB)": float(np.mean([r["psnr_noisy"] for r in chosen]))}
+            for r in chosen:
+                row[r["image"].split("__")[0] + ":" + r["image"].split("__")[-1][:12]] = r["psnr"]
+            rows.append(row)
+    return rows
+
+
+def load_range(payload):
+    """'a-b' over the 1-minute load averages recorded before and after (one run or merged runs)."""
+    values = []
+    for key in ("load_before", "load_after"):
+        item = payload.get(key) or []
+        for entry in (item if item and isinstance(item[0], list) else [item]):
+            if entry:
+                values.append(float(entry[0]))
+    return f"{min(values):.1f}-{max(values):.1f}" if values else "not recorded"
+
+
+def steps_to_reach(curve, target):
+    for row in curve:
+        if row["psnr"] >= target:
+            return row["step"]
+    return None
+
+
+def render(payload):
+    from temzoo.atomic import write_text
+
+    rows = summary(payload)
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    lines = [
+        "### Measured: PSNR after adaptation on one noisy real micrograph",
+        "",
+        f"Command: `{payload['command']}`; {payload['machine'].get('cpus')} CPUs, load average (1 min) "
+        f"{load_range(payload)} (a shared machine: timings are under load). Crops of "
+        f"{sorted({r['crop'] for r in payload['records']})} px, {payload['settings']['steps']} steps for every run.",
+        "",
+        markdown_table(rows, columns),
+        "",
+    ]
+    goal = goal_rows(payload)
+    if goal:
+        lines += ["Per image and dose: gains of `adapt_pretrained` and the step at which it first reached the peer's "
+                  "final PSNR.", "", markdown_table(goal, list(goal[0])), ""]
+    import re
+
+    begin, end = "<!-- begin adapt-results (benchmarks/adapt.py) -->", "<!-- end adapt-results -->"
+    block = begin + "\n" + "\n".join(lines).strip() + "\n" + end
+    text = open(PAGE, encoding="utf-8").read() if os.path.exists(PAGE) else "# Adapting to your micrographs\n"
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    write_text(PAGE, text)
+    plot(payload)
+
+
+def goal_rows(payload):
+    by = {(r["image"], r["dose"], r["run"]): r for r in payload["records"]}
+    out = []
+    for (image, dose, run), rec in by.items():
+        if run != "adapt_pretrained":
+            continue
+        shipped, peer = by.get((image, dose, "shipped")), by.get((image, dose, "peer_n2v"))
+        row = {"image": image, "dose": dose, "adapt (dB)": rec["psnr"],
+               "gain vs shipped": rec["psnr"] - shipped["psnr"] if shipped else None,
+               "gain vs peer": rec["psnr"] - peer["psnr"] if peer else None}
+        if peer:
+            step = steps_to_reach(rec["curve"], peer["psnr"])
+            row["steps to peer's final"] = step if step is not None else "not reached"
+            row["peer steps"] = peer["curve"][-1]["step"] if peer["curve"] else None
+        out.append(row)
+    return out
+
+
+def plot(payload):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from temzoo.atomic import atomic_path
+
+    records = payload["records"]
+    doses = sorted({r["dose"] for r in records})
+    colours = {"adapt_pretrained": "tab:blue", "adapt_random": "tab:orange", "peer_n2v": "tab:green",
+               "shipped": "black"}
+    for key, label, name in (("step", "steps", "adapt_psnr_steps.png"),
+                             ("cpu_seconds", "training CPU-seconds (process time, taken under load)", "adapt_psnr_time.png")):
+        fig = Figure(figsize=(5 * len(doses), 4), dpi=100)
+        FigureCanvasAgg(fig)
+        axes = np.atleast_1d(fig.subplots(1, len(doses)))
+        for ax, dose in zip(axes, doses, strict=True):
+            runs = dict.fromkeys(r["run"] for r in records if r["dose"] == dose)
+            for run in runs:
+                chosen = [r for r in records if r["dose"] == dose and r["run"] == run]
+                colour = colours.get(run)
+                if run == "shipped":
+                    ax.axhline(np.mean([r["psnr"] for r in chosen]), color="black", ls="--", label="shipped as is")
+                    continue
+                curves = [r["curve"] for r in chosen if r["curve"]]
+                if not curves:
+                    continue
+                n = min(len(c) for c in curves)
+                xs = np.mean([[row[key] for row in c[:n]] for c in curves], axis=0)
+                ys = np.mean([[row["psnr"] for row in c[:n]] for c in curves], axis=0)
+                ax.plot(xs, ys, marker="o", ms=3, color=colour, label=run)
+            ax.set_title(f"dose {dose:g} counts/pixel (mean of {len({r['image'] for r in records})} images)")
+            ax.set_xlabel(label)
+            ax.set_ylabel("PSNR (dB)")
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        with atomic_path(os.path.join(IMG_DIR, name)) as tmp:
+            fig.savefig(tmp, format="png")
+
+
+if __name__ == "__main__":
+    main()
