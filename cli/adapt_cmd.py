@@ -3,6 +3,7 @@
 import click
 
 from temzoo.adaptation.config import DEFAULTS, METHODS
+from temzoo.precision import PRECISIONS
 
 
 class _StepBar:
@@ -52,8 +53,12 @@ class _StepBar:
 @click.option("--checkpoint-every", type=click.IntRange(0), default=DEFAULTS.checkpoint_every, show_default=True,
               help="Steps between checkpoints (an interrupted run resumes when re-run with the same command).")
 @click.option("--overwrite", is_flag=True, help="Replace a different or finished run in --out.")
+@click.option("--precision", type=click.Choice([p for p in PRECISIONS if p != "mixed_float16"]),
+              default=DEFAULTS.precision, show_default=True,
+              help="auto: mixed_bfloat16 where the CPU (AVX512-BF16/AMX) or GPU computes bfloat16 natively, "
+                   "else float32. The model is written in float32 either way.")
 def adapt(model_name, inputs, out, method, steps, batch_size, patch_size, learning_rate, gain, offset, new_head,
-          seed, checkpoint_every, overwrite):
+          seed, checkpoint_every, overwrite, precision):
     """Adapt a denoiser to noisy micrographs INPUTS, without clean references.
 
     INPUTS are TIFF or PNG files (DM3/DM4/EMD/SER/MRC with temzoo[formats]);
@@ -72,7 +77,7 @@ def adapt(model_name, inputs, out, method, steps, batch_size, patch_size, learni
         result = run(
             model_name, list(inputs), out=out, overwrite=overwrite, progress=bar, method=method, steps=steps,
             batch_size=batch_size, patch_size=patch_size, learning_rate=learning_rate, gain=gain, offset=offset,
-            head="new" if new_head else "auto", seed=seed, checkpoint_every=checkpoint_every,
+            head="new" if new_head else "auto", seed=seed, checkpoint_every=checkpoint_every, precision=precision,
         )
     except (TemzooError, ValueError) as err:
         raise click.ClickException(str(err)) from err

@@ -120,6 +120,8 @@ def precision_copy(model, name):
 def _without_dtype_policies(config):
     """A functional model's ``config`` with every layer's recorded dtype policy dropped (so the
     global policy applies), except the model's output layers, which stay float32."""
+    if not isinstance(config.get("layers"), list):  # not a functional model's config
+        return config
     outputs = {entry[0] for entry in config.get("output_layers", []) if entry}
 
     def strip(layer_config, keep):
@@ -133,7 +135,7 @@ def _without_dtype_policies(config):
         return layer_config
 
     config = dict(config)
-    config["layers"] = [strip(layer, layer.get("name") in outputs) for layer in config.get("layers", [])]
+    config["layers"] = [strip(layer, layer.get("name") in outputs) for layer in config["layers"]]
     return config
 
 
@@ -148,6 +150,6 @@ def float32_copy(model, always=False):
     if model_precision(model) == "float32" and not always:
         return model
     with policy_scope("float32"):
-        clone = model.__class__.from_config(model.get_config())
+        clone = model.__class__.from_config(_without_dtype_policies(model.get_config()))
     clone.set_weights(model.get_weights())
     return clone

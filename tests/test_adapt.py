@@ -150,3 +150,19 @@ def test_cli_adapts_files_and_predict_uses_the_result(generator_path, counts, tm
                               "--method", "binomial"])
     assert bad.exit_code != 0 and "not whole numbers" in bad.output
     assert not os.path.exists(tmp_path / "b" / "model.keras")
+
+
+def test_adapt_trains_in_bfloat16_and_exports_float32(generator_path, counts, tmp_path):
+    from temzoo.precision import model_precision
+
+    seen = []
+    result = temzoo.adapt(generator_path, counts, out=tmp_path / "bf16", precision="mixed_bfloat16",
+                          callback=lambda step, model: seen.append(model_precision(model)), **TINY)
+    assert set(seen) == {"mixed_bfloat16"}
+    card = json.load(open(tmp_path / "bf16" / "model.json"))
+    assert card["adaptation"]["settings"]["precision"] == "mixed_bfloat16" and card["task"] == "denoising"
+    loaded = temzoo.load(result.model_path)
+    assert model_precision(loaded) == "float32"
+    assert np.isfinite(temzoo.predict(loaded, counts)).all()
+    with pytest.raises(ValueError, match="precision"):
+        AdaptConfig(precision="half")

@@ -46,6 +46,8 @@ class AdaptConfig:
         keep_checkpoints: how many checkpoints to keep.
         recalibration_batches: precise-BN batches before export when BatchNormalization
             trained (random initial weights); 0 to skip.
+        precision: ``"float32"``, ``"mixed_bfloat16"`` or ``"auto"`` (see
+            :func:`temzoo.precision.resolve_precision`); the model is exported in float32.
     """
 
     method: str = "auto"
@@ -63,10 +65,14 @@ class AdaptConfig:
     checkpoint_every: int = 50
     keep_checkpoints: int = 2
     recalibration_batches: int = 20
+    precision: str = "float32"
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method={self.method!r} is not supported; choose one of: {', '.join(METHODS)}.")
+        from temzoo.precision import check_precision
+
+        check_precision(self.precision)
         if self.head not in HEAD_MODES:
             raise ValueError(f"head={self.head!r} is not supported; choose one of: {', '.join(HEAD_MODES)}.")
         for key, low in (("steps", 1), ("batch_size", 1), ("patch_size", 8), ("neighbourhood", 3),

@@ -299,6 +299,8 @@ def adapt(model, images, *, out, config=None, overwrite=False, progress=None, ca
     import keras
 
     from temzoo import tasks
+    from temzoo.precision import float32_copy, precision_copy, resolve_precision
+    from temzoo.pretrained import attach_card
     from temzoo.pretrained import card as card_of
     from temzoo.pretraining.checkpoints import CheckpointStore
     from temzoo.tasks.backbone import resolve_model
@@ -334,6 +336,8 @@ def adapt(model, images, *, out, config=None, overwrite=False, progress=None, ca
     keras.utils.set_random_seed(config.seed)
     task_model = tasks.denoising(resolved, loss="l2", head=config.head)
     draft = card_of(task_model) or {}
+    if resolve_precision(config.precision) != "float32":
+        task_model = attach_card(precision_copy(task_model, config.precision), draft)
     normalizer = tasks.normalizer_of(draft)
     sampler = PatchSampler(frames, method, config, normalizer, patch)
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=config.steps, alpha=0.0)
@@ -385,8 +389,11 @@ def adapt(model, images, *, out, config=None, overwrite=False, progress=None, ca
     final_loss = float(np.mean(tail)) if tail else float("nan")
     store.save(config.steps, {"loss": final_loss})
     model_path = os.path.join(out, MODEL_FILE)
+    exported = float32_copy(task_model)  # itself when float32
+    if exported is not task_model:
+        attach_card(exported, draft)
     card = tasks.save(
-        task_model, model_path,
+        exported, model_path,
         adaptation={
             "method": method,
             "from": {"name": resolved.name, "source": resolved.source, "sha256": resolved.sha256,
