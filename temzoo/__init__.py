@@ -27,6 +27,8 @@ _LAZY = {
     "register": "temzoo.pretrained:register",
     "card": "temzoo.pretrained:card",
     "predict": "temzoo.tiling:predict",
+    # a module named like its function would shadow it once imported, hence particle_analysis
+    "particles": "temzoo.particle_analysis:particles",
 }
 
 __all__ = ["__version__", "receptive_field", *_LAZY]
