@@ -4,6 +4,7 @@ import click
 
 from temzoo._version import __version__
 
+from .analyze_cmd import analyze
 from .data_cmd import data
 from .evaluate_cmd import evaluate
 from .experiment_cmd import experiment
@@ -30,6 +31,7 @@ cli.add_command(evaluate)
 cli.add_command(predict)
 cli.add_command(pretrain)
 cli.add_command(experiment)
+cli.add_command(analyze)
 
 
 if __name__ == "__main__":
