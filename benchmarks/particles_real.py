@@ -65,9 +65,12 @@ def folds_of(names, k, seed):
     return [sorted(names[i] for i in part) for part in np.array_split(order, k)]
 
 
-def score_image(foreground, boxes, post):
+def score_image(foreground, boxes, post, factor=1):
     from temzoo.particle_analysis import compare_to_boxes, instances, particle_table
 
+    post = dict(post)
+    if post.get("split_depth") is not None:
+        post["split_depth"] = post["split_depth"] * factor  # as temzoo.particles does
     labels = instances(foreground, **post)
     return compare_to_boxes(particle_table(labels), boxes, foreground.shape)
 
@@ -95,9 +98,8 @@ def aggregate(per_image):
 
 
 def cached_foreground(cache, key, examples, train_fn):
-    """Foreground probabilities of ``examples`` from the model ``train_fn()`` trains, cached per image."""
-    import temzoo
-    from temzoo.particle_analysis import foreground_probability
+    """Foreground probabilities (and scale factors) of ``examples`` from the model ``train_fn()`` trains, cached."""
+    from temzoo.particle_analysis import foreground_at_scale
 
     folder = os.path.join(cache, key)
     paths = {e["name"]: os.path.join(folder, e["name"] + ".npz") for e in examples}
@@ -109,14 +111,19 @@ def cached_foreground(cache, key, examples, train_fn):
         info["load_before"], info["load_after_training"] = load_before, load_average()
         os.makedirs(folder, exist_ok=True)
         for e in examples:
-            fg = foreground_probability(temzoo.predict(model, e["image"]))
-            np.savez_compressed(paths[e["name"]], fg=np.round(fg * 255).astype(np.uint8))
+            fg, factor = foreground_at_scale(model, e["image"])
+            np.savez_compressed(paths[e["name"]], fg=np.round(fg * 255).astype(np.uint8), factor=factor)
         info["load_after"] = load_average()
         with open(info_path, "w") as f:
             json.dump(info, f, indent=1, default=str)
         print(f"  {key}: trained {info['seconds']:.0f} s, load {info['load_before']} -> {info['load_after_training']}",
               flush=True)
-    return {n: np.load(p)["fg"].astype(np.float32) / 255.0 for n, p in paths.items()}, info
+    return {n: _load_cached(p) for n, p in paths.items()}, info
+
+
+def _load_cached(path):
+    data = np.load(path)
+    return data["fg"].astype(np.float32) / 255.0, int(data["factor"])
 
 
 def main(argv=None):
@@ -128,6 +135,8 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--patch-size", type=int, default=128)
     parser.add_argument("--synthetic-fraction", type=float, default=0.25)
+    parser.add_argument("--target-particle-px", type=float, default=16.0,
+                        help="particle size the models learn (images downsampled to it); 0: native scale")
     parser.add_argument("--mask-kind", default="ellipse", choices=("ellipse", "refined"))
     parser.add_argument("--variants", default="pretrained,random,synthetic_only")
     parser.add_argument("--split-depth", type=float, action="append", default=None,
@@ -146,7 +155,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("absl").setLevel(logging.WARNING)
 
-    from temzoo.box_training import train_on_boxes
+    from temzoo.box_training import scale_for, train_on_boxes
     from temzoo.data.boxes import load_box_folder
 
     started = time.time()
@@ -157,17 +166,16 @@ def main(argv=None):
     depths = opts.split_depth or [2.0]
     posts = {d: {"threshold": opts.threshold, "split_depth": d} for d in depths}
     common = dict(steps=opts.steps, batch_size=opts.batch_size, patch_size=opts.patch_size, seed=opts.seed,
-                  mask_kind=opts.mask_kind, data_dir=opts.data_dir)
+                  mask_kind=opts.mask_kind, data_dir=opts.data_dir, target_particle_px=opts.target_particle_px or None)
     # previous rows of other variants/labels are kept, so variants can run in separate calls
     results = json.load(open(opts.json)) if os.path.exists(opts.json) else {}
     rows, per_image_all, trainings = results.get("rows", {}), results.get("per_image", {}), results.get("trainings", {})
 
     if opts.model:
-        import temzoo
-        from temzoo.particle_analysis import foreground_probability
+        from temzoo.particle_analysis import foreground_at_scale
 
         label = opts.label or os.path.basename(opts.model)
-        fgs = {n: foreground_probability(temzoo.predict(opts.model, by_name[n]["image"])) for n in names}
+        fgs = {n: foreground_at_scale(opts.model, by_name[n]["image"]) for n in names}
         runs = {label: [(names, fgs)]}
         seen_note = {label: "a trained model, scored on every image (seen in training if it was trained on them)"}
     else:
@@ -179,7 +187,7 @@ def main(argv=None):
             if spec.get("synthetic_only"):
                 def train(spec=spec):
                     return train_on_boxes(spec["backbone"], [], synthetic_fraction=1.0, **common)
-                key = f"{variant}_s{opts.steps}_p{opts.patch_size}"
+                key = f"{variant}_s{opts.steps}_p{opts.patch_size}_t{opts.target_particle_px:g}"
                 fgs, info = cached_foreground(opts.cache, key, examples, train)
                 trainings[key] = info
                 runs[variant].append((names, fgs))
@@ -190,7 +198,7 @@ def main(argv=None):
                 rng = np.random.default_rng(opts.seed + k)
                 train_names = sorted(rng.choice(pool, size=min(opts.train_images, len(pool)), replace=False))
                 key = (f"{variant}_f{k}of{opts.folds}_n{opts.train_images}_s{opts.steps}_p{opts.patch_size}"
-                       f"_sf{opts.synthetic_fraction:g}_{opts.mask_kind}")
+                       f"_sf{opts.synthetic_fraction:g}_{opts.mask_kind}_t{opts.target_particle_px:g}")
 
                 def train(spec=spec, train_names=train_names):
                     return train_on_boxes(spec["backbone"], [by_name[n] for n in train_names],
@@ -206,8 +214,10 @@ def main(argv=None):
             per_image = []
             for test, fgs in parts:
                 for n in test:
-                    s = score_image(fgs[n], by_name[n]["boxes"], post)
-                    s["image"] = n
+                    fg, factor = fgs[n]
+                    s = score_image(fg, by_name[n]["boxes"], post, factor)
+                    s["image"], s["scale"] = n, factor
+                    s["scale_from_boxes"] = scale_for(by_name[n]["boxes"], common["target_particle_px"])
                     per_image.append(s)
             label = variant if len(depths) == 1 else f"{variant} (split {depth:g})"
             row = {"variant": label, **aggregate(per_image), "evaluation": seen_note[variant]}

@@ -9,6 +9,11 @@
 One training recipe, used by ``benchmarks/particles_real.py`` (cross-validation)
 and ``recipes/ship.py nanoparticles`` (the shipped model):
 
+* scale: each box image is downsampled by the factor of
+  :data:`temzoo.particle_analysis.SCALES` that brings its median box size
+  (``sqrt(w h)``) closest to ``target_particle_px``, so the model learns one
+  particle size; ``temzoo.particles(..., scale="auto")`` picks the factor for a
+  new image the same way (the target is stored in the card's ``training``);
 * labels: :func:`temzoo.data.boxes.boxes_to_mask` (inscribed ellipses by
   default), whole images normalised by the model's normaliser (as
   :func:`temzoo.predict` does at prediction), then random ``patch_size`` crops
@@ -37,8 +42,20 @@ DEFAULTS = {
     "synthetic_fraction": 0.25,
     "synthetic_images": 200,
     "mask_kind": "ellipse",
+    "target_particle_px": 16.0,
     "seed": 0,
 }
+
+
+def scale_for(boxes, target):
+    """The downsampling factor (of ``SCALES``) that brings the median box size closest to ``target`` px."""
+    from temzoo.particle_analysis import SCALES
+
+    if target is None or len(boxes) == 0:
+        return 1
+    boxes = np.asarray(boxes, np.float64)
+    size = float(np.median(np.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))))
+    return min(SCALES, key=lambda f: abs(np.log(size / f / target)))
 
 
 def _crop_sampler(images, masks, patch, rng):
@@ -78,7 +95,8 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
                    patch_size=DEFAULTS["patch_size"], learning_rate=DEFAULTS["learning_rate"],
                    synthetic=DEFAULTS["synthetic"], synthetic_fraction=DEFAULTS["synthetic_fraction"],
                    synthetic_images=DEFAULTS["synthetic_images"], mask_kind=DEFAULTS["mask_kind"],
-                   seed=DEFAULTS["seed"], data_dir=None, log_every=50):
+                   target_particle_px=DEFAULTS["target_particle_px"], seed=DEFAULTS["seed"], data_dir=None,
+                   log_every=50):
     """Train a 2-class segmentation model on box-labelled ``examples`` (see the module docstring).
 
     Args:
@@ -109,9 +127,17 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
     normalizer = normalizer_of(card_of(model))
 
     samplers, fractions = [], []
+    scales = {}
     if examples:
-        images = [normalizer.before(e["image"])[0] for e in examples]
-        masks = [boxes_to_mask(e["boxes"], e["image"].shape, kind=mask_kind, image=e["image"]) for e in examples]
+        from temzoo.particle_analysis import downscale
+
+        images, masks = [], []
+        for e in examples:
+            factor = scale_for(e["boxes"], target_particle_px)
+            scales[e.get("name", len(scales))] = factor
+            image, boxes = downscale(e["image"], factor), np.asarray(e["boxes"], np.float64) / factor
+            images.append(normalizer.before(image)[0])
+            masks.append(boxes_to_mask(boxes, image.shape, kind=mask_kind, image=image))
         samplers.append(_crop_sampler(images, masks, patch_size, rng))
         fractions.append(1.0 - (synthetic_fraction if synthetic else 0.0))
     if synthetic and synthetic_fraction > 0:
@@ -137,8 +163,11 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
         "steps": int(steps), "batch_size": batch_size, "patch_size": patch_size,
         "learning_rate": learning_rate, "schedule": "cosine", "synthetic": synthetic if synthetic_fraction else None,
         "synthetic_fraction": synthetic_fraction if synthetic else 0.0, "synthetic_images": synthetic_images,
-        "mask_kind": mask_kind, "seed": seed,
+        "mask_kind": mask_kind, "seed": seed, "target_particle_px": target_particle_px, "scales": scales,
         "final_loss": float(np.mean(losses[-50:])) if losses else None,
         "seconds": round(time.time() - started, 1),
     }
+    from temzoo.pretrained import attach_card
+
+    attach_card(model, {**(card_of(model) or {}), "training": info})  # temzoo.particles reads the target size
     return model, info

@@ -11,6 +11,15 @@ From a model's class probabilities to one row per particle:
    a component is split where its distance map has several maxima at least
    ``split_depth`` pixels higher than the neck between them. ``split_depth=None``
    disables the splitting.
+   **Scale**: particles far larger than the model's receptive field come out as
+   specks. A model trained by :func:`temzoo.box_training.train_on_boxes` learns
+   particles of about ``target_particle_px`` pixels (its card's ``training``);
+   with ``scale="auto"`` the image is predicted at downsampling factors
+   :data:`SCALES` (box-filter averages) and the factor whose particles come out
+   closest to that size (median equivalent diameter, in log) is kept; the
+   probabilities are resized back to the full image, so everything is measured
+   in the image's own pixels. ``scale=2`` forces a factor; models without a
+   target size are used at factor 1.
 3. **Measurements** (``skimage.measure.regionprops``), in pixels with
    x = column and y = row, bounding boxes ``[x0, x1) x [y0, y1)`` (end
    exclusive); ``equivalent_diameter_px`` is the diameter of the disk of the same
@@ -38,7 +47,8 @@ from temzoo.errors import BadInputError
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {"threshold": 0.5, "min_area": 5, "split_depth": 2.0}
+DEFAULTS = {"threshold": 0.5, "min_area": 5, "split_depth": 2.0, "scale": "auto"}
+SCALES = (1, 2, 4)
 COLUMNS = (
     "id", "centroid_x", "centroid_y", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1", "area_px",
     "equivalent_diameter_px", "major_axis_px", "minor_axis_px", "mean_probability", "touches_border",
@@ -47,7 +57,7 @@ NM_COLUMNS = ("centroid_x_nm", "centroid_y_nm", "area_nm2", "equivalent_diameter
 SUMMARY_COLUMNS = (
     "file", "model", "width_px", "height_px", "pixel_size_nm", "particles", "particles_inside",
     "mean_diameter_px", "median_diameter_px", "std_diameter_px",
-    "mean_diameter_nm", "median_diameter_nm", "std_diameter_nm", "area_fraction",
+    "mean_diameter_nm", "median_diameter_nm", "std_diameter_nm", "area_fraction", "scale",
 )
 SUMMARY_FILE = "particles_summary.csv"
 
@@ -60,6 +70,7 @@ class ParticleResult:
     rows: list  # one dict per particle, keys COLUMNS (+ NM_COLUMNS with a pixel size)
     foreground: np.ndarray  # float32 foreground probability
     pixel_size_nm: float | None = None
+    scale: int = 1  # the downsampling factor the model saw the image at
 
     def inside(self):
         """Rows of the particles that do not touch the image border."""
@@ -144,34 +155,113 @@ def particle_table(labels, foreground=None, *, pixel_size_nm=None):
     return rows
 
 
+def downscale(image, factor):
+    """``image`` averaged over ``factor x factor`` blocks (edges padded by reflection); factor 1 returns it."""
+    from skimage.transform import downscale_local_mean
+
+    factor = int(factor)
+    if factor == 1:
+        return np.asarray(image, np.float32)
+    image = np.asarray(image, np.float32)
+    pad = [(0, (-n) % factor) for n in image.shape]
+    if any(p for _, p in pad):
+        image = np.pad(image, pad, mode="reflect" if min(image.shape) > factor else "edge")
+    return downscale_local_mean(image, (factor, factor)).astype(np.float32)
+
+
+def upscale_to(foreground, factor, shape):
+    """Bilinear resize of a probability map predicted at ``1/factor`` back to ``shape``."""
+    from skimage.transform import resize
+
+    if int(factor) == 1:
+        return foreground
+    padded = tuple(n * int(factor) for n in foreground.shape)
+    full = resize(foreground, padded, order=1, mode="edge", anti_aliasing=False)
+    return full[: shape[0], : shape[1]].astype(np.float32)
+
+
+def target_particle_px(model):
+    """The particle size (px) a model was trained to see, from its card (``None`` if it does not say)."""
+    from temzoo.pretrained import card
+
+    value = ((card(model) or {}).get("training") or {}).get("target_particle_px")
+    return float(value) if value else None
+
+
+def _median_diameter(foreground, threshold, min_area):
+    labels = instances(foreground, threshold=threshold, min_area=min_area, split_depth=None)
+    rows = [r for r in particle_table(labels) if not r["touches_border"]]
+    return float(np.median([r["equivalent_diameter_px"] for r in rows])) if rows else None
+
+
+def foreground_at_scale(model, image, *, scale=DEFAULTS["scale"], threshold=DEFAULTS["threshold"],
+                        min_area=DEFAULTS["min_area"], tile_size=None, progress=None):
+    """Foreground probability of ``image`` (full size) and the downsampling factor used (see the module doc)."""
+    from temzoo.tiling import predict
+
+    if not isinstance(model, _keras_model_type()):
+        from temzoo.tasks.backbone import resolve_model
+
+        model = resolve_model(model, allow_architecture=False).model
+    target = target_particle_px(model)
+    if scale == "auto":
+        candidates = [f for f in SCALES if min(image.shape) // f >= 32] if target else [1]
+    else:
+        if not (isinstance(scale, int | np.integer | float) and float(scale).is_integer() and scale >= 1):
+            raise BadInputError(f"scale must be 'auto' or a whole downsampling factor >= 1, got {scale!r}.")
+        candidates = [int(scale)]
+    best = None
+    for factor in candidates or [1]:
+        probabilities = predict(model, downscale(image, factor), tile_size=tile_size, progress=progress)
+        if probabilities.ndim != 3 or probabilities.shape[-1] < 2:
+            raise BadInputError(
+                "the model does not output class probabilities (H x W x classes); particles() needs a segmentation "
+                "model such as 'nanoparticles' or one fine-tuned with task 'segmentation'."
+            )
+        foreground = foreground_probability(probabilities)
+        if len(candidates) == 1:
+            best = (0.0, factor, foreground)
+            break
+        size = _median_diameter(foreground, threshold, max(1, min_area // (factor * factor)))
+        misfit = abs(np.log(size / target)) if size else np.inf
+        log.info("scale 1/%d: median particle %s px (target %.0f)", factor, f"{size:.1f}" if size else "-", target)
+        if best is None or misfit < best[0]:
+            best = (misfit, factor, foreground)
+    _, factor, foreground = best
+    return upscale_to(foreground, factor, image.shape), factor
+
+
+def _keras_model_type():
+    import keras
+
+    return keras.Model
+
+
 def particles(model, image, *, pixel_size_nm=None, threshold=DEFAULTS["threshold"], min_area=DEFAULTS["min_area"],
-              split_depth=DEFAULTS["split_depth"], tile_size=None, progress=None):
+              split_depth=DEFAULTS["split_depth"], scale=DEFAULTS["scale"], tile_size=None, progress=None):
     """Segment ``image`` (2-D array) with ``model`` and measure every particle.
 
     Args:
         model: a segmentation model: Keras model, pretrained name (e.g. ``"nanoparticles"``) or ``.keras`` path.
         pixel_size_nm: adds the ``_nm`` columns.
-        threshold, min_area, split_depth: see :func:`instances`.
+        threshold, min_area, split_depth: see :func:`instances` (``split_depth`` in the image's pixels is
+            multiplied by the downsampling factor).
+        scale: ``"auto"`` or a downsampling factor (see the module docstring).
         tile_size, progress: passed to :func:`temzoo.predict`.
 
-    Returns a :class:`ParticleResult`.
+    Returns a :class:`ParticleResult` (``scale`` holds the factor used).
     """
-    from temzoo.tiling import predict
-
     image = np.asarray(image)
     if image.ndim != 2:
         raise BadInputError(f"particles() takes one 2-D image, got an array of shape {image.shape}.")
-    probabilities = predict(model, image, tile_size=tile_size, progress=progress)
-    if probabilities.ndim != 3 or probabilities.shape[-1] < 2:
-        raise BadInputError(
-            "the model does not output class probabilities (H x W x classes); particles() needs a segmentation "
-            "model such as 'nanoparticles' or one fine-tuned with task 'segmentation'."
-        )
-    foreground = foreground_probability(probabilities)
-    labels = instances(foreground, threshold=threshold, min_area=min_area, split_depth=split_depth)
+    foreground, factor = foreground_at_scale(model, image, scale=scale, threshold=threshold, min_area=min_area,
+                                             tile_size=tile_size, progress=progress)
+    depth = None if split_depth is None else split_depth * factor
+    labels = instances(foreground, threshold=threshold, min_area=min_area, split_depth=depth)
     rows = particle_table(labels, foreground, pixel_size_nm=pixel_size_nm)
-    log.info("%d particles (%d not touching the border)", len(rows), sum(not r["touches_border"] for r in rows))
-    return ParticleResult(labels, rows, foreground, pixel_size_nm)
+    log.info("%d particles (%d not touching the border) at scale 1/%d", len(rows),
+             sum(not r["touches_border"] for r in rows), factor)
+    return ParticleResult(labels, rows, foreground, pixel_size_nm, factor)
 
 
 # ----------------------------------------------------------------------------- pixel size
@@ -326,7 +416,7 @@ def summary_row(path, model_name, result):
         "file": os.path.basename(path), "model": model_name,
         "height_px": result.labels.shape[0], "width_px": result.labels.shape[1],
         "pixel_size_nm": result.pixel_size_nm, "particles": len(result.rows), "particles_inside": len(d_px),
-        "area_fraction": float((result.labels > 0).mean()),
+        "area_fraction": float((result.labels > 0).mean()), "scale": result.scale,
     }
     for unit, scale in (("px", 1.0), ("nm", result.pixel_size_nm)):
         stats = (float(np.mean(d_px)), float(np.median(d_px)), float(np.std(d_px))) if len(d_px) and scale else (None,) * 3
@@ -336,8 +426,8 @@ def summary_row(path, model_name, result):
 
 
 def analyze_files(model, inputs, out, *, pixel_size_nm=None, threshold=DEFAULTS["threshold"],
-                  min_area=DEFAULTS["min_area"], split_depth=DEFAULTS["split_depth"], tile_size=None,
-                  overwrite=False, on_file=None, on_tiles=None):
+                  min_area=DEFAULTS["min_area"], split_depth=DEFAULTS["split_depth"], scale=DEFAULTS["scale"],
+                  tile_size=None, overwrite=False, on_file=None, on_tiles=None):
     """Find and measure the particles of every file of ``inputs``; write tables and figures into ``out``.
 
     Args:
@@ -366,7 +456,7 @@ def analyze_files(model, inputs, out, *, pixel_size_nm=None, threshold=DEFAULTS[
         size = pixel_size_nm if pixel_size_nm is not None else globals()["pixel_size_nm"](path)
         try:
             result = particles(resolved.model, image, pixel_size_nm=size, threshold=threshold, min_area=min_area,
-                               split_depth=split_depth, tile_size=tile_size, progress=on_tiles)
+                               split_depth=split_depth, scale=scale, tile_size=tile_size, progress=on_tiles)
         except (BadInputError, ValueError) as exc:
             raise type(exc)(f"{path}: {exc}") from exc
         columns = COLUMNS + (NM_COLUMNS if size is not None else ())
