@@ -17,9 +17,13 @@ from .predict_cmd import _TileBar
 @click.option("--split-depth", type=float, default=None,
               help="Watershed split depth in pixels for touching particles (default 2).")
 @click.option("--no-split", is_flag=True, help="Do not split touching particles (connected components only).")
+@click.option("--scale", default=None,
+              help="'auto' (default: the model's card says which particle size it learnt; the image is predicted at "
+                   "1, 1/2 and 1/4 and the best-fitting factor kept) or a downsampling factor such as 2.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--tile-size", type=click.IntRange(1), default=None, help="Tile size in pixels (default: from free memory).")
-def analyze(model_name, inputs, out, pixel_size, threshold, min_area, split_depth, no_split, overwrite, tile_size):
+def analyze(model_name, inputs, out, pixel_size, threshold, min_area, split_depth, no_split, scale, overwrite,
+            tile_size):
     """Find the particles of INPUT micrographs (TIFF, PNG; DM3/DM4/EMD/SER/MRC with temzoo[formats]).
 
     Writes per input NAME: OUT/NAME_particles.csv (one row per particle: centroid,
@@ -32,6 +36,11 @@ def analyze(model_name, inputs, out, pixel_size, threshold, min_area, split_dept
 
     if no_split and split_depth is not None:
         raise click.UsageError("--no-split and --split-depth exclude each other.")
+    if scale is not None and scale != "auto":
+        try:
+            scale = int(scale)
+        except ValueError:
+            raise click.BadParameter(f"{scale!r}: give 'auto' or a whole factor such as 2.", param_hint="--scale") from None
     bar = _TileBar()
 
     def on_file(index, total, path):
@@ -44,6 +53,7 @@ def analyze(model_name, inputs, out, pixel_size, threshold, min_area, split_dept
             threshold=DEFAULTS["threshold"] if threshold is None else threshold,
             min_area=DEFAULTS["min_area"] if min_area is None else min_area,
             split_depth=None if no_split else (DEFAULTS["split_depth"] if split_depth is None else split_depth),
+            scale=DEFAULTS["scale"] if scale is None else scale,
             tile_size=tile_size, overwrite=overwrite, on_file=on_file, on_tiles=bar,
         )
     except (TemzooError, ValueError) as err:

@@ -263,3 +263,48 @@ def test_analyze_rejects_a_restoration_model_and_bad_options(tmp_path, tiny_mode
     assert run("--model", tiny_model, "--out", tmp_path / "o2", "--threshold", "1.5", tmp_path / "x.tif").exit_code != 0
     result = run("--model", tiny_model, "--out", tmp_path / "o3", "--no-split", "--split-depth", "1", tmp_path / "x.tif")
     assert result.exit_code != 0 and "exclude each other" in result.output
+
+
+# ----------------------------------------------------------------------------- scale
+def test_downscale_averages_blocks_and_upscale_restores_the_shape():
+    from temzoo.particle_analysis import downscale, upscale_to
+
+    image = np.arange(35, dtype=np.float32).reshape(5, 7)
+    small = downscale(image, 2)
+    assert small.shape == (3, 4) and small[0, 0] == pytest.approx(image[:2, :2].mean())
+    assert downscale(image, 1) is not None and downscale(image, 1).shape == (5, 7)
+    assert upscale_to(small, 2, image.shape).shape == (5, 7)
+    flat = np.full((4, 4), 0.7, np.float32)
+    np.testing.assert_allclose(upscale_to(flat, 4, (15, 13)), 0.7, atol=1e-6)
+
+
+def test_box_images_are_scaled_to_the_target_particle_size():
+    from temzoo.box_training import scale_for
+
+    def boxes(size):
+        return np.array([[0, 0, size, size], [10, 10, 10 + size, 10 + size]], float)
+
+    assert scale_for(boxes(8), 16) == 1
+    assert scale_for(boxes(30), 16) == 2
+    assert scale_for(boxes(70), 16) == 4
+    assert scale_for(boxes(70), None) == 1 and scale_for(np.zeros((0, 4)), 16) == 1
+
+
+def test_particles_at_a_forced_scale_are_measured_in_full_image_pixels(tiny_model):
+    import temzoo
+
+    image = np.random.default_rng(2).random((50, 44)).astype(np.float32)
+    result = temzoo.particles(tiny_model, image, scale=2, threshold=0.5)
+    assert result.scale == 2 and result.labels.shape == image.shape and result.foreground.shape == image.shape
+    assert temzoo.particles(tiny_model, image).scale == 1  # no target size in its card: native scale
+    with pytest.raises(BadInputError, match="downsampling factor"):
+        temzoo.particles(tiny_model, image, scale=1.5)
+
+
+def test_analyze_scale_option(tmp_path, tiny_model):
+    tifffile.imwrite(tmp_path / "x.tif", np.random.default_rng(3).random((40, 40)).astype(np.float32))
+    result = run("--model", tiny_model, "--out", tmp_path / "o", "--scale", "2", tmp_path / "x.tif")
+    assert result.exit_code == 0, result.output
+    assert list(csv.DictReader(open(tmp_path / "o" / "particles_summary.csv")))[0]["scale"] == "2"
+    bad = run("--model", tiny_model, "--out", tmp_path / "o2", "--scale", "big", tmp_path / "x.tif")
+    assert bad.exit_code != 0 and "--scale" in bad.output
