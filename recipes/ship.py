@@ -76,7 +76,6 @@ def run_recipe(name, runs, data_dir, dataset=None, ship=False):
     import numpy as np
 
     from temzoo import pretrained
-    from temzoo.atomic import write_text
     from temzoo.cards import export_model, read_card
     from temzoo.denoising_baselines import denoising_report
     from temzoo.normalization import Normalizer

@@ -10,7 +10,12 @@ from click.testing import CliRunner
 from temzoo.data import boxes as bx
 from temzoo.errors import BadInputError
 from temzoo.particle_analysis import (
-    COLUMNS, NM_COLUMNS, compare_to_boxes, instances, particle_table, pixel_size_nm,
+    COLUMNS,
+    NM_COLUMNS,
+    compare_to_boxes,
+    instances,
+    particle_table,
+    pixel_size_nm,
 )
 
 
