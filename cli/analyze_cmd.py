@@ -20,10 +20,12 @@ from .predict_cmd import _TileBar
 @click.option("--scale", default=None,
               help="'auto' (default: the model's card says which particle size it learnt; the image is predicted at "
                    "1, 1/2 and 1/4 and the best-fitting factor kept) or a downsampling factor such as 2.")
+@click.option("--particle-size", type=float, default=None,
+              help="Rough typical particle diameter in nm (needs a pixel size): sets the scale instead of --scale.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--tile-size", type=click.IntRange(1), default=None, help="Tile size in pixels (default: from free memory).")
-def analyze(model_name, inputs, out, pixel_size, threshold, min_area, split_depth, no_split, scale, overwrite,
-            tile_size):
+def analyze(model_name, inputs, out, pixel_size, threshold, min_area, split_depth, no_split, scale, particle_size,
+            overwrite, tile_size):
     """Find the particles of INPUT micrographs (TIFF, PNG; DM3/DM4/EMD/SER/MRC with temzoo[formats]).
 
     Writes per input NAME: OUT/NAME_particles.csv (one row per particle: centroid,
@@ -53,7 +55,7 @@ def analyze(model_name, inputs, out, pixel_size, threshold, min_area, split_dept
             threshold=DEFAULTS["threshold"] if threshold is None else threshold,
             min_area=DEFAULTS["min_area"] if min_area is None else min_area,
             split_depth=None if no_split else (DEFAULTS["split_depth"] if split_depth is None else split_depth),
-            scale=DEFAULTS["scale"] if scale is None else scale,
+            scale=DEFAULTS["scale"] if scale is None else scale, particle_size_nm=particle_size,
             tile_size=tile_size, overwrite=overwrite, on_file=on_file, on_tiles=bar,
         )
     except (TemzooError, ValueError) as err:

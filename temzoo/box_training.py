@@ -48,14 +48,13 @@ DEFAULTS = {
 
 
 def scale_for(boxes, target):
-    """The downsampling factor (of ``SCALES``) that brings the median box size closest to ``target`` px."""
-    from temzoo.particle_analysis import SCALES
+    """The downsampling factor that brings the median box size (``sqrt(w h)``) closest to ``target`` px."""
+    from temzoo.particle_analysis import factor_for_size
 
     if target is None or len(boxes) == 0:
         return 1
     boxes = np.asarray(boxes, np.float64)
-    size = float(np.median(np.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))))
-    return min(SCALES, key=lambda f: abs(np.log(size / f / target)))
+    return factor_for_size(float(np.median(np.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))), target)
 
 
 def _crop_sampler(images, masks, patch, rng):

@@ -180,6 +180,13 @@ def upscale_to(foreground, factor, shape):
     return full[: shape[0], : shape[1]].astype(np.float32)
 
 
+def factor_for_size(size_px, target_px):
+    """The factor of :data:`SCALES` that brings particles of ``size_px`` closest (in log) to ``target_px``."""
+    if not target_px or not size_px or size_px <= 0:
+        return 1
+    return min(SCALES, key=lambda f: abs(np.log(size_px / f / target_px)))
+
+
 def target_particle_px(model):
     """The particle size (px) a model was trained to see, from its card (``None`` if it does not say)."""
     from temzoo.pretrained import card
@@ -194,9 +201,13 @@ def _median_diameter(foreground, threshold, min_area):
     return float(np.median([r["equivalent_diameter_px"] for r in rows])) if rows else None
 
 
-def foreground_at_scale(model, image, *, scale=DEFAULTS["scale"], threshold=DEFAULTS["threshold"],
-                        min_area=DEFAULTS["min_area"], tile_size=None, progress=None):
-    """Foreground probability of ``image`` (full size) and the downsampling factor used (see the module doc)."""
+def foreground_at_scale(model, image, *, scale=DEFAULTS["scale"], particle_size_px=None,
+                        threshold=DEFAULTS["threshold"], min_area=DEFAULTS["min_area"], tile_size=None, progress=None):
+    """Foreground probability of ``image`` (full size) and the downsampling factor used (see the module doc).
+
+    ``particle_size_px`` (a rough typical diameter, when you know it) picks the factor directly
+    instead of trying each: the one that brings it closest to the model's target size.
+    """
     from temzoo.tiling import predict
 
     if not isinstance(model, _keras_model_type()):
@@ -204,6 +215,12 @@ def foreground_at_scale(model, image, *, scale=DEFAULTS["scale"], threshold=DEFA
 
         model = resolve_model(model, allow_architecture=False).model
     target = target_particle_px(model)
+    if particle_size_px is not None:
+        if not float(particle_size_px) > 0:
+            raise BadInputError(f"the particle size must be positive, got {particle_size_px}.")
+        if not target:
+            log.warning("%s does not say which particle size it learnt; particle_size_px is ignored", model.name)
+        scale = factor_for_size(float(particle_size_px), target)
     if scale == "auto":
         candidates = [f for f in SCALES if min(image.shape) // f >= 32] if target else [1]
     else:
@@ -238,7 +255,8 @@ def _keras_model_type():
 
 
 def particles(model, image, *, pixel_size_nm=None, threshold=DEFAULTS["threshold"], min_area=DEFAULTS["min_area"],
-              split_depth=DEFAULTS["split_depth"], scale=DEFAULTS["scale"], tile_size=None, progress=None):
+              split_depth=DEFAULTS["split_depth"], scale=DEFAULTS["scale"], particle_size_px=None, tile_size=None,
+              progress=None):
     """Segment ``image`` (2-D array) with ``model`` and measure every particle.
 
     Args:
@@ -247,6 +265,8 @@ def particles(model, image, *, pixel_size_nm=None, threshold=DEFAULTS["threshold
         threshold, min_area, split_depth: see :func:`instances` (``split_depth`` in the image's pixels is
             multiplied by the downsampling factor).
         scale: ``"auto"`` or a downsampling factor (see the module docstring).
+        particle_size_px: a rough typical particle diameter in pixels, if known: chooses the factor
+            directly (overrides ``scale``).
         tile_size, progress: passed to :func:`temzoo.predict`.
 
     Returns a :class:`ParticleResult` (``scale`` holds the factor used).
@@ -254,8 +274,9 @@ def particles(model, image, *, pixel_size_nm=None, threshold=DEFAULTS["threshold
     image = np.asarray(image)
     if image.ndim != 2:
         raise BadInputError(f"particles() takes one 2-D image, got an array of shape {image.shape}.")
-    foreground, factor = foreground_at_scale(model, image, scale=scale, threshold=threshold, min_area=min_area,
-                                             tile_size=tile_size, progress=progress)
+    foreground, factor = foreground_at_scale(model, image, scale=scale, particle_size_px=particle_size_px,
+                                             threshold=threshold, min_area=min_area, tile_size=tile_size,
+                                             progress=progress)
     depth = None if split_depth is None else split_depth * factor
     labels = instances(foreground, threshold=threshold, min_area=min_area, split_depth=depth)
     rows = particle_table(labels, foreground, pixel_size_nm=pixel_size_nm)
@@ -427,13 +448,15 @@ def summary_row(path, model_name, result):
 
 def analyze_files(model, inputs, out, *, pixel_size_nm=None, threshold=DEFAULTS["threshold"],
                   min_area=DEFAULTS["min_area"], split_depth=DEFAULTS["split_depth"], scale=DEFAULTS["scale"],
-                  tile_size=None, overwrite=False, on_file=None, on_tiles=None):
+                  particle_size_nm=None, tile_size=None, overwrite=False, on_file=None, on_tiles=None):
     """Find and measure the particles of every file of ``inputs``; write tables and figures into ``out``.
 
     Args:
         model: segmentation model (pretrained name such as ``"nanoparticles"``, ``.keras`` path, Keras model).
         pixel_size_nm: pixel size for every file; ``None`` reads it from each TIFF (:func:`pixel_size_nm`)
             and leaves the ``_nm`` columns out where a file has none.
+        particle_size_nm: a rough typical particle diameter in nm (needs a pixel size): picks the scale
+            factor directly instead of ``scale``.
         on_file: optional ``callable(index, total, path)`` before each file; ``on_tiles`` per batch of tiles.
 
     Returns the list of written paths (the summary last).
@@ -445,7 +468,14 @@ def analyze_files(model, inputs, out, *, pixel_size_nm=None, threshold=DEFAULTS[
         raise BadInputError(f"threshold must be between 0 and 1 (exclusive), got {threshold}.")
     if pixel_size_nm is not None and not float(pixel_size_nm) > 0:
         raise BadInputError(f"the pixel size must be positive, got {pixel_size_nm}.")
+    if particle_size_nm is not None and not float(particle_size_nm) > 0:
+        raise BadInputError(f"the particle size must be positive, got {particle_size_nm}.")
     jobs = plan(inputs, out, overwrite=overwrite)
+    if particle_size_nm is not None and pixel_size_nm is None:
+        for path, _ in jobs:  # before anything is written
+            if globals()["pixel_size_nm"](path) is None:
+                raise BadInputError(f"{path}: no pixel size in the file, so a particle size in nm cannot be used; "
+                                    "pass the pixel size (--pixel-size) too.")
     resolved = resolve_model(model, allow_architecture=False)
     os.makedirs(out, exist_ok=True)
     written, summary = [], []
@@ -454,9 +484,16 @@ def analyze_files(model, inputs, out, *, pixel_size_nm=None, threshold=DEFAULTS[
             on_file(index, len(jobs), path)
         image = read_image(path)
         size = pixel_size_nm if pixel_size_nm is not None else globals()["pixel_size_nm"](path)
+        typical = None
+        if particle_size_nm is not None:
+            if size is None:
+                raise BadInputError(f"{path}: no pixel size in the file, so a particle size in nm cannot be used; "
+                                    "pass the pixel size (--pixel-size) too.")
+            typical = float(particle_size_nm) / size
         try:
             result = particles(resolved.model, image, pixel_size_nm=size, threshold=threshold, min_area=min_area,
-                               split_depth=split_depth, scale=scale, tile_size=tile_size, progress=on_tiles)
+                               split_depth=split_depth, scale=scale, particle_size_px=typical, tile_size=tile_size,
+                               progress=on_tiles)
         except (BadInputError, ValueError) as exc:
             raise type(exc)(f"{path}: {exc}") from exc
         columns = COLUMNS + (NM_COLUMNS if size is not None else ())

@@ -313,3 +313,19 @@ def test_analyze_scale_option(tmp_path, tiny_model):
     assert list(csv.DictReader(open(tmp_path / "o" / "particles_summary.csv")))[0]["scale"] == "2"
     bad = run("--model", tiny_model, "--out", tmp_path / "o2", "--scale", "big", tmp_path / "x.tif")
     assert bad.exit_code != 0 and "--scale" in bad.output
+
+
+def test_a_known_particle_size_picks_the_factor():
+    from temzoo.particle_analysis import factor_for_size
+
+    assert [factor_for_size(s, 16) for s in (6, 16, 30, 40, 64, 200)] == [1, 1, 2, 2, 4, 4]
+    assert factor_for_size(64, None) == 1
+
+
+def test_analyze_particle_size_needs_a_pixel_size(tmp_path, tiny_model):
+    tifffile.imwrite(tmp_path / "x.tif", np.zeros((32, 32), np.float32))
+    result = run("--model", tiny_model, "--out", tmp_path / "o", "--particle-size", "5", tmp_path / "x.tif")
+    assert result.exit_code != 0 and "x.tif" in result.output and "--pixel-size" in result.output
+    ok = run("--model", tiny_model, "--out", tmp_path / "o", "--particle-size", "5", "--pixel-size", "0.5",
+             tmp_path / "x.tif")
+    assert ok.exit_code == 0, ok.output
