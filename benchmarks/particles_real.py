@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -234,7 +235,7 @@ def main(argv=None):
     columns = ["variant", "images", "true_particles", "predicted", "precision", "recall", "f1", "f1_per_image_mean",
                "median_diameter_error", "median_diameter_bias", "wasserstein_rel"]
     payload = {
-        "command": "python benchmarks/particles_real.py " + " ".join(argv or []),
+        "command": "python benchmarks/particles_real.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "settings": {**vars(opts), "steps": opts.steps},
         "peer": PEER,
         "rows": rows, "per_image": per_image_all, "trainings": trainings,

@@ -118,7 +118,7 @@ def instances(foreground, *, threshold=DEFAULTS["threshold"], min_area=DEFAULTS[
     if missed.any():
         extra = measure.label(missed, connectivity=2)
         labels[missed] = extra[missed] + labels.max()
-    # ids in raster order of first pixel, 1..N, so they are stable and dense
+    # dense ids 1..N
     return segmentation.relabel_sequential(labels.astype(np.int32))[0]
 
 
