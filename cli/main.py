@@ -5,6 +5,7 @@ import click
 from temzoo._version import __version__
 
 from .adapt_cmd import adapt
+from .analyze_cmd import analyze
 from .data_cmd import data
 from .evaluate_cmd import evaluate
 from .experiment_cmd import experiment
@@ -32,6 +33,7 @@ cli.add_command(predict)
 cli.add_command(pretrain)
 cli.add_command(experiment)
 cli.add_command(adapt)
+cli.add_command(analyze)
 
 
 if __name__ == "__main__":

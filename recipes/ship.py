@@ -14,6 +14,15 @@ For each recipe (``recipes/NAME.json``):
    (the pretraining card plus recipe, report and an honest note on the data),
    records a reference input/output for ``temzoo-cli models verify``, and updates
    ``temzoo/weights/registry.json``.
+
+A recipe with a ``train_on_boxes`` section (``nanoparticles``) is a segmentation model
+fine-tuned instead: :func:`temzoo.box_training.train_on_boxes` on the YOLO box images
+of ``--boxes`` plus the synthetic set, saved to ``RUNS/NAME/model.keras`` (an existing
+one is reused: re-run after an interruption), its card quoting the leave-images-out
+result of ``benchmarks/particles_real.py`` (``benchmarks/results/particles_real.json``)
+for the same recipe; ``--ship`` registers it as above.
+
+    python recipes/ship.py nanoparticles --boxes ../shared/real_micrographs/nanoparticle_boxes --ship
 """
 
 import argparse
@@ -67,7 +76,6 @@ def run_recipe(name, runs, data_dir, dataset=None, ship=False):
     import numpy as np
 
     from temzoo import pretrained
-    from temzoo.atomic import write_text
     from temzoo.cards import export_model, read_card
     from temzoo.denoising_baselines import denoising_report
     from temzoo.normalization import Normalizer
@@ -123,6 +131,17 @@ def run_recipe(name, runs, data_dir, dataset=None, ship=False):
     )
     card["data"].pop("data_dir", None)
     card = export_model(model, target, card)
+    register_shipped(name, recipe, model, target, card)
+    return report
+
+
+def register_shipped(name, recipe, model, target, card, extra=None):
+    """Record the reference output of the file at ``target``, add it to registry.json, check it reloads."""
+    import numpy as np
+
+    from temzoo import pretrained
+    from temzoo.atomic import write_text
+
     digest = card["sha256"]
     pretrained.record_reference(model, target, size=64)
 
@@ -138,6 +157,7 @@ def run_recipe(name, runs, data_dir, dataset=None, ship=False):
             "description": recipe["description"],
             "parameters": card["parameters"],
             "receptive_field": card["receptive_field"],
+            **(extra or {}),
         }
     )
     registry.sort(key=lambda e: e["name"])
@@ -147,7 +167,68 @@ def run_recipe(name, runs, data_dir, dataset=None, ship=False):
         np.asarray(pretrained.load(name)(np.load(pretrained.reference_path(target))["input"])),
         np.load(pretrained.reference_path(target))["output"], atol=1e-5,
     )
-    return report
+
+
+def run_box_recipe(name, recipe, runs, boxes, data_dir, ship=False):
+    """Train (or reuse) the segmentation model of a ``train_on_boxes`` recipe; with ``ship``, register it."""
+    from temzoo import pretrained, tasks
+    from temzoo.box_training import train_on_boxes
+    from temzoo.data.boxes import load_box_folder
+    from temzoo.particle_analysis import DEFAULTS as PARTICLE_DEFAULTS
+
+    run_dir = os.path.join(runs, name)
+    run_model = os.path.join(run_dir, "model.keras")
+    settings = dict(recipe["train_on_boxes"])
+    examples = load_box_folder(boxes)
+    if os.path.exists(run_model):
+        print(f"{run_model} exists: reusing it (delete it to train again)")
+        model = pretrained.load(run_model)
+        info = pretrained.card(model)["training"]
+    else:
+        model, info = train_on_boxes(settings.pop("backbone"), examples, data_dir=data_dir, **settings)
+        tasks.save(model, run_model, name=name, training=info)
+        model = pretrained.load(run_model)
+    print(json.dumps({k: v for k, v in info.items() if k != "box_images"}, indent=1))
+    evaluation = cross_validation_result(recipe)
+    if not ship:
+        return evaluation
+
+    shipped_model = type(model).from_config(model.get_config())
+    shipped_model.set_weights(model.get_weights())
+    target = os.path.join(pretrained.WEIGHTS_DIR, f"{name}.keras")
+    card = dict(pretrained.card(model))
+    for key in ("sha256", "file", "software", "date", "config", "name", "architecture"):
+        card.pop(key, None)
+    card.update(
+        aliases=recipe.get("aliases", []),
+        description=recipe["description"],
+        recipe=f"recipes/{name}.json",
+        training_data_note=recipe["training_data_note"],
+        evaluation=evaluation,
+        postprocessing=dict(PARTICLE_DEFAULTS),
+    )
+    from temzoo.cards import export_model, make_card
+
+    card = export_model(shipped_model, target, make_card(shipped_model, name=name, architecture=recipe["architecture"], **card))
+    register_shipped(name, recipe, shipped_model, target, card, extra={"task": card.get("task", "segmentation")})
+    return evaluation
+
+
+def cross_validation_result(recipe):
+    """The benchmark rows measured for this recipe (``benchmarks/results/particles_real.json``), if any."""
+    path = os.path.join(ROOT, "benchmarks", "results", "particles_real.json")
+    if not os.path.exists(path):
+        return {"note": "not measured: run benchmarks/particles_real.py"}
+    results = json.load(open(path, encoding="utf-8"))
+    wanted = recipe.get("evaluation", {}).get("rows", [])
+    return {
+        "how": recipe.get("evaluation", {}).get("how"),
+        "command": results.get("command"),
+        "settings": {k: results["settings"].get(k) for k in ("folds", "train_images", "steps", "patch_size", "batch_size",
+                                                               "synthetic_fraction", "mask_kind", "threshold")},
+        "rows": {k: v for k, v in results.get("rows", {}).items() if k in wanted},
+        "load_average": [results.get("uptime_before"), results.get("uptime_after")],
+    }
 
 
 def main(argv=None):
@@ -157,9 +238,15 @@ def main(argv=None):
     parser.add_argument("--data-dir", default=None, help="TFDS data dir")
     parser.add_argument("--dataset", default=None, help="pretrain on another dataset, e.g. cem500k")
     parser.add_argument("--ship", action="store_true", help="copy into temzoo/weights and register")
+    parser.add_argument("--boxes", default=os.path.join(os.path.dirname(ROOT), "shared", "real_micrographs", "nanoparticle_boxes"),
+                        help="YOLO box folder for train_on_boxes recipes")
     opts = parser.parse_args(argv)
     for name in opts.names:
-        run_recipe(name, opts.runs, opts.data_dir, opts.dataset, opts.ship)
+        recipe = json.load(open(os.path.join(HERE, f"{name}.json"), encoding="utf-8"))
+        if "train_on_boxes" in recipe:
+            run_box_recipe(name, recipe, opts.runs, opts.boxes, opts.data_dir, opts.ship)
+        else:
+            run_recipe(name, opts.runs, opts.data_dir, opts.dataset, opts.ship)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ _LAZY = {
     "card": "temzoo.pretrained:card",
     "predict": "temzoo.tiling:predict",
     "adapt": "temzoo.adaptation:adapt",
+    # a module named like its function would shadow it once imported, hence particle_analysis
+    "particles": "temzoo.particle_analysis:particles",
 }
 
 __all__ = ["__version__", "receptive_field", *_LAZY]

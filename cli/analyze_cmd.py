@@ -1,0 +1,66 @@
+"""``temzoo-cli analyze``: particles, sizes and figures per micrograph (thin shell over ``temzoo.particle_analysis``)."""
+
+import click
+
+from .predict_cmd import _TileBar
+
+
+@click.command()
+@click.option("--model", "model_name", default="nanoparticles", show_default=True,
+              help="A segmentation model: pretrained name or fine-tuned .keras file.")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--pixel-size", type=float, default=None,
+              help="Pixel size in nm for every input (default: read from each TIFF; no _nm columns without one).")
+@click.option("--threshold", type=float, default=None, help="Foreground probability threshold (default 0.5).")
+@click.option("--min-area", type=click.IntRange(0), default=None, help="Smallest particle in pixels (default 5).")
+@click.option("--split-depth", type=float, default=None,
+              help="Watershed split depth in pixels for touching particles (default 2).")
+@click.option("--no-split", is_flag=True, help="Do not split touching particles (connected components only).")
+@click.option("--scale", default=None,
+              help="'auto' (default: the model's card says which particle size it learnt; the image is predicted at "
+                   "1, 1/2 and 1/4 and the best-fitting factor kept) or a downsampling factor such as 2.")
+@click.option("--particle-size", type=float, default=None,
+              help="Rough typical particle diameter in nm (needs a pixel size): sets the scale instead of --scale.")
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option("--tile-size", type=click.IntRange(1), default=None, help="Tile size in pixels (default: from free memory).")
+def analyze(model_name, inputs, out, pixel_size, threshold, min_area, split_depth, no_split, scale, particle_size,
+            overwrite, tile_size):
+    """Find the particles of INPUT micrographs (TIFF, PNG; DM3/DM4/EMD/SER/MRC with temzoo[formats]).
+
+    Writes per input NAME: OUT/NAME_particles.csv (one row per particle: centroid,
+    bounding box [x0, x1) x [y0, y1) with x = column, area, equivalent diameter,
+    touches_border; _nm columns when the pixel size is known), NAME_histogram.png
+    and NAME_overlay.png; and OUT/particles_summary.csv over all inputs.
+    """
+    from temzoo.errors import TemzooError
+    from temzoo.particle_analysis import DEFAULTS, analyze_files
+
+    if no_split and split_depth is not None:
+        raise click.UsageError("--no-split and --split-depth exclude each other.")
+    if scale is not None and scale != "auto":
+        try:
+            scale = int(scale)
+        except ValueError:
+            raise click.BadParameter(f"{scale!r}: give 'auto' or a whole factor such as 2.", param_hint="--scale") from None
+    bar = _TileBar()
+
+    def on_file(index, total, path):
+        bar.close()
+        click.echo(f"[{index + 1}/{total}] {path}", err=True)
+
+    try:
+        written = analyze_files(
+            model_name, list(inputs), out, pixel_size_nm=pixel_size,
+            threshold=DEFAULTS["threshold"] if threshold is None else threshold,
+            min_area=DEFAULTS["min_area"] if min_area is None else min_area,
+            split_depth=None if no_split else (DEFAULTS["split_depth"] if split_depth is None else split_depth),
+            scale=DEFAULTS["scale"] if scale is None else scale, particle_size_nm=particle_size,
+            tile_size=tile_size, overwrite=overwrite, on_file=on_file, on_tiles=bar,
+        )
+    except (TemzooError, ValueError) as err:
+        raise click.ClickException(str(err)) from err
+    finally:
+        bar.close()
+    for path in written:
+        click.echo(path)

@@ -1,0 +1,172 @@
+"""Fine-tune a segmentation model on particle boxes (weak labels) plus synthetic particles.
+
+    >>> from temzoo.data.boxes import load_box_folder
+    >>> from temzoo.box_training import train_on_boxes
+    >>> examples = load_box_folder("nanoparticle_boxes")          # YOLO labels + images
+    >>> model, info = train_on_boxes("unet_pretrained", examples, steps=600)
+    >>> temzoo.particles(model, image)
+
+One training recipe, used by ``benchmarks/particles_real.py`` (cross-validation)
+and ``recipes/ship.py nanoparticles`` (the shipped model):
+
+* scale: each box image is downsampled by the factor of
+  :data:`temzoo.particle_analysis.SCALES` that brings its median box size
+  (``sqrt(w h)``) closest to ``target_particle_px``, so the model learns one
+  particle size; ``temzoo.particles(..., scale="auto")`` picks the factor for a
+  new image the same way (the target is stored in the card's ``training``);
+* labels: :func:`temzoo.data.boxes.boxes_to_mask` (inscribed ellipses by
+  default), whole images normalised by the model's normaliser (as
+  :func:`temzoo.predict` does at prediction), then random ``patch_size`` crops
+  with flips and 90-degree rotations; large images are only ever seen as crops;
+* each batch mixes ``synthetic_fraction`` crops of a labelled synthetic set
+  (``synthetic_tem/au_np``: image and particle mask) with crops of the box images;
+  ``synthetic_fraction=1`` with no examples is the synthetic-only model;
+* :func:`temzoo.tasks.segmentation` on the backbone (a pretrained name or an
+  architecture name for random initialisation), Adam with a cosine decay over
+  ``steps``, fixed step count (so runs compare at equal budget).
+"""
+
+import logging
+import time
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+DEFAULTS = {
+    "steps": 600,
+    "batch_size": 8,
+    "patch_size": 128,
+    "learning_rate": 1e-3,
+    "synthetic": "synthetic_tem/au_np",
+    "synthetic_fraction": 0.25,
+    "synthetic_images": 200,
+    "mask_kind": "ellipse",
+    "target_particle_px": 16.0,
+    "seed": 0,
+}
+
+
+def scale_for(boxes, target):
+    """The downsampling factor that brings the median box size (``sqrt(w h)``) closest to ``target`` px."""
+    from temzoo.particle_analysis import factor_for_size
+
+    if target is None or len(boxes) == 0:
+        return 1
+    boxes = np.asarray(boxes, np.float64)
+    return factor_for_size(float(np.median(np.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))), target)
+
+
+def _crop_sampler(images, masks, patch, rng):
+    """A function giving one random augmented (image, mask) crop from the lists."""
+    sizes = np.array([min(im.shape) for im in images])
+    if (sizes < patch).any():
+        small = int(np.argmin(sizes))
+        raise ValueError(f"image {small} ({images[small].shape}) is smaller than patch_size={patch}.")
+
+    def sample():
+        i = rng.integers(len(images))
+        image, mask = images[i], masks[i]
+        y = rng.integers(image.shape[0] - patch + 1)
+        x = rng.integers(image.shape[1] - patch + 1)
+        a, b = image[y:y + patch, x:x + patch], mask[y:y + patch, x:x + patch]
+        k = rng.integers(4)
+        a, b = np.rot90(a, k), np.rot90(b, k)
+        if rng.integers(2):
+            a, b = a[:, ::-1], b[:, ::-1]
+        return a, b
+
+    return sample
+
+
+def synthetic_examples(name, count, data_dir=None):
+    """``count`` (image, mask) pairs of the labelled synthetic set ``name`` (train split)."""
+    from temzoo import datasets
+
+    images, masks = [], []
+    for example in datasets.load(name, f"train[:{int(count)}]", data_dir=data_dir):
+        images.append(np.asarray(example["image"], np.float32)[..., 0])
+        masks.append((np.asarray(example["mask"])[..., 0] > 0).astype(np.uint8))
+    return images, masks
+
+
+def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DEFAULTS["batch_size"],
+                   patch_size=DEFAULTS["patch_size"], learning_rate=DEFAULTS["learning_rate"],
+                   synthetic=DEFAULTS["synthetic"], synthetic_fraction=DEFAULTS["synthetic_fraction"],
+                   synthetic_images=DEFAULTS["synthetic_images"], mask_kind=DEFAULTS["mask_kind"],
+                   target_particle_px=DEFAULTS["target_particle_px"], seed=DEFAULTS["seed"], data_dir=None,
+                   log_every=50):
+    """Train a 2-class segmentation model on box-labelled ``examples`` (see the module docstring).
+
+    Args:
+        backbone: pretrained name (``"unet_pretrained"``), architecture name (random init) or model.
+        examples: dicts with ``image`` (2-D) and ``boxes`` (``N x 4`` pixel corners), e.g. from
+            :func:`temzoo.data.boxes.load_box_folder`; may be empty with ``synthetic_fraction=1``.
+        synthetic: a labelled TFDS set with ``image`` and ``mask`` (``None``: boxes only).
+
+    Returns ``(model, info)``: the compiled Keras model (card draft attached, save it with
+    :func:`temzoo.tasks.save`) and a dict of the settings, timing and last losses.
+    """
+    import keras
+
+    from temzoo.data.boxes import boxes_to_mask
+    from temzoo.pretrained import card as card_of
+    from temzoo.tasks import normalizer_of, segmentation
+
+    if not examples and not (synthetic and synthetic_fraction >= 1):
+        raise ValueError("no labelled examples: give box examples or synthetic_fraction=1 with a synthetic set.")
+    if examples and synthetic and synthetic_fraction >= 1:
+        raise ValueError("synthetic_fraction=1 would never use the box examples; pass examples=[] for synthetic-only.")
+    started = time.time()
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = segmentation(backbone, num_classes=2, learning_rate=learning_rate)
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(int(steps), 1))
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=model.loss)
+    normalizer = normalizer_of(card_of(model))
+
+    samplers, fractions = [], []
+    scales = {}
+    if examples:
+        from temzoo.particle_analysis import downscale
+
+        images, masks = [], []
+        for e in examples:
+            factor = scale_for(e["boxes"], target_particle_px)
+            scales[e.get("name", len(scales))] = factor
+            image, boxes = downscale(e["image"], factor), np.asarray(e["boxes"], np.float64) / factor
+            images.append(normalizer.before(image)[0])
+            masks.append(boxes_to_mask(boxes, image.shape, kind=mask_kind, image=image))
+        samplers.append(_crop_sampler(images, masks, patch_size, rng))
+        fractions.append(1.0 - (synthetic_fraction if synthetic else 0.0))
+    if synthetic and synthetic_fraction > 0:
+        s_images, s_masks = synthetic_examples(synthetic, synthetic_images, data_dir)
+        s_images = [normalizer.before(im)[0] for im in s_images]
+        samplers.append(_crop_sampler(s_images, s_masks, patch_size, rng))
+        fractions.append(synthetic_fraction if examples else 1.0)
+    fractions = np.array(fractions) / np.sum(fractions)
+
+    losses = []
+    for step in range(int(steps)):
+        which = rng.choice(len(samplers), size=batch_size, p=fractions)
+        pairs = [samplers[w]() for w in which]
+        x = np.stack([p[0] for p in pairs])[..., None].astype(np.float32)
+        y = np.stack([p[1] for p in pairs])[..., None].astype(np.int32)
+        losses.append(float(model.train_on_batch(x, y, return_dict=True)["loss"]))
+        if log_every and (step + 1) % log_every == 0:
+            log.info("step %d/%d: loss %.4f (%.0f s)", step + 1, steps, np.mean(losses[-log_every:]), time.time() - started)
+    info = {
+        "backbone": backbone if isinstance(backbone, str) else getattr(backbone, "name", "model"),
+        "box_images": [e.get("name") for e in examples],
+        "boxes": int(sum(len(e["boxes"]) for e in examples)),
+        "steps": int(steps), "batch_size": batch_size, "patch_size": patch_size,
+        "learning_rate": learning_rate, "schedule": "cosine", "synthetic": synthetic if synthetic_fraction else None,
+        "synthetic_fraction": synthetic_fraction if synthetic else 0.0, "synthetic_images": synthetic_images,
+        "mask_kind": mask_kind, "seed": seed, "target_particle_px": target_particle_px, "scales": scales,
+        "final_loss": float(np.mean(losses[-50:])) if losses else None,
+        "seconds": round(time.time() - started, 1),
+    }
+    from temzoo.pretrained import attach_card
+
+    attach_card(model, {**(card_of(model) or {}), "training": info})  # temzoo.particles reads the target size
+    return model, info

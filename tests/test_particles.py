@@ -1,0 +1,331 @@
+"""Particles from segmentations, boxes as weak labels, matching to boxes, and ``temzoo-cli analyze``."""
+
+import csv
+
+import numpy as np
+import pytest
+import tifffile
+from click.testing import CliRunner
+
+from temzoo.data import boxes as bx
+from temzoo.errors import BadInputError
+from temzoo.particle_analysis import (
+    COLUMNS,
+    NM_COLUMNS,
+    compare_to_boxes,
+    instances,
+    particle_table,
+    pixel_size_nm,
+)
+
+
+def disks(shape, centres, radius):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    mask = np.zeros(shape, bool)
+    for cy, cx in centres:
+        mask |= (yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2
+    return mask
+
+
+# ----------------------------------------------------------------------------- instances and table
+def test_two_touching_disks_are_split_in_two_and_kept_whole_without_splitting():
+    mask = disks((64, 80), [(30, 25), (30, 43)], 10)
+    assert instances(mask).max() == 2
+    assert instances(mask, split_depth=None).max() == 1
+    labels = instances(mask)
+    assert (labels > 0).sum() == mask.sum()  # the watershed loses no pixel
+    areas = sorted(np.bincount(labels.ravel())[1:])
+    assert abs(areas[0] - areas[1]) < 0.1 * areas[0]
+
+
+def test_a_round_particle_is_not_split_and_small_specks_are_dropped():
+    mask = disks((64, 64), [(32, 32)], 15)
+    mask[2, 2] = mask[2, 3] = True  # a 2-pixel speck
+    labels = instances(mask)
+    assert labels.max() == 1 and labels[2, 2] == 0
+
+
+def test_probabilities_are_thresholded():
+    prob = np.zeros((32, 32), np.float32)
+    prob[5:15, 5:15] = 0.7
+    prob[20:30, 20:30] = 0.3
+    assert instances(prob, threshold=0.5).max() == 1
+    assert instances(prob, threshold=0.2).max() == 2
+
+
+def test_table_bbox_is_end_exclusive_x_is_column_and_border_flags():
+    labels = np.zeros((40, 50), np.int32)
+    labels[10:14, 20:30] = 1  # rows 10..13, columns 20..29
+    labels[0:5, 45:50] = 2  # touches the top and right edges
+    prob = np.where(labels > 0, 0.9, 0.1).astype(np.float32)
+    rows = {r["id"]: r for r in particle_table(labels, prob)}
+    r = rows[1]
+    assert (r["bbox_x0"], r["bbox_y0"], r["bbox_x1"], r["bbox_y1"]) == (20, 10, 30, 14)
+    assert r["centroid_x"] == pytest.approx(24.5) and r["centroid_y"] == pytest.approx(11.5)
+    assert r["area_px"] == 40 and r["equivalent_diameter_px"] == pytest.approx(np.sqrt(4 * 40 / np.pi))
+    assert r["mean_probability"] == pytest.approx(0.9)
+    assert r["touches_border"] is False and rows[2]["touches_border"] is True
+    assert set(r) == set(COLUMNS)
+
+
+def test_nm_columns_scale_with_the_pixel_size():
+    labels = np.zeros((20, 20), np.int32)
+    labels[5:9, 5:9] = 1
+    (r,) = particle_table(labels, pixel_size_nm=0.5)
+    assert set(NM_COLUMNS) <= set(r)
+    assert r["area_nm2"] == pytest.approx(16 * 0.25)
+    assert r["equivalent_diameter_nm"] == pytest.approx(r["equivalent_diameter_px"] * 0.5)
+    assert r["centroid_x_nm"] == pytest.approx(6.5 * 0.5)
+
+
+def test_pixel_size_is_read_from_imagej_and_resolution_tags(tmp_path):
+    image = np.zeros((8, 8), np.uint16)
+    tifffile.imwrite(tmp_path / "ij.tif", image, imagej=True, resolution=(1 / 0.25, 1 / 0.25), metadata={"unit": "nm"})
+    tifffile.imwrite(tmp_path / "um.tif", image, imagej=True, resolution=(1 / 0.002, 1 / 0.002),
+                     metadata={"unit": "micron"})
+    tifffile.imwrite(tmp_path / "cm.tif", image, resolution=(1e6, 1e6), resolutionunit="CENTIMETER")
+    tifffile.imwrite(tmp_path / "none.tif", image)
+    assert pixel_size_nm(tmp_path / "ij.tif") == pytest.approx(0.25)
+    assert pixel_size_nm(tmp_path / "um.tif") == pytest.approx(2.0)
+    assert pixel_size_nm(tmp_path / "cm.tif") == pytest.approx(10.0)
+    assert pixel_size_nm(tmp_path / "none.tif") is None
+
+
+# ----------------------------------------------------------------------------- boxes
+def test_yolo_boxes_are_parsed_to_pixel_corners(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_text("0 0.5 0.25 0.2 0.1\n\n0 0.1 0.9 0.05 0.05\n")
+    boxes = bx.read_yolo_boxes(path, (200, 100))  # height 200, width 100
+    np.testing.assert_allclose(boxes[0], [40, 40, 60, 60])
+    np.testing.assert_allclose(boxes[1], [7.5, 175, 12.5, 185])
+
+
+@pytest.mark.parametrize("line, message", [
+    ("0 0.5 0.5 0.1", "line 2: expected 'class cx cy w h'"),
+    ("0 0.5 0.5 a 0.1", "line 2: expected"),
+    ("0 1.5 0.5 0.1 0.1", "line 2: YOLO boxes are relative"),
+    ("0 0.5 0.5 0 0.1", "line 2: YOLO boxes are relative"),
+])
+def test_bad_yolo_lines_name_the_file_and_line(tmp_path, line, message):
+    path = tmp_path / "bad.txt"
+    path.write_text("0 0.5 0.5 0.1 0.1\n" + line + "\n")
+    with pytest.raises(BadInputError, match=message) as err:
+        bx.read_yolo_boxes(path, (10, 10))
+    assert "bad.txt" in str(err.value)
+
+
+def test_ellipse_masks_fill_the_inscribed_ellipse_and_keep_neighbours_apart():
+    boxes = np.array([[10, 10, 30, 20], [30, 10, 50, 20], [0, 40, 8, 48]], float)
+    labels = bx.boxes_to_instances(boxes, (60, 60))
+    assert set(np.unique(labels)) == {0, 1, 2, 3}
+    # area close to pi/4 of the box (minus the contact pixels)
+    assert abs((labels == 1).sum() - np.pi / 4 * 200) < 0.12 * np.pi / 4 * 200
+    ys, xs = np.nonzero(labels == 1)
+    assert xs.min() >= 10 and xs.max() < 30 and ys.min() >= 10 and ys.max() < 20
+    # the two touching ellipses are separated by background: two components
+    from skimage.measure import label
+
+    assert label(labels[:, :55] > 0, connectivity=2).max() == 3
+    assert bx.box_touches_border(boxes, (60, 60)).tolist() == [False, False, True]
+
+
+def test_refined_masks_follow_the_particle_and_fall_back_to_the_ellipse():
+    image = np.full((64, 64), 10.0, np.float32)
+    image[disks((64, 64), [(32, 32)], 8)] = 100.0  # a bright particle, drawn in a loose box
+    loose = np.array([[22.5, 22.5, 42.5, 42.5]], float)
+    refined = bx.boxes_to_mask(loose, image.shape, kind="refined", image=image)
+    ellipse = bx.boxes_to_mask(loose, image.shape, kind="ellipse")
+    true_area = disks((64, 64), [(32, 32)], 8).sum()
+    assert abs(int(refined.sum()) - true_area) < 0.1 * true_area < 0.4 * true_area < abs(int(ellipse.sum()) - true_area)
+    dark = 110.0 - image  # bright field: the particle is dark
+    assert not bx.particles_are_bright(dark, loose)
+    assert abs(int(bx.boxes_to_mask(loose, image.shape, kind="refined", image=dark).sum()) - true_area) < 0.1 * true_area
+    flat = np.ones((64, 64), np.float32)  # nothing to refine by: the ellipse
+    np.testing.assert_array_equal(bx.boxes_to_mask(loose, flat.shape, kind="refined", image=flat), ellipse)
+    with pytest.raises(ValueError, match="pass image="):
+        bx.boxes_to_mask(loose, flat.shape, kind="refined")
+
+
+def test_box_folder_finds_images_beside_or_above_the_labels(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "set"
+    (root / "labels").mkdir(parents=True)
+    (root / "images").mkdir()
+    Image.fromarray(np.full((20, 30), 7, np.uint8)).save(root / "images" / "a.jpg")
+    tifffile.imwrite(tmp_path / "b.tif", np.zeros((16, 16), np.uint16))
+    (root / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (root / "labels" / "b.txt").write_text("0 0.5 0.5 0.25 0.25\n0 0.2 0.2 0.1 0.1\n")
+    examples = bx.load_box_folder(root)
+    assert [e["name"] for e in examples] == ["a", "b"]
+    assert examples[0]["image"].shape == (20, 30) and len(examples[1]["boxes"]) == 2
+    (root / "labels" / "c.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    with pytest.raises(BadInputError, match="no image c"):
+        bx.load_box_folder(root)
+
+
+# ----------------------------------------------------------------------------- matching
+def test_matching_counts_iou_and_leaves_out_border_particles():
+    shape = (100, 100)
+    truth = np.array([[10, 10, 20, 20], [40, 40, 50, 50], [70, 70, 80, 80], [0, 50, 10, 60]], float)
+    rows = [
+        dict(bbox_x0=10, bbox_y0=10, bbox_x1=20, bbox_y1=20, equivalent_diameter_px=11.0, touches_border=False),
+        dict(bbox_x0=43, bbox_y0=43, bbox_x1=53, bbox_y1=53, equivalent_diameter_px=10.0, touches_border=False),
+        dict(bbox_x0=0, bbox_y0=80, bbox_x1=5, bbox_y1=90, equivalent_diameter_px=5.0, touches_border=True),
+        dict(bbox_x0=85, bbox_y0=10, bbox_x1=95, bbox_y1=20, equivalent_diameter_px=8.0, touches_border=False),
+    ]
+    s = compare_to_boxes(rows, truth, shape)
+    # IoU of box 2 is 49/151 < 0.5: a miss and a false positive; the border box and row are ignored
+    assert (s["tp"], s["fp"], s["fn"]) == (1, 2, 2)
+    assert s["f1"] == pytest.approx(2 * (1 / 3) * (1 / 3) / (2 / 3))
+    np.testing.assert_allclose(s["true_diameters"], [10.0])
+    np.testing.assert_allclose(s["pred_diameters"], [11.0])
+    assert compare_to_boxes(rows, truth, shape, iou_threshold=0.3)["tp"] == 2
+
+
+# ----------------------------------------------------------------------------- particles() and the CLI
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    import temzoo
+    import temzoo.tasks as tasks
+
+    folder = tmp_path_factory.mktemp("models")
+    seg = tasks.segmentation(temzoo.build("unet_b2_p22", base_filters=4), num_classes=2)
+    tasks.save(seg, folder / "seg.keras", name="tiny_seg")
+    return str(folder / "seg.keras")
+
+
+def run(*args):
+    from temzoo_cli.main import cli
+
+    return CliRunner().invoke(cli, ["analyze", *[str(a) for a in args]], catch_exceptions=False)
+
+
+def test_particles_returns_labels_that_match_its_table(tiny_model):
+    import temzoo
+
+    image = np.random.default_rng(0).random((40, 36)).astype(np.float32)
+    result = temzoo.particles(tiny_model, image, threshold=0.5, pixel_size_nm=2.0)
+    assert result.labels.shape == image.shape and result.foreground.shape == image.shape
+    assert len(result.rows) == result.labels.max()
+    for r in result.rows:
+        assert (result.labels == r["id"]).sum() == r["area_px"]
+        assert r["equivalent_diameter_nm"] == pytest.approx(2 * r["equivalent_diameter_px"])
+    with pytest.raises(BadInputError, match="one 2-D image"):
+        temzoo.particles(tiny_model, np.zeros((2, 8, 8)))
+
+
+def test_analyze_writes_tables_figures_and_summary_and_refuses_to_overwrite(tmp_path, tiny_model):
+    image = (np.random.default_rng(1).random((48, 40)) * 1000).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "a.tif", image, imagej=True, resolution=(2.0, 2.0), metadata={"unit": "nm"})
+    tifffile.imwrite(tmp_path / "b.tif", image)
+    out = tmp_path / "out"
+    result = run("--model", tiny_model, "--out", out, "--threshold", "0.3", tmp_path / "a.tif", tmp_path / "b.tif")
+    assert result.exit_code == 0, result.output
+    for stem in "ab":
+        for suffix in ("_particles.csv", "_histogram.png", "_overlay.png"):
+            assert (out / f"{stem}{suffix}").stat().st_size > 0
+    header_a = next(csv.reader(open(out / "a_particles.csv")))
+    header_b = next(csv.reader(open(out / "b_particles.csv")))
+    assert header_a == list(COLUMNS + NM_COLUMNS) and header_b == list(COLUMNS)
+    summary = list(csv.DictReader(open(out / "particles_summary.csv")))
+    assert [s["file"] for s in summary] == ["a.tif", "b.tif"]
+    assert float(summary[0]["pixel_size_nm"]) == pytest.approx(0.5) and summary[1]["pixel_size_nm"] == ""
+    assert int(summary[0]["particles"]) == len(list(csv.DictReader(open(out / "a_particles.csv"))))
+    before = (out / "a_particles.csv").read_bytes()
+    again = run("--model", tiny_model, "--out", out, tmp_path / "a.tif")
+    assert again.exit_code != 0 and "exists" in again.output and "--overwrite" in again.output
+    assert (out / "a_particles.csv").read_bytes() == before
+    assert run("--model", tiny_model, "--out", out, "--overwrite", tmp_path / "a.tif").exit_code == 0
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: None, "no such file"),
+    (lambda p: p.write_bytes(b""), "empty"),
+    (lambda p: p.write_bytes(b"not a tiff at all"), "bad.tif"),
+    (lambda p: tifffile.imwrite(p, np.zeros((3, 16, 16), np.uint16), photometric="minisblack"), "stack of 3 frames"),
+])
+def test_analyze_bad_input_fails_naming_the_file_and_writes_nothing(tmp_path, tiny_model, make, message):
+    good = tmp_path / "good.tif"
+    tifffile.imwrite(good, np.zeros((16, 16), np.uint16))
+    bad = tmp_path / "bad.tif"
+    make(bad)
+    result = run("--model", tiny_model, "--out", tmp_path / "out", good, bad)
+    assert result.exit_code != 0
+    assert message in result.output and "bad.tif" in result.output
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_analyze_rejects_a_restoration_model_and_bad_options(tmp_path, tiny_model):
+    import temzoo
+    import temzoo.tasks as tasks
+
+    den = tasks.denoising(temzoo.build("unet_b2_p22", base_filters=4))
+    tasks.save(den, tmp_path / "den.keras", name="tiny_den")
+    tifffile.imwrite(tmp_path / "x.tif", np.zeros((16, 16), np.uint16))
+    result = run("--model", tmp_path / "den.keras", "--out", tmp_path / "o1", tmp_path / "x.tif")
+    assert result.exit_code != 0 and "segmentation model" in result.output and "x.tif" in result.output
+    assert run("--model", tiny_model, "--out", tmp_path / "o2", "--threshold", "1.5", tmp_path / "x.tif").exit_code != 0
+    result = run("--model", tiny_model, "--out", tmp_path / "o3", "--no-split", "--split-depth", "1", tmp_path / "x.tif")
+    assert result.exit_code != 0 and "exclude each other" in result.output
+
+
+# ----------------------------------------------------------------------------- scale
+def test_downscale_averages_blocks_and_upscale_restores_the_shape():
+    from temzoo.particle_analysis import downscale, upscale_to
+
+    image = np.arange(35, dtype=np.float32).reshape(5, 7)
+    small = downscale(image, 2)
+    assert small.shape == (3, 4) and small[0, 0] == pytest.approx(image[:2, :2].mean())
+    assert downscale(image, 1) is not None and downscale(image, 1).shape == (5, 7)
+    assert upscale_to(small, 2, image.shape).shape == (5, 7)
+    flat = np.full((4, 4), 0.7, np.float32)
+    np.testing.assert_allclose(upscale_to(flat, 4, (15, 13)), 0.7, atol=1e-6)
+
+
+def test_box_images_are_scaled_to_the_target_particle_size():
+    from temzoo.box_training import scale_for
+
+    def boxes(size):
+        return np.array([[0, 0, size, size], [10, 10, 10 + size, 10 + size]], float)
+
+    assert scale_for(boxes(8), 16) == 1
+    assert scale_for(boxes(30), 16) == 2
+    assert scale_for(boxes(70), 16) == 4
+    assert scale_for(boxes(70), None) == 1 and scale_for(np.zeros((0, 4)), 16) == 1
+
+
+def test_particles_at_a_forced_scale_are_measured_in_full_image_pixels(tiny_model):
+    import temzoo
+
+    image = np.random.default_rng(2).random((50, 44)).astype(np.float32)
+    result = temzoo.particles(tiny_model, image, scale=2, threshold=0.5)
+    assert result.scale == 2 and result.labels.shape == image.shape and result.foreground.shape == image.shape
+    assert temzoo.particles(tiny_model, image).scale == 1  # no target size in its card: native scale
+    with pytest.raises(BadInputError, match="downsampling factor"):
+        temzoo.particles(tiny_model, image, scale=1.5)
+
+
+def test_analyze_scale_option(tmp_path, tiny_model):
+    tifffile.imwrite(tmp_path / "x.tif", np.random.default_rng(3).random((40, 40)).astype(np.float32))
+    result = run("--model", tiny_model, "--out", tmp_path / "o", "--scale", "2", tmp_path / "x.tif")
+    assert result.exit_code == 0, result.output
+    assert list(csv.DictReader(open(tmp_path / "o" / "particles_summary.csv")))[0]["scale"] == "2"
+    bad = run("--model", tiny_model, "--out", tmp_path / "o2", "--scale", "big", tmp_path / "x.tif")
+    assert bad.exit_code != 0 and "--scale" in bad.output
+
+
+def test_a_known_particle_size_picks_the_factor():
+    from temzoo.particle_analysis import factor_for_size
+
+    assert [factor_for_size(s, 16) for s in (6, 16, 30, 40, 64, 200)] == [1, 1, 2, 2, 4, 4]
+    assert factor_for_size(64, None) == 1
+
+
+def test_analyze_particle_size_needs_a_pixel_size(tmp_path, tiny_model):
+    tifffile.imwrite(tmp_path / "x.tif", np.zeros((32, 32), np.float32))
+    result = run("--model", tiny_model, "--out", tmp_path / "o", "--particle-size", "5", tmp_path / "x.tif")
+    assert result.exit_code != 0 and "x.tif" in result.output and "--pixel-size" in result.output
+    ok = run("--model", tiny_model, "--out", tmp_path / "o", "--particle-size", "5", "--pixel-size", "0.5",
+             tmp_path / "x.tif")
+    assert ok.exit_code == 0, ok.output
