@@ -205,10 +205,9 @@ def shipped_denoisers():
     from temzoo import pretrained
 
     names = []
-    for entry in pretrained.pretrained_entries():
-        card = pretrained.card(entry["name"]) or {}
-        if card.get("denoising"):
-            names.append(entry["name"])
+    for name in pretrained.pretrained_entries():
+        if (pretrained.card(name) or {}).get("denoising"):
+            names.append(name)
     return sorted(names)
 
 
