@@ -108,3 +108,11 @@ def test_evaluate_on_a_tiny_folder(tmp_path):
         rd.evaluate(str(tmp_path), models=[], crop=1024)
     with pytest.raises(SystemExit, match="no such folder"):
         rd.list_references(str(tmp_path / "missing"))
+
+
+def test_shipped_denoisers_are_the_models_with_a_denoising_report():
+    from temzoo import pretrained
+
+    names = rd.shipped_denoisers()
+    assert "unet_pretrained_autoencoder" in names
+    assert all((pretrained.card(n) or {}).get("denoising") for n in names)
