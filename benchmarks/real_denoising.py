@@ -240,8 +240,11 @@ def summarise(rows, restorers, doses):
 
 
 def evaluate(folder, models, doses=DOSES, crop=MAX_CROP, seed=0, exclude=NO_REFERENCE, panels=None,
-             panel_dose=2.0, log=print):
-    """Run the protocol; returns ``{"rows": per image and dose, "summary": means, "references": noise levels}``."""
+             panel_dose=2.0, log=print, baselines=True):
+    """Run the protocol; returns ``{"rows": per image and dose, "summary": means, "references": noise levels}``.
+
+    ``baselines=False`` scores only ``noisy`` and the models (to :func:`merge` with an earlier run).
+    """
     from temzoo import pretrained
     from temzoo.denoising_baselines import denoise_with_model
     from temzoo.io import read_image
@@ -264,7 +267,7 @@ def evaluate(folder, models, doses=DOSES, crop=MAX_CROP, seed=0, exclude=NO_REFE
         if str(model).endswith(".keras"):
             label = "new:" + label
         loaded[label] = pretrained.load(model)
-    restorers = list(BASELINES) + list(loaded)
+    restorers = (list(BASELINES) if baselines else ["noisy"]) + list(loaded)
 
     rows = []
     gauss_psnr = {dose: [] for dose in doses}
@@ -277,25 +280,27 @@ def evaluate(folder, models, doses=DOSES, crop=MAX_CROP, seed=0, exclude=NO_REFE
             rng = np.random.default_rng([seed, index, int(round(dose * 1000))])
             noisy = add_poisson_noise(reference, dose, rng)
             outputs = {"noisy": noisy}
-            scores = gaussian_scores(noisy, reference)
-            gauss_psnr[dose].append({s: v[0] for s, v in scores.items()})
-            gauss_images[dose].append({s: v[1] for s, v in scores.items()})
-            oracle = max(scores, key=lambda s: scores[s][0])
-            outputs["gauss_oracle"] = scores[oracle][1]
-            outputs["bm3d"] = bm3d_poisson(noisy, dose)
+            row = {"file": ref["file"], "modality": ref["modality"], "dose": dose, "index": index,
+                   "psnr": {}, "ssim": {}, "texture_db": {}, "_outputs": outputs, "_edge": edge}
+            if baselines:
+                scores = gaussian_scores(noisy, reference)
+                gauss_psnr[dose].append({s: v[0] for s, v in scores.items()})
+                gauss_images[dose].append({s: v[1] for s, v in scores.items()})
+                row["oracle_sigma"] = max(scores, key=lambda s: scores[s][0])
+                outputs["gauss_oracle"] = scores[row["oracle_sigma"]][1]
+            if baselines or (panels and dose == panel_dose):
+                outputs["bm3d"] = bm3d_poisson(noisy, dose)
             for label, model in loaded.items():
                 outputs[label] = denoise_with_model(model, noisy)
-            row = {"file": ref["file"], "modality": ref["modality"], "dose": dose, "index": index,
-                   "oracle_sigma": oracle, "psnr": {}, "ssim": {}, "texture_db": {}, "_outputs": outputs,
-                   "_edge": edge}
             rows.append(row)
             log(f"[{time.perf_counter() - start:6.0f} s] {ref['file']} dose {dose:g}: "
-                f"bm3d {psnr(outputs['bm3d'], reference):.2f} dB")
+                + ", ".join(f"{k} {psnr(v, reference):.2f} dB" for k, v in outputs.items() if k != "noisy"))
     for row in rows:  # leave-one-out Gaussian needs every image's Gaussian scores first
         dose, index = row["dose"], row["index"]
-        sigma = leave_one_out_sigma(gauss_psnr[dose], index)
-        row["loo_sigma"] = sigma
-        row["_outputs"]["gauss_loo"] = gauss_images[dose][index][sigma]
+        if baselines:
+            sigma = leave_one_out_sigma(gauss_psnr[dose], index)
+            row["loo_sigma"] = sigma
+            row["_outputs"]["gauss_loo"] = gauss_images[dose][index][sigma]
         reference = references[index]["reference"]
         for label, output in row["_outputs"].items():
             row["psnr"][label] = psnr(output, reference)
@@ -308,6 +313,28 @@ def evaluate(folder, models, doses=DOSES, crop=MAX_CROP, seed=0, exclude=NO_REFE
     refs = [{k: v for k, v in r.items() if k != "reference"} for r in references]
     return {"rows": rows, "summary": summarise(rows, restorers, doses), "references": refs,
             "restorers": restorers, "doses": list(doses), "crop": crop, "seed": seed}
+
+
+def merge(first, second):
+    """``first`` with the restorers of ``second`` added (same images, doses, crop and seed required)."""
+    for key in ("crop", "seed", "doses"):
+        if first[key] != second[key]:
+            raise SystemExit(f"cannot merge runs with different {key}: {first[key]} vs {second[key]}.")
+    by_key = {(r["file"], r["dose"]): r for r in second["rows"]}
+    if set(by_key) != {(r["file"], r["dose"]) for r in first["rows"]}:
+        raise SystemExit("cannot merge runs over different images or doses.")
+    added = [name for name in second["restorers"] if name not in first["restorers"]]
+    rows = []
+    for row in first["rows"]:
+        other = by_key[(row["file"], row["dose"])]
+        if abs(other["psnr"]["noisy"] - row["psnr"]["noisy"]) > 1e-9:
+            raise SystemExit(f"{row['file']} dose {row['dose']}: the noisy inputs differ; not the same protocol.")
+        merged = dict(row)
+        for metric in ("psnr", "ssim", "texture_db"):
+            merged[metric] = {**row[metric], **{name: other[metric][name] for name in added}}
+        rows.append(merged)
+    restorers = first["restorers"] + added
+    return {**first, "rows": rows, "restorers": restorers, "summary": summarise(rows, restorers, first["doses"])}
 
 
 def write_panel(folder, ref, outputs, models, dose):
@@ -371,6 +398,9 @@ def main(argv=None):
     parser.add_argument("--exclude", nargs="*", default=list(NO_REFERENCE), help="files that are not references")
     parser.add_argument("--panels", default=None, help="write reference|noisy|BM3D|models panels here")
     parser.add_argument("--json", default=None, help="write all rows and means to this JSON file")
+    parser.add_argument("--merge", default=None,
+                        help="JSON of an earlier run (same crop, doses, seed): reuse its baselines and "
+                             "restorers, score only the given models, and write the union")
     args = parser.parse_args(argv)
 
     import subprocess
@@ -381,7 +411,11 @@ def main(argv=None):
     models = (shipped_denoisers() if args.models is None else args.models) + args.model
     start = time.perf_counter()
     result = evaluate(os.path.abspath(args.folder), models, tuple(args.doses), args.crop, args.seed,
-                      tuple(args.exclude), args.panels)
+                      tuple(args.exclude), args.panels, baselines=args.merge is None)
+    if args.merge:
+        import json
+
+        result = {**merge(json.load(open(args.merge, encoding="utf-8")), result), "merged_from": args.merge}
     result["seconds"] = round(time.perf_counter() - start, 1)
     result["uptime_before"] = load_before
     result["uptime_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()

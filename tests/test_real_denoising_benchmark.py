@@ -116,3 +116,28 @@ def test_shipped_denoisers_are_the_models_with_a_denoising_report():
     names = rd.shipped_denoisers()
     assert "unet_pretrained_autoencoder" in names
     assert all((pretrained.card(n) or {}).get("denoising") for n in names)
+
+
+def test_merge_adds_restorers_of_a_models_only_run(tmp_path):
+    pytest.importorskip("bm3d")
+    tifffile = pytest.importorskip("tifffile")
+    for i in range(2):
+        tifffile.imwrite(tmp_path / f"img{i}.tif", (1000 * smooth_image(64, seed=i)).astype(np.uint16))
+    full = rd.evaluate(str(tmp_path), models=[], doses=(5.0,), crop=64, exclude=(), log=lambda *_: None)
+    partial = rd.evaluate(str(tmp_path), models=[], doses=(5.0,), crop=64, exclude=(), log=lambda *_: None,
+                          baselines=False)
+    assert partial["restorers"] == ["noisy"] and all(set(r["psnr"]) == {"noisy"} for r in partial["rows"])
+    # a stand-in "model": the second run's noisy scores under another name
+    for row in partial["rows"]:
+        for metric in ("psnr", "ssim", "texture_db"):
+            row[metric]["fake_model"] = row[metric]["noisy"] + 1.0
+    partial["restorers"].append("fake_model")
+    merged = rd.merge(full, partial)
+    assert merged["restorers"] == list(rd.BASELINES) + ["fake_model"]
+    for row in merged["rows"]:
+        assert row["psnr"]["fake_model"] == pytest.approx(row["psnr"]["noisy"] + 1.0)
+        assert row["psnr"]["bm3d"] > row["psnr"]["noisy"]
+    other_seed = rd.evaluate(str(tmp_path), models=[], doses=(5.0,), crop=64, exclude=(), seed=1,
+                             log=lambda *_: None, baselines=False)
+    with pytest.raises(SystemExit, match="seed"):
+        rd.merge(full, other_seed)
