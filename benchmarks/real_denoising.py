@@ -239,9 +239,21 @@ def summarise(rows, restorers, doses):
     return summary
 
 
+def dataset_images(name, count, data_dir=None, split="test", feature="image"):
+    """``(name, modality, image)`` triples from a TFDS dataset (the same protocol on synthetic images)."""
+    from temzoo import datasets
+
+    out = []
+    for index, example in enumerate(datasets.load(name, split, data_dir=data_dir).take(count)):
+        family = example.get("family")
+        modality = family.numpy().decode() if family is not None else name
+        out.append((f"{name}:{split}:{index}", modality, np.asarray(example[feature])[..., 0]))
+    return out
+
+
 def evaluate(folder, models, doses=DOSES, crop=MAX_CROP, seed=0, exclude=NO_REFERENCE, panels=None,
              panel_dose=2.0, log=print, baselines=True):
-    """Run the protocol; returns ``{"rows": per image and dose, "summary": means, "references": noise levels}``.
+    """Run the protocol on ``folder`` (a path, or ``(name, modality, image)`` triples); returns ``{"rows": per image and dose, "summary": means, "references": noise levels}``.
 
     ``baselines=False`` scores only ``noisy`` and the models (to :func:`merge` with an earlier run).
     """
@@ -252,11 +264,17 @@ def evaluate(folder, models, doses=DOSES, crop=MAX_CROP, seed=0, exclude=NO_REFE
     if crop > MAX_CROP:
         raise SystemExit(f"--crop {crop}: the protocol uses crops of at most {MAX_CROP} px.")
     references = []
-    for name, modality in list_references(folder, exclude):
-        image = read_image(os.path.join(folder, name))
-        if image.ndim != 2:
-            log(f"skip {name}: not a single 2-D image (shape {image.shape})")
-            continue
+    if isinstance(folder, str):
+        images = []
+        for name, modality in list_references(folder, exclude):
+            image = read_image(os.path.join(folder, name))
+            if image.ndim != 2:
+                log(f"skip {name}: not a single 2-D image (shape {image.shape})")
+                continue
+            images.append((name, modality, image))
+    else:
+        images = list(folder)  # (name, modality, 2-D image) triples, e.g. from dataset_images()
+    for name, modality, image in images:
         reference = reference_from(central_crop(image, crop))
         sigma, cap = reference_noise(reference)
         references.append({"file": name, "modality": modality, "reference": reference,
@@ -390,6 +408,10 @@ def tables(result):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--folder", default=DEFAULT_FOLDER, help="folder of reference micrographs")
+    parser.add_argument("--dataset", default=None,
+                        help="instead of --folder: test images of a TFDS dataset (e.g. synthetic_tem/realistic)")
+    parser.add_argument("--images", type=int, default=16, help="with --dataset: how many test images")
+    parser.add_argument("--data-dir", default=None, help="with --dataset: TFDS data dir")
     parser.add_argument("--doses", type=float, nargs="+", default=list(DOSES))
     parser.add_argument("--crop", type=int, default=MAX_CROP, help="central crop side, px (<= 512)")
     parser.add_argument("--seed", type=int, default=0)
@@ -410,7 +432,9 @@ def main(argv=None):
     load_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     models = (shipped_denoisers() if args.models is None else args.models) + args.model
     start = time.perf_counter()
-    result = evaluate(os.path.abspath(args.folder), models, tuple(args.doses), args.crop, args.seed,
+    source = (dataset_images(args.dataset, args.images, args.data_dir) if args.dataset
+              else os.path.abspath(args.folder))
+    result = evaluate(source, models, tuple(args.doses), args.crop, args.seed,
                       tuple(args.exclude), args.panels, baselines=args.merge is None)
     if args.merge:
         import json
