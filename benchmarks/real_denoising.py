@@ -94,12 +94,18 @@ def read_manifest(folder):
         return {row["file"]: row for row in csv.DictReader(handle)}
 
 
-def list_references(folder, exclude=NO_REFERENCE):
-    """Sorted ``(file name, modality)`` of the 2-D images in ``folder`` that serve as references."""
+def list_references(folder, exclude=NO_REFERENCE, only=None):
+    """Sorted ``(file name, modality)`` of the 2-D images in ``folder`` that serve as references
+    (all but ``exclude``; only those in ``only`` when given)."""
     if not os.path.isdir(folder):
         raise SystemExit(f"{folder}: no such folder of micrographs (give --folder).")
     manifest = read_manifest(folder)
     names = sorted(n for n in os.listdir(folder) if n.lower().endswith((".tif", ".tiff", ".png")))
+    if only:
+        missing = sorted(set(only) - set(names))
+        if missing:
+            raise SystemExit(f"{folder}: no file(s) {', '.join(missing)}.")
+        names = [n for n in names if n in set(only)]
     chosen = [(n, manifest.get(n, {}).get("modality", "unknown")) for n in names if n not in set(exclude)]
     if not chosen:
         raise SystemExit(f"{folder}: no reference images (.tif/.png) left after excluding {', '.join(exclude)}.")
@@ -252,7 +258,7 @@ def dataset_images(name, count, data_dir=None, split="test", feature="image"):
 
 
 def evaluate(folder, models, doses=DOSES, crop=MAX_CROP, seed=0, exclude=NO_REFERENCE, panels=None,
-             panel_dose=2.0, log=print, baselines=True):
+             panel_dose=2.0, log=print, baselines=True, only=None):
     """Run the protocol on ``folder`` (a path, or ``(name, modality, image)`` triples); returns ``{"rows": per image and dose, "summary": means, "references": noise levels}``.
 
     ``baselines=False`` scores only ``noisy`` and the models (to :func:`merge` with an earlier run).
@@ -266,7 +272,7 @@ def evaluate(folder, models, doses=DOSES, crop=MAX_CROP, seed=0, exclude=NO_REFE
     references = []
     if isinstance(folder, str):
         images = []
-        for name, modality in list_references(folder, exclude):
+        for name, modality in list_references(folder, exclude, only):
             image = read_image(os.path.join(folder, name))
             if image.ndim != 2:
                 log(f"skip {name}: not a single 2-D image (shape {image.shape})")
@@ -419,6 +425,8 @@ def main(argv=None):
     parser.add_argument("--model", action="append", default=[], help="extra .keras file(s) to evaluate")
     parser.add_argument("--exclude", nargs="*", default=list(NO_REFERENCE), help="files that are not references")
     parser.add_argument("--panels", default=None, help="write reference|noisy|BM3D|models panels here")
+    parser.add_argument("--panel-dose", type=float, default=2.0)
+    parser.add_argument("--only", nargs="*", default=None, help="evaluate only these files of --folder")
     parser.add_argument("--json", default=None, help="write all rows and means to this JSON file")
     parser.add_argument("--merge", default=None,
                         help="JSON of an earlier run (same crop, doses, seed): reuse its baselines and "
@@ -435,7 +443,7 @@ def main(argv=None):
     source = (dataset_images(args.dataset, args.images, args.data_dir) if args.dataset
               else os.path.abspath(args.folder))
     result = evaluate(source, models, tuple(args.doses), args.crop, args.seed,
-                      tuple(args.exclude), args.panels, baselines=args.merge is None)
+                      tuple(args.exclude), args.panels, args.panel_dose, baselines=args.merge is None, only=args.only)
     if args.merge:
         import json
 
