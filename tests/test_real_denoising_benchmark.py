@@ -141,3 +141,30 @@ def test_merge_adds_restorers_of_a_models_only_run(tmp_path):
                              log=lambda *_: None, baselines=False)
     with pytest.raises(SystemExit, match="seed"):
         rd.merge(full, other_seed)
+
+
+def test_card_real_data_section_from_a_benchmark_json(tmp_path):
+    import json
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes"))
+    import ship
+
+    rows = []
+    for file, modality, gap in (("a.tif", "HRTEM", 1.0), ("b.tif", "STEM-HAADF", -0.5)):
+        rows.append({"file": file, "modality": modality, "dose": 2.0,
+                     "psnr": {"noisy": 10.0, "gauss_loo": 19.0, "bm3d": 20.0, "m": 20.0 + gap},
+                     "ssim": {"noisy": 0.1, "gauss_loo": 0.3, "bm3d": 0.5, "m": 0.6},
+                     "texture_db": {"noisy": 5.0, "gauss_loo": -20.0, "bm3d": -9.0, "m": -7.0}})
+    restorers = ["noisy", "gauss_loo", "bm3d", "m"]
+    result = {"rows": rows, "restorers": restorers, "doses": [2.0], "crop": 64, "seed": 0,
+              "summary": rd.summarise(rows, restorers, [2.0])}
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(result))
+    section = ship.real_data_section(str(path), "m")
+    (dose,) = section["doses"]
+    assert dose["psnr_model_db"] == pytest.approx(20.25) and dose["psnr_bm3d_db"] == pytest.approx(20.0)
+    assert dose["gain_over_bm3d_db"] == pytest.approx(0.25) and dose["wins_over_bm3d"] == 1
+    assert dose["worst_vs_bm3d_db"] == pytest.approx(-0.5)
+    assert dose["by_modality"]["HRTEM"]["gain_over_bm3d_db"] == pytest.approx(1.0)
+    with pytest.raises(SystemExit, match="no results"):
+        ship.real_data_section(str(path), "other_model")
