@@ -376,7 +376,7 @@ def write_panel(folder, ref, outputs, models, dose):
     low, high = np.percentile(reference, [0.5, 99.5])
     side = min(192, reference.shape[0])
     fig, axes = plt.subplots(1, len(names), figsize=(2.2 * len(names), 2.5))
-    for ax, name, image in zip(np.atleast_1d(axes), names, images):
+    for ax, name, image in zip(np.atleast_1d(axes), names, images, strict=True):
         ax.imshow(image[:side, :side], cmap="gray", vmin=low, vmax=high, interpolation="nearest")
         title = name if name == "reference" else f"{name}\n{psnr(image, reference):.1f} dB"
         ax.set_title(title, fontsize=7)

@@ -98,7 +98,10 @@ def test_residual_noise_is_in_image_not_in_clean():
 
 def test_realistic_config_builds_deterministically(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
-    from datasets_tfds.synthetic_tem.synthetic_tem_dataset_builder import SyntheticTem, SyntheticTemConfig
+    from datasets_tfds.synthetic_tem.synthetic_tem_dataset_builder import (
+        SyntheticTem,
+        SyntheticTemConfig,
+    )
 
     def build(where, seed=0):
         config = SyntheticTemConfig(name="realistic_tiny", image_size=32, num_train=3, num_validation=1,
@@ -110,10 +113,10 @@ def test_realistic_config_builds_deterministically(tmp_path):
 
     first, second, other = build("a"), build("b"), build("c", seed=1)
     assert len(first) == 3
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         np.testing.assert_array_equal(a["image"], b["image"])
         assert a["family"] == b["family"]
-    assert any(not np.array_equal(a["image"], c["image"]) for a, c in zip(first, other))
+    assert any(not np.array_equal(a["image"], c["image"]) for a, c in zip(first, other, strict=True))
     ex = first[0]
     assert ex["image"].shape == (32, 32, 1) and ex["clean"].shape == (32, 32, 1)
     assert ex["family"].decode() in FAMILIES and ex["modality"].decode() in ("stem", "tem")

@@ -45,7 +45,7 @@ def sphere_thickness(shape, centres, radii):
     """Projected thickness (px) of spheres: ``sum 2 sqrt(r^2 - d^2)``, each drawn in its own window."""
     out = np.zeros(shape, dtype=np.float64)
     height, width = shape
-    for (row, col), radius in zip(centres, radii):
+    for (row, col), radius in zip(centres, radii, strict=True):
         r0, r1 = max(int(row - radius) - 1, 0), min(int(row + radius) + 2, height)
         c0, c1 = max(int(col - radius) - 1, 0), min(int(col + radius) + 2, width)
         if r0 >= r1 or c0 >= c1:
@@ -136,7 +136,10 @@ def overview(rng, size):
     return np.clip(image, 0, None).astype(np.float32), {"regions": n}
 
 
-def varied_lattice(rng, size, ranges=stem.StemRanges(pixel_size=(0.05, 0.4))):
+WIDE_STEM_RANGES = stem.StemRanges(pixel_size=(0.05, 0.4))  # Å/px: 6-90 px lattice spacings
+
+
+def varied_lattice(rng, size, ranges=WIDE_STEM_RANGES):
     """STEM lattice with dumbbells, an elliptical probe, thickness-varying columns, ramp and amorphous layer."""
     pixel = rng.uniform(*ranges.pixel_size)
     spacing = rng.uniform(*ranges.spacing) / pixel
