@@ -168,3 +168,15 @@ def test_card_real_data_section_from_a_benchmark_json(tmp_path):
     assert dose["by_modality"]["HRTEM"]["gain_over_bm3d_db"] == pytest.approx(1.0)
     with pytest.raises(SystemExit, match="no results"):
         ship.real_data_section(str(path), "other_model")
+
+
+def test_list_references_excludes_and_selects(tmp_path):
+    for name in ("a.tif", "b.tif", "raw.tif", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "manifest.csv").write_text("file,modality\na.tif,HRTEM\n")
+    assert rd.list_references(str(tmp_path), exclude=("raw.tif",)) == [("a.tif", "HRTEM"), ("b.tif", "unknown")]
+    assert rd.list_references(str(tmp_path), exclude=(), only=["b.tif"]) == [("b.tif", "unknown")]
+    with pytest.raises(SystemExit, match="no file"):
+        rd.list_references(str(tmp_path), only=["c.tif"])
+    with pytest.raises(SystemExit, match="no reference images"):
+        rd.list_references(str(tmp_path), exclude=("a.tif", "b.tif", "raw.tif"))
