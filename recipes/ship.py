@@ -2,6 +2,7 @@
 
     python recipes/ship.py unet_pretrained [hrnet_pretrained ...] [--runs runs/] [--data-dir DIR]
     python recipes/ship.py unet_pretrained --dataset cem500k   # the same recipe on CEM500K
+    python recipes/ship.py NAME --real-data bench.json --cards-only   # add real-data numbers to shipped cards
 
 For each recipe (``recipes/NAME.json``):
 
@@ -23,6 +24,15 @@ result of ``benchmarks/particles_real.py`` (``benchmarks/results/particles_real.
 for the same recipe; ``--ship`` registers it as above.
 
     python recipes/ship.py nanoparticles --boxes ../shared/real_micrographs/nanoparticle_boxes --ship
+
+A recipe's ``evaluation.dataset`` (default: the pretraining dataset) is where the
+synthetic numbers are measured, so that weights trained on another distribution
+(``synthetic_tem/realistic``) are compared with the others on the same images;
+``--eval-data-dir`` says where it lives. A recipe's ``training_data_note`` replaces
+the default note on the card (``{command}`` = the CEM500K command).
+``--real-data JSON`` (written by ``benchmarks/real_denoising.py --json``) adds the
+model's real-micrograph numbers to its card as ``real_data``; with ``--cards-only``
+nothing is trained or re-exported, only the shipped cards get those numbers.
 """
 
 import argparse
@@ -72,7 +82,51 @@ def held_out_images(dataset, data_dir, split, count, size):
     return images
 
 
-def run_recipe(name, runs, data_dir, dataset=None, ship=False):
+def real_data_section(benchmark_json, name):
+    """The card's ``real_data``: per dose, the model's mean PSNR/SSIM next to BM3D and the
+    leave-one-out Gaussian on the benchmark's real micrographs, its wins and worst gap against BM3D,
+    and per-modality means."""
+    result = json.load(open(benchmark_json, encoding="utf-8"))
+    label = name if name in result["restorers"] else f"new:{name}"
+    if label not in result["restorers"]:
+        raise SystemExit(f"{benchmark_json}: no results for {name!r} (restorers: {', '.join(result['restorers'])}).")
+    means = {(s["group"], s["dose"], s["restorer"]): s for s in result["summary"]}
+    per_dose = []
+    for dose in result["doses"]:
+        mine = means[("all", dose, label)]
+        per_dose.append({
+            "dose": dose, "images": mine["images"], "psnr_model_db": mine["psnr"], "ssim_model": mine["ssim"],
+            "psnr_bm3d_db": means[("all", dose, "bm3d")]["psnr"], "ssim_bm3d": means[("all", dose, "bm3d")]["ssim"],
+            "psnr_gaussian_loo_db": means[("all", dose, "gauss_loo")]["psnr"],
+            "psnr_noisy_db": means[("all", dose, "noisy")]["psnr"],
+            "gain_over_bm3d_db": mine["vs_bm3d"], "wins_over_bm3d": mine["wins_vs_bm3d"],
+            "worst_vs_bm3d_db": mine["worst_vs_bm3d"], "texture_db": mine["texture_db"],
+            "by_modality": {g: {"images": v["images"], "psnr_model_db": v["psnr"], "gain_over_bm3d_db": v["vs_bm3d"]}
+                            for (g, d, r), v in means.items() if d == dose and r == label and g != "all"},
+        })
+    return {
+        "benchmark": "benchmarks/real_denoising.py",
+        "how": (f"{per_dose[0]['images']} real micrographs (the development set, ../shared/real_micrographs), "
+                f"central {result['crop']} px crops, offset removed, mean 1; Poisson noise at each dose "
+                f"(seed {result['seed']}); PSNR with the reference's range as peak; BM3D = Anscombe + "
+                "bm3d(sigma_psd=1) + exact unbiased inverse; Gaussian sigma chosen on the other images."),
+        "doses": per_dose,
+    }
+
+
+def add_real_data(name, benchmark_json):
+    """Put ``real_data`` from ``benchmark_json`` into the shipped card of ``name`` (weights untouched)."""
+    from temzoo import pretrained
+    from temzoo.cards import card_path, read_card, write_card
+
+    path = card_path(pretrained.weights_path(pretrained.resolve(name)))
+    card = read_card(path)
+    card["real_data"] = real_data_section(benchmark_json, name)
+    write_card(path, card)
+    print(f"{path}: real_data from {benchmark_json}")
+
+
+def run_recipe(name, runs, data_dir, dataset=None, ship=False, eval_data_dir=None, real_data=None):
     import numpy as np
 
     from temzoo import pretrained
@@ -92,14 +146,16 @@ def run_recipe(name, runs, data_dir, dataset=None, ship=False):
     card = read_card(result.card_path)
 
     ev = recipe["evaluation"]
-    clean = held_out_images(args["dataset"], data_dir, "test", ev["images"], ev["size"])
-    tuning = held_out_images(args["dataset"], data_dir, "validation", ev["tuning_images"], ev["size"])
+    eval_dataset = ev.get("dataset", args["dataset"])
+    eval_dir = eval_data_dir if eval_data_dir is not None else data_dir
+    clean = held_out_images(eval_dataset, eval_dir, "test", ev["images"], ev["size"])
+    tuning = held_out_images(eval_dataset, eval_dir, "validation", ev["tuning_images"], ev["size"])
     normalizer = Normalizer.from_config(card["normalization"])
     report = denoising_report(model, clean, tuning, dose=ev["dose"], normalizer=normalizer)
     # the same measurement at other doses: where the generator stands outside the headline dose
     other_doses = [denoising_report(model, clean, tuning, dose=d, normalizer=normalizer) for d in ev.get("other_doses", [])]
     report["how"] = (
-        f"{ev['images']} images of {args['dataset']} (test split, top-left {ev['size']}x{ev['size']} crops) in "
+        f"{ev['images']} images of {eval_dataset} (test split, top-left {ev['size']}x{ev['size']} crops) in "
         f"mean-intensity units; Poisson noise at dose {ev['dose']} counts/pixel at the mean intensity; "
         f"PSNR per image with the clean image's range as peak, averaged; Gaussian sigma tuned on "
         f"{ev['tuning_images']} validation images (temzoo.denoising_baselines.denoising_report)."
@@ -125,11 +181,14 @@ def run_recipe(name, runs, data_dir, dataset=None, ship=False):
         aliases=recipe.get("aliases", []),
         description=recipe["description"],
         recipe=f"recipes/{name}.json",
-        training_data_note=DATA_NOTE.format(command=cli_command(recipe["pretrain"], "cem500k")),
+        training_data_note=recipe.get("training_data_note", DATA_NOTE).format(
+            command=cli_command(recipe["pretrain"], "cem500k")),
         denoising=report,
         denoising_other_doses=other_doses,
     )
     card["data"].pop("data_dir", None)
+    if real_data:
+        card["real_data"] = real_data_section(real_data, name)
     card = export_model(model, target, card)
     register_shipped(name, recipe, model, target, card)
     return report
@@ -240,13 +299,20 @@ def main(argv=None):
     parser.add_argument("--ship", action="store_true", help="copy into temzoo/weights and register")
     parser.add_argument("--boxes", default=os.path.join(os.path.dirname(ROOT), "shared", "real_micrographs", "nanoparticle_boxes"),
                         help="YOLO box folder for train_on_boxes recipes")
+    parser.add_argument("--eval-data-dir", default=None, help="TFDS data dir of the evaluation dataset")
+    parser.add_argument("--real-data", default=None, help="benchmarks/real_denoising.py JSON: real-data numbers")
+    parser.add_argument("--cards-only", action="store_true", help="only add --real-data to the shipped cards")
     opts = parser.parse_args(argv)
+    if opts.cards_only and not opts.real_data:
+        parser.error("--cards-only needs --real-data JSON")
     for name in opts.names:
         recipe = json.load(open(os.path.join(HERE, f"{name}.json"), encoding="utf-8"))
-        if "train_on_boxes" in recipe:
+        if opts.cards_only:
+            add_real_data(name, opts.real_data)
+        elif "train_on_boxes" in recipe:
             run_box_recipe(name, recipe, opts.runs, opts.boxes, opts.data_dir, opts.ship)
         else:
-            run_recipe(name, opts.runs, opts.data_dir, opts.dataset, opts.ship)
+            run_recipe(name, opts.runs, opts.data_dir, opts.dataset, opts.ship, opts.eval_data_dir, opts.real_data)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@ Configs:
   (:func:`temzoo.simulate.stem.simulate_lattice`).
 * ``unlabeled``: both families, several FCC metals, zone axes, pixel sizes,
   noiseless images for self-supervised pretraining.
+* ``realistic``: what real references look like (:mod:`temzoo.simulate.realistic`):
+  lattices with non-round columns, HRTEM, low-magnification supported
+  particles (HAADF and bright field) and overviews, with scan artefacts,
+  detector blur, the reference's own residual noise, 8-bit and JPEG export.
 
 Every example is drawn from its own generator seeded by
 ``(config.seed, split index, example index)``, so a build gives the same
@@ -23,7 +27,7 @@ import tensorflow_datasets as tfds
 from temzoo.simulate.hrtem import HrtemRanges, simulate_nanoparticles
 from temzoo.simulate.stem import StemRanges, simulate_lattice
 
-FAMILIES = ("au_np", "atomic", "unlabeled")
+FAMILIES = ("au_np", "atomic", "unlabeled", "realistic")
 SPLIT_INDEX = {"train": 0, "validation": 1, "test": 2}
 
 
@@ -32,7 +36,7 @@ class SyntheticTemConfig(tfds.core.BuilderConfig):
     """One synthetic dataset: which simulator, how many images, which parameter ranges.
 
     Attributes:
-        family: ``"au_np"``, ``"atomic"`` or ``"unlabeled"``; empty = the family
+        family: ``"au_np"``, ``"atomic"``, ``"unlabeled"`` or ``"realistic"``; empty = the family
             whose name starts the config name (``"au_np_tiny"`` -> ``"au_np"``).
         image_size: height = width of every image, pixels.
         num_train, num_validation, num_test: examples per split (0 = no split).
@@ -111,7 +115,8 @@ class SyntheticTem(tfds.core.GeneratorBasedBuilder):
     """Simulated HRTEM nanoparticle and STEM lattice images; generated locally, nothing downloaded."""
 
     VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release: au_np, atomic and unlabeled configs."}
+    RELEASE_NOTES = {"1.0.0": "Initial release: au_np, atomic and unlabeled configs (realistic added later; "
+                              "the other configs are unchanged)."}
     # temzoo.datasets builds generated datasets on first use instead of asking for files.
     GENERATED = True
     BUILDER_CONFIGS = [
@@ -129,6 +134,15 @@ class SyntheticTem(tfds.core.GeneratorBasedBuilder):
             name="unlabeled",
             description="Noiseless HRTEM and STEM images of varied metals and lattices for self-supervised pretraining.",
             num_train=800,
+            num_validation=50,
+            num_test=50,
+        ),
+        SyntheticTemConfig(
+            name="realistic",
+            description="Simulated references as real acquisitions give them: varied lattices, HRTEM, "
+            "low-magnification supported particles (HAADF, bright field) and overviews, with scan artefacts, "
+            "detector blur, residual shot noise, 8-bit and JPEG export; `image` (reference) and `clean`.",
+            num_train=1200,
             num_validation=50,
             num_test=50,
         ),
@@ -165,6 +179,17 @@ class SyntheticTem(tfds.core.GeneratorBasedBuilder):
                 "counts": np.float32,
             }
             supervised = ("image", "clean")
+        elif config.family == "realistic":
+            features = {
+                "image": _float_image(size),
+                "clean": _float_image(size),
+                "family": tfds.features.Text(),
+                "modality": tfds.features.Text(),
+                "export": tfds.features.Text(),
+                "pixel_size": np.float32,
+                "residual_counts": np.float32,
+            }
+            supervised = None
         else:
             features = {
                 "image": _float_image(size),
@@ -215,6 +240,17 @@ def make_example(config, rng):
         example.update({key: np.float32(sim[key]) for key in ("pixel_size", "spacing", "counts")})
         example["lattice"] = sim["lattice"]
         return example
+    if config.family == "realistic":
+        from temzoo.simulate.realistic import simulate_realistic
+
+        sim = simulate_realistic(rng, size)
+        return {
+            "image": sim["image"][..., None],
+            "clean": sim["clean"][..., None],
+            **{key: sim[key] for key in ("family", "modality", "export")},
+            "pixel_size": np.float32(sim["pixel_size"]),
+            "residual_counts": np.float32(sim["residual_counts"]),
+        }
     if rng.uniform() < config.hrtem_fraction:
         from temzoo.simulate.crystal import MATERIALS
 
