@@ -17,7 +17,7 @@ TINY = dict(name="au_np_tiny", image_size=64, num_train=8, num_validation=2, num
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """The au_np family at 64 px, 8/2/2 images, built once into a temporary data dir."""
-    from datasets_tfds.synthetic_tem.synthetic_tem_dataset_builder import SyntheticTemConfig
+    from temzoo_datasets.synthetic_tem.synthetic_tem_dataset_builder import SyntheticTemConfig
 
     root = tmp_path_factory.mktemp("tfds")
     datasets.build_dataset("synthetic_tem/au_np", data_dir=str(root), config=SyntheticTemConfig(**TINY), progress=False)
@@ -26,7 +26,7 @@ def data_dir(tmp_path_factory):
 
 def tiny_loader(real_load):
     """``datasets.load`` where ``synthetic_tem/au_np`` is the tiny config (same builder, features and code)."""
-    from datasets_tfds.synthetic_tem.synthetic_tem_dataset_builder import SyntheticTemConfig
+    from temzoo_datasets.synthetic_tem.synthetic_tem_dataset_builder import SyntheticTemConfig
 
     def load(name, split, data_dir=None, config=None, **kwargs):
         if name == "synthetic_tem/au_np" and config is None:

@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import tensorflow_datasets as tfds
 
-from datasets_tfds.au_np import recipe
+from temzoo_datasets.au_np import recipe
 
 logger = logging.getLogger(__name__)
 

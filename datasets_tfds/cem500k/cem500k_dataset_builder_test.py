@@ -13,7 +13,7 @@ import pytest
 import tensorflow_datasets as tfds
 import tifffile
 
-from datasets_tfds.cem500k import cem500k_dataset_builder as cem
+from temzoo_datasets.cem500k import cem500k_dataset_builder as cem
 
 
 class Cem500kTest(tfds.testing.DatasetBuilderTestCase):

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from datasets_tfds.synthetic_tem.synthetic_tem_dataset_builder import (
+from temzoo_datasets.synthetic_tem.synthetic_tem_dataset_builder import (
     SyntheticTem,
     SyntheticTemConfig,
 )

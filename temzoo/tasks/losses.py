@@ -56,7 +56,10 @@ class CrossEntropyDice(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="temzoo")
 def dice(y_true, y_pred):
-    """Hard Dice of the foreground (every class but 0) after argmax, per image."""
+    """Hard Dice of the foreground (every class but 0) after argmax, per image.
+
+    Kept so models saved with it still load; new models use :class:`Dice` (pooled counts).
+    """
     y_true = _one_hot(y_true, y_pred)
     classes = y_pred.shape[-1]
     truth = ops.one_hot(ops.argmax(y_true, axis=-1), classes)[..., 1:]
@@ -115,12 +118,37 @@ class IoU(keras.metrics.OneHotIoU):
         return super().update_state(_one_hot(y_true, y_pred), y_pred, sample_weight)
 
 
+@keras.saving.register_keras_serializable(package="temzoo")
+class Dice(IoU):
+    """Foreground Dice ``2 TP / (2 TP + FP + FN)`` from the pooled confusion matrix (every pixel of
+    every image, foreground classes ``target_class_ids`` merged), as :mod:`temzoo.evaluate` computes it."""
+
+    def result(self):
+        confusion = ops.cast(self.total_cm, "float32")
+        ids = list(self.target_class_ids)
+        tp = ops.sum(ops.take(ops.diagonal(confusion), ids))
+        predicted = ops.sum(ops.take(ops.sum(confusion, axis=0), ids))
+        true = ops.sum(ops.take(ops.sum(confusion, axis=1), ids))
+        return ops.divide_no_nan(2.0 * tp, predicted + true)
+
+
+# One name, one definition: the same three in training logs, metrics.json and ``temzoo-cli evaluate``
+# (segmentation_scores). Every count is pooled over all pixels of all images (of an epoch or a split).
+SEGMENTATION_METRICS = {
+    "iou": "foreground IoU: TP / (TP + FP + FN) of the particle (non-background) pixels, all pixels pooled "
+           "(mean over foreground classes if there are several)",
+    "dice": "foreground Dice: 2 TP / (2 TP + FP + FN), the same pooled counts (= 2 iou / (1 + iou) for 2 classes)",
+    "mean_iou_with_background": "IoU of every class, background included, averaged over classes",
+}
+
+
 def segmentation_metrics(num_classes):
-    """Mean IoU over all classes, IoU of the foreground classes (1...) and Dice."""
+    """Foreground IoU, foreground Dice and mean IoU with background (:data:`SEGMENTATION_METRICS`)."""
+    foreground = list(range(1, num_classes))
     return [
-        MeanIoU(num_classes, name="mean_iou"),
-        IoU(num_classes, target_class_ids=list(range(1, num_classes)), name="iou"),
-        dice,
+        IoU(num_classes, target_class_ids=foreground, name="iou"),
+        Dice(num_classes, target_class_ids=foreground, name="dice"),
+        MeanIoU(num_classes, name="mean_iou_with_background"),
     ]
 
 
