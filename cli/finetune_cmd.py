@@ -4,13 +4,18 @@ import sys
 
 import click
 
+from temzoo.evaluate import SEGMENTATION_METRICS
 from temzoo.finetune import DEFAULTS, SCHEDULES
 
 TASKS = ("segmentation", "denoising", "background_removal", "super_resolution")
 FREEZE = ("none", "encoder", "all_but_head")
 
 
-@click.command()
+METRICS_EPILOG = "\b\nSegmentation metrics (one definition each, the same in training, metrics.json and evaluate):\n" + \
+    "\n".join(f"  {name}: {meaning}" for name, meaning in SEGMENTATION_METRICS.items())
+
+
+@click.command(epilog=METRICS_EPILOG)
 @click.option("--model", "model_name", required=True,
               help="Pretrained name (e.g. hrnet_pretrained), architecture name (random weights) or .keras file.")
 @click.option("--dataset", default="synthetic_tem/au_np", show_default=True,

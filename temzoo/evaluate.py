@@ -6,9 +6,8 @@ compared with its target:
 
 * segmentation: a confusion matrix over all pixels of the split gives
   ``iou`` (foreground IoU), ``dice`` (foreground Dice),
-  ``mean_iou_with_background`` (defined in
-  :data:`temzoo.tasks.losses.SEGMENTATION_METRICS`, the same definitions as the
-  training metrics), ``pixel_accuracy`` and ``iou_class_N`` per class;
+  ``mean_iou_with_background`` (defined in :data:`SEGMENTATION_METRICS`,
+  the same definitions as the training metrics), ``pixel_accuracy`` and ``iou_class_N`` per class;
 * restoration: per-image ``psnr`` and ``ssim`` (same definitions as the training
   metrics in :mod:`temzoo.tasks.losses`), ``mae`` and ``mse``, averaged over
   images, in the target's intensity units.
@@ -20,6 +19,16 @@ import time
 import numpy as np
 
 from temzoo.errors import BadInputError
+
+# One name, one definition: the same three in training logs (temzoo.tasks.losses.segmentation_metrics),
+# metrics.json and ``temzoo-cli evaluate`` (segmentation_scores). Counts are pooled over all pixels of
+# all images (of an epoch or of a split) before dividing.
+SEGMENTATION_METRICS = {
+    "iou": "foreground IoU: TP / (TP + FP + FN) of the particle (non-background) pixels, all pixels pooled "
+           "(mean over foreground classes if there are several)",
+    "dice": "foreground Dice: 2 TP / (2 TP + FP + FN), the same pooled counts (= 2 iou / (1 + iou) for 2 classes)",
+    "mean_iou_with_background": "IoU of every class, background included, averaged over classes",
+}
 
 
 def segmentation_scores(confusion):
@@ -141,8 +150,6 @@ def evaluate(model, dataset, split="test", *, data_dir=None, dataset_config=None
 
 def metric_definitions():
     """Metric name -> one-line definition (segmentation and restoration), for tables, help and docs."""
-    from temzoo.tasks.losses import SEGMENTATION_METRICS
-
     return {
         **SEGMENTATION_METRICS,
         "pixel_accuracy": "share of pixels whose class is right",

@@ -8,6 +8,8 @@ are images normalised with the *input's* normalisation statistics.
 import keras
 from keras import ops
 
+from temzoo.evaluate import SEGMENTATION_METRICS  # noqa: F401  (the names' definitions)
+
 _EPS = 1e-6
 
 
@@ -130,16 +132,6 @@ class Dice(IoU):
         predicted = ops.sum(ops.take(ops.sum(confusion, axis=0), ids))
         true = ops.sum(ops.take(ops.sum(confusion, axis=1), ids))
         return ops.divide_no_nan(2.0 * tp, predicted + true)
-
-
-# One name, one definition: the same three in training logs, metrics.json and ``temzoo-cli evaluate``
-# (segmentation_scores). Every count is pooled over all pixels of all images (of an epoch or a split).
-SEGMENTATION_METRICS = {
-    "iou": "foreground IoU: TP / (TP + FP + FN) of the particle (non-background) pixels, all pixels pooled "
-           "(mean over foreground classes if there are several)",
-    "dice": "foreground Dice: 2 TP / (2 TP + FP + FN), the same pooled counts (= 2 iou / (1 + iou) for 2 classes)",
-    "mean_iou_with_background": "IoU of every class, background included, averaged over classes",
-}
 
 
 def segmentation_metrics(num_classes):
