@@ -48,12 +48,16 @@ METRICS_EPILOG = "\b\nSegmentation metrics (one definition each, the same in tra
               help="Evaluate the best model on this split at the end ('' to skip).")
 @click.option("--overlays", type=click.IntRange(0), default=DEFAULTS["overlays"], show_default=True,
               help="Validation images to draw prediction overlays for.")
+@click.option("--batch-norm-batches", type=click.IntRange(0), default=DEFAULTS["batch_norm_batches"],
+              show_default=True,
+              help="Before each validation, re-estimate BatchNorm statistics from this many training batches "
+                   "(precise BN; 0: keep the moving averages).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace a previous run in --out (only once the new run is complete).")
 @click.pass_context
 def finetune(ctx, model_name, dataset, task, train_fraction, epochs, steps_per_epoch, batch_size, patch_size, freeze,
              learning_rate, schedule, num_classes, seed, data_dir, validation_images, validation_steps, test_split,
-             overlays, out, overwrite):
+             overlays, batch_norm_batches, out, overwrite):
     """Fine-tune a model on a labelled dataset and save the best one.
 
     Writes OUT/model.keras with its card OUT/model.json (the epoch with the
@@ -80,6 +84,7 @@ def finetune(ctx, model_name, dataset, task, train_fraction, epochs, steps_per_e
             schedule=schedule, num_classes=num_classes, seed=seed, data_dir=data_dir,
             steps_per_epoch=steps_per_epoch or None, validation_images=validation_images or None,
             validation_steps=validation_steps, test_split=test_split or None, overlays=overlays,
+            batch_norm_batches=batch_norm_batches,
             overwrite=overwrite, progress=progress, echo=(lambda _line: None) if quiet else click.echo,
         )
     except (TemzooError, ValueError) as err:
