@@ -33,6 +33,7 @@ measures them (test IoU, border of the predictions, wall and CPU time).
 """
 
 import ctypes
+import itertools
 import json
 import logging
 import math
@@ -319,7 +320,7 @@ def _callbacks():
 
             if self._iterator is None:
                 self._iterator = iter(self.inputs)
-            batches = (next(self._iterator) for _ in range(self.count))
+            batches = itertools.islice(self._iterator, self.count)
             self.batches_used = recalibrate_batch_norm(self.model, batches)
 
     return BestModelExporter, StopOnNonFiniteLoss, StepProgress, PreciseBatchNorm

@@ -83,3 +83,27 @@ def test_non_finite_loss_stops_training_with_a_clear_error():
         callback.on_train_batch_end(4, {"loss": math.nan})
     with pytest.raises(ft.TrainingDivergedError, match="validation loss became inf after epoch 2"):
         callback.on_epoch_end(1, {"loss": 0.5, "val_loss": math.inf})
+
+
+def test_precise_batch_norm_before_validation_uses_the_current_weights_statistics():
+    import keras
+    import numpy as np
+
+    inputs = keras.Input((8, 8, 1))
+    features = keras.layers.Conv2D(3, 3, padding="same", name="conv")(inputs)
+    outputs = keras.layers.BatchNormalization(momentum=0.9, name="bn")(features)
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(2.0, 3.0, (4, 8, 8, 1)).astype("float32") for _ in range(5)]
+    callback = ft._callbacks()[3](batches, count=3)
+    callback.set_model(model)
+    callback.on_test_begin()
+    conv = keras.Model(inputs, features)
+    expected = np.mean([np.asarray(conv(b)).mean(axis=(0, 1, 2)) for b in batches[:3]], axis=0)
+    bn = model.get_layer("bn")
+    np.testing.assert_allclose(np.asarray(bn.moving_mean), expected, rtol=1e-4, atol=1e-5)
+    assert callback.batches_used == 3 and bn.momentum == 0.9
+    callback.on_test_begin()  # the next validation takes the next batches
+    expected = np.mean([np.asarray(conv(b)).mean(axis=(0, 1, 2)) for b in batches[3:5]], axis=0)
+    assert callback.batches_used == 2
+    np.testing.assert_allclose(np.asarray(bn.moving_mean), expected, rtol=1e-4, atol=1e-5)
