@@ -326,6 +326,10 @@ def _callbacks():
     return BestModelExporter, StopOnNonFiniteLoss, StepProgress, PreciseBatchNorm
 
 
+def _inputs_only(inputs, targets):
+    return inputs
+
+
 def _load_split(name, split, data_dir, config):
     from temzoo import datasets
 
@@ -540,7 +544,7 @@ def _train_into(staging, task_model, train_pairs, val_pairs, val, epochs, steps_
     exporter = BestModelExporter(paths["model"], "val_loss", card_fields, echo)
     callbacks = [StopOnNonFiniteLoss(learning_rate), exporter]
     if card_fields["batch_norm_batches"]:
-        callbacks.insert(0, PreciseBatchNorm(train_pairs.map(lambda x, y: x), card_fields["batch_norm_batches"]))
+        callbacks.insert(0, PreciseBatchNorm(train_pairs.map(_inputs_only), card_fields["batch_norm_batches"]))
     if progress == "lines":
         callbacks.append(StepProgress(epochs, steps_per_epoch, echo))
     history = task_model.fit(
