@@ -88,8 +88,9 @@ def test_fit_on_a_temzoo_pipeline_does_not_warn_about_shuffle():
 
 
 def test_loading_an_unbuilt_generated_dataset_says_so(tmp_path):
-    from temzoo import datasets
     from temzoo_datasets.synthetic_tem.synthetic_tem_dataset_builder import SyntheticTemConfig
+
+    from temzoo import datasets
 
     config = SyntheticTemConfig(name="au_np_tiny", image_size=32, num_train=2, num_validation=1, num_test=1)
     records = []
