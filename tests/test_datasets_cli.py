@@ -9,11 +9,11 @@ import pytest
 import tensorflow_datasets as tfds
 from click.testing import CliRunner
 from temzoo_cli.main import cli
-
 from temzoo_datasets.synthetic_tem.synthetic_tem_dataset_builder import (
     SyntheticTem,
     SyntheticTemConfig,
 )
+
 from temzoo import data, datasets
 from temzoo.errors import BadInputError, UnknownNameError
 

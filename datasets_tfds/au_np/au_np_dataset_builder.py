@@ -12,7 +12,6 @@ import logging
 import h5py
 import numpy as np
 import tensorflow_datasets as tfds
-
 from temzoo_datasets.au_np import recipe
 
 logger = logging.getLogger(__name__)

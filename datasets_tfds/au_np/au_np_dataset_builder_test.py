@@ -8,7 +8,6 @@ import h5py
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-
 from temzoo_datasets.au_np import au_np_dataset_builder
 
 

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from temzoo_datasets.au_np import recipe
 
 

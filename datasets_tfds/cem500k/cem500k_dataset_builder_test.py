@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 import tifffile
-
 from temzoo_datasets.cem500k import cem500k_dataset_builder as cem
 
 

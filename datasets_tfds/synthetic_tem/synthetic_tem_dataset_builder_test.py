@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
-
 from temzoo_datasets.synthetic_tem.synthetic_tem_dataset_builder import (
     SyntheticTem,
     SyntheticTemConfig,

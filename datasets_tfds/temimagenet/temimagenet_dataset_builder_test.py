@@ -9,7 +9,6 @@ import logging
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-
 from temzoo_datasets.temimagenet import temimagenet_dataset_builder as tin
 
 
