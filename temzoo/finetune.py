@@ -68,7 +68,7 @@ DEFAULTS = {
     "overlays": 4,
     "validation_images": 16,
     "test_split": "test",
-    "batch_norm_batches": 0,
+    "batch_norm_batches": 4,
 }
 SCHEDULES = ("cosine", "constant")
 
