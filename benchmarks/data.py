@@ -59,7 +59,7 @@ def simulator_rows(count, workers):
 def build_rows(data_dir):
     import tensorflow_datasets as tfds
 
-    from datasets_tfds.synthetic_tem.synthetic_tem_dataset_builder import SyntheticTem
+    from temzoo_datasets.synthetic_tem.synthetic_tem_dataset_builder import SyntheticTem
 
     tfds.disable_progress_bar()
     rows = []
@@ -81,7 +81,7 @@ def pipeline_vs_train(data_dir, quick, patch=128, batch=8):
     import tensorflow as tf
 
     import temzoo
-    from datasets_tfds.synthetic_tem.synthetic_tem_dataset_builder import SyntheticTemConfig
+    from temzoo_datasets.synthetic_tem.synthetic_tem_dataset_builder import SyntheticTemConfig
     from temzoo import data, datasets
 
     config = None

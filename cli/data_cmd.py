@@ -16,7 +16,7 @@ def list_cmd(data_dir):
     """Print every dataset, whether it needs a manual download and whether it is prepared."""
     from temzoo import datasets
 
-    datasets.list_datasets(data_dir=data_dir, print_table=True)
+    click.echo(datasets.format_datasets(datasets.list_datasets(data_dir=data_dir), data_dir))
 
 
 @data.command("build")
@@ -28,8 +28,9 @@ def list_cmd(data_dir):
     help="Folder with the files you downloaded by hand (datasets that need them; see `data list`).",
 )
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help=DATA_DIR_HELP)
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-def build_cmd(name, manual_dir, data_dir, quiet):
+@click.option("--quiet", is_flag=True, help="No progress bars (as temzoo-cli --quiet).")
+@click.pass_context
+def build_cmd(ctx, name, manual_dir, data_dir, quiet):
     """Prepare dataset NAME (builder or builder/config, e.g. synthetic_tem/au_np).
 
     Synthetic datasets are generated locally; the others read the files given
@@ -38,7 +39,9 @@ def build_cmd(name, manual_dir, data_dir, quiet):
     from temzoo import datasets
     from temzoo.errors import TemzooError
 
+    quiet = quiet or (ctx.find_root().obj or {}).get("quiet", False)
     try:
-        datasets.build_dataset(name, data_dir=data_dir, manual_dir=manual_dir, progress=not quiet)
+        builder = datasets.build_dataset(name, data_dir=data_dir, manual_dir=manual_dir, progress=not quiet)
     except TemzooError as err:
         raise click.ClickException(str(err)) from err
+    click.echo(f"Prepared {name} in {builder.data_dir}")

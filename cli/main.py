@@ -17,12 +17,23 @@ from .pretrain_cmd import pretrain
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="temzoo")
-def cli():
+@click.option("--quiet", "-q", is_flag=True, help="Only warnings, errors and results (no progress).")
+@click.option("--verbose", "-v", is_flag=True,
+              help="Everything, TensorFlow's start-up and C++ logs and TFDS warnings included.")
+@click.pass_context
+def cli(ctx, quiet, verbose):
     """temzoo: pretrained models for transmission electron microscopy images.
 
     Pretrain self-supervised, fine-tune on a few labelled images, and predict on
     micrographs of any size.
     """
+    if quiet and verbose:
+        raise click.UsageError("--quiet and --verbose exclude each other.")
+    from temzoo.logs import configure
+
+    level = "quiet" if quiet else "verbose" if verbose else "normal"
+    configure(level)
+    ctx.obj = {**(ctx.obj or {}), "quiet": quiet, "verbose": verbose, "log_level": level}
 
 
 cli.add_command(models)

@@ -15,8 +15,9 @@ def models():
 def list_cmd():
     """Print every architecture and pretrained model with its parameters and receptive field."""
     import temzoo
+    from temzoo.zoo import format_table
 
-    temzoo.list_models(print_table=True)
+    click.echo(format_table(temzoo.list_models()))
 
 
 @models.command("info")

@@ -5,7 +5,7 @@ in its own ``tfds new``-style folder and is imported explicitly, one line per
 builder (``temzoo.datasets`` lists the builders found in these modules).
 """
 
-from datasets_tfds.au_np import au_np_dataset_builder  # noqa: F401
-from datasets_tfds.cem500k import cem500k_dataset_builder  # noqa: F401
-from datasets_tfds.synthetic_tem import synthetic_tem_dataset_builder  # noqa: F401
-from datasets_tfds.temimagenet import temimagenet_dataset_builder  # noqa: F401
+from temzoo_datasets.au_np import au_np_dataset_builder  # noqa: F401
+from temzoo_datasets.cem500k import cem500k_dataset_builder  # noqa: F401
+from temzoo_datasets.synthetic_tem import synthetic_tem_dataset_builder  # noqa: F401
+from temzoo_datasets.temimagenet import temimagenet_dataset_builder  # noqa: F401

@@ -4,7 +4,7 @@ The public API is small and imported lazily, so ``import temzoo`` (and the
 ``temzoo-cli --help`` pages) does not start TensorFlow until a model is needed.
 
     >>> import temzoo
-    >>> temzoo.list_models()                 # prints the table, returns rows
+    >>> temzoo.list_models()                 # rows (a list of dicts) that show as a table
     >>> model = temzoo.build("unet_b3_p222")  # random weights
     >>> temzoo.receptive_field(model)
 """

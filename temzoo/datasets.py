@@ -1,8 +1,10 @@
-"""Datasets: list the TFDS builders of ``datasets_tfds``, build them, load their splits.
+"""Datasets: list the TFDS builders of ``temzoo_datasets``, build them, load their splits.
 
 Names are ``builder/config`` (``synthetic_tem/au_np``, ``temimagenet/denoise``)
 or just ``builder`` for its default config. Builders come from the modules
-that ``datasets_tfds/__init__.py`` imports; nothing is hard-coded here.
+that ``temzoo_datasets`` (the repository's folder ``datasets_tfds/``, installed
+under that name as ``cli/`` is as ``temzoo_cli``) imports in its
+``__init__.py``; nothing is hard-coded here.
 
 Generated datasets (builders with ``GENERATED = True``, e.g. ``synthetic_tem``)
 are built on first :func:`load`; datasets that need files downloaded by hand
@@ -10,10 +12,13 @@ must be built first with ``temzoo-cli data build NAME --manual-dir DIR``
 (or :func:`build_dataset`).
 """
 
+import logging
 import os
 import sys
 
 from temzoo.errors import BadInputError, UnknownNameError
+
+logger = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "TEMZOO_DATA_DIR"
 
@@ -24,14 +29,22 @@ def default_data_dir():
 
 
 def builder_classes():
-    """Builder name -> class, for every TFDS builder defined in a ``datasets_tfds`` module."""
+    """Builder name -> class, for every TFDS builder defined in a ``temzoo_datasets`` module."""
     import tensorflow_datasets as tfds
 
-    import datasets_tfds  # noqa: F401  (imports, hence registers, every builder)
+    try:
+        import temzoo_datasets  # noqa: F401  (imports, hence registers, every builder)
+    except ModuleNotFoundError as err:
+        if err.name != "temzoo_datasets":
+            raise
+        raise ModuleNotFoundError(
+            "temzoo_datasets (the dataset builders, folder datasets_tfds/ of the repository) is not installed; "
+            "reinstall temzoo (pip install -e . in a checkout).", name=err.name
+        ) from err
 
     found = {}
     for module_name, module in sorted(sys.modules.items()):
-        if not module_name.startswith("datasets_tfds.") or module is None:
+        if not module_name.startswith("temzoo_datasets.") or module is None:
             continue
         for value in vars(module).values():
             if (
@@ -106,11 +119,16 @@ def list_datasets(data_dir=None, print_table=False):
             }
         )
     if print_table:
-        from temzoo.zoo import format_table
-
-        print(format_table(rows, columns=("name", "manual_download", "prepared", "description")))
-        print(f"\ndata dir: {data_dir}")
+        print(format_datasets(rows, data_dir))
     return rows
+
+
+def format_datasets(rows, data_dir=None):
+    """The text table of :func:`list_datasets` rows, with the data dir under it."""
+    from temzoo.zoo import format_table
+
+    text = format_table(rows, columns=("name", "manual_download", "prepared", "description"))
+    return f"{text}\n\ndata dir: {data_dir or default_data_dir()}"
 
 
 def build_dataset(name, data_dir=None, manual_dir=None, progress=True, config=None):
@@ -128,7 +146,7 @@ def build_dataset(name, data_dir=None, manual_dir=None, progress=True, config=No
     builder = get_builder(name, data_dir, config)
     if progress:
         tfds.enable_progress_bar()
-        print(f"Building {_full_name(builder)} into {builder.data_dir}", flush=True)
+        logger.info("Building %s into %s", _full_name(builder), builder.data_dir)
     else:
         tfds.disable_progress_bar()
     download_config = tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir) if manual_dir else None)
@@ -146,7 +164,7 @@ def build_dataset(name, data_dir=None, manual_dir=None, progress=True, config=No
             f"then run: temzoo-cli data build {_full_name(builder)} --manual-dir DIR"
         ) from err
     if progress:
-        print(f"Prepared {_full_name(builder)} in {builder.data_dir}", flush=True)
+        logger.info("Prepared %s in %s", _full_name(builder), builder.data_dir)
     return builder
 
 
@@ -164,13 +182,27 @@ def load(name, split, data_dir=None, config=None, shuffle_files=False):
                 f"Download its files by hand, then run: temzoo-cli data build {_full_name(builder)} "
                 f"--manual-dir DIR --data-dir {builder.data_dir_root}"
             )
-        builder = build_dataset(name, data_dir=data_dir, config=config, progress=False)
+        examples = _planned_examples(builder)
+        logger.info(
+            "%s is not prepared in %s: generating it now (locally, nothing is downloaded%s; once only)...",
+            _full_name(builder), builder.data_dir_root, f", {examples} images" if examples else "",
+        )
+        builder = build_dataset(name, data_dir=data_dir, config=config,
+                                progress=logging.getLogger("temzoo").isEnabledFor(logging.INFO))
     splits = builder.info.splits
     if split not in splits and "[" not in str(split):
         raise BadInputError(
             f"Dataset {_full_name(builder)!r} has no split {split!r}; it has {', '.join(sorted(splits))}."
         )
     return builder.as_dataset(split=split, shuffle_files=shuffle_files)
+
+
+def _planned_examples(builder):
+    """Images a generated builder will write (its config's ``num_*`` fields), or None."""
+    config = builder.builder_config
+    counts = [getattr(config, f"num_{split}", None) for split in ("train", "validation", "test")]
+    counts = [c for c in counts if isinstance(c, int)]
+    return sum(counts) or None
 
 
 def feature_keys(name, config=None):

@@ -4,9 +4,10 @@ Every image is predicted whole with :func:`temzoo.predict` (tiled, normalised
 with the model card's normaliser), exactly as a user's micrograph would be, and
 compared with its target:
 
-* segmentation: a confusion matrix over all pixels of the split gives IoU per
-  class, ``mean_iou`` (mean over classes), ``iou`` (mean over foreground
-  classes), foreground ``dice`` and ``pixel_accuracy``;
+* segmentation: a confusion matrix over all pixels of the split gives
+  ``iou`` (foreground IoU), ``dice`` (foreground Dice),
+  ``mean_iou_with_background`` (defined in :data:`SEGMENTATION_METRICS`,
+  the same definitions as the training metrics), ``pixel_accuracy`` and ``iou_class_N`` per class;
 * restoration: per-image ``psnr`` and ``ssim`` (same definitions as the training
   metrics in :mod:`temzoo.tasks.losses`), ``mae`` and ``mse``, averaged over
   images, in the target's intensity units.
@@ -18,6 +19,16 @@ import time
 import numpy as np
 
 from temzoo.errors import BadInputError
+
+# One name, one definition: the same three in training logs (temzoo.tasks.losses.segmentation_metrics),
+# metrics.json and ``temzoo-cli evaluate`` (segmentation_scores). Counts are pooled over all pixels of
+# all images (of an epoch or of a split) before dividing.
+SEGMENTATION_METRICS = {
+    "iou": "foreground IoU: TP / (TP + FP + FN) of the particle (non-background) pixels, all pixels pooled "
+           "(mean over foreground classes if there are several)",
+    "dice": "foreground Dice: 2 TP / (2 TP + FP + FN), the same pooled counts (= 2 iou / (1 + iou) for 2 classes)",
+    "mean_iou_with_background": "IoU of every class, background included, averaged over classes",
+}
 
 
 def segmentation_scores(confusion):
@@ -32,9 +43,9 @@ def segmentation_scores(confusion):
     fg = slice(1, None)
     fg_tp, fg_fp, fg_fn = tp[fg].sum(), fp[fg].sum(), fn[fg].sum()
     scores = {
-        "mean_iou": float(np.nanmean(iou)),
         "iou": float(np.nanmean(iou[fg])) if present[fg].any() else float("nan"),
         "dice": float(2 * fg_tp / max(2 * fg_tp + fg_fp + fg_fn, 1)),
+        "mean_iou_with_background": float(np.nanmean(iou)),
         "pixel_accuracy": float(tp.sum() / max(confusion.sum(), 1)),
     }
     for cls, value in enumerate(iou):
@@ -146,9 +157,28 @@ def evaluate(model, dataset, split="test", *, data_dir=None, dataset_config=None
     return result
 
 
-def format_metrics(metrics):
-    """Two-column text table of a metrics dict."""
+def metric_definitions():
+    """Metric name -> one-line definition (segmentation and restoration), for tables, help and docs."""
+    return {
+        **SEGMENTATION_METRICS,
+        "pixel_accuracy": "share of pixels whose class is right",
+        "loss": "the training loss (cross-entropy + soft Dice for segmentation)",
+        "psnr": "peak signal-to-noise ratio in dB, the peak being the target's range, per image",
+        "ssim": "structural similarity, per image",
+        "mae": "mean absolute error, target's units",
+        "mse": "mean squared error, target's units",
+    }
+
+
+def format_metrics(metrics, definitions=True):
+    """Text table of a metrics dict: name, value and (``definitions``) what the name means."""
+    if not metrics:
+        return "(no metrics)"
+    meaning = metric_definitions() if definitions else {}
     width = max(len("metric"), *(len(k) for k in metrics))
-    lines = [f"{'metric'.ljust(width)}  value", f"{'-' * width}  --------"]
-    lines += [f"{k.ljust(width)}  {v:.4f}" for k, v in metrics.items()]
-    return "\n".join(lines)
+    lines = [f"{'metric'.ljust(width)}  value   " + ("  meaning" if meaning else ""),
+             f"{'-' * width}  --------" + ("  -------" if meaning else "")]
+    for key, value in metrics.items():
+        text = f"{value:.4f}" if isinstance(value, (int, float)) else str(value)
+        lines.append(f"{key.ljust(width)}  {text.ljust(8)}" + (f"  {meaning.get(key, '')}" if meaning else ""))
+    return "\n".join(line.rstrip() for line in lines)

@@ -55,6 +55,29 @@ def side_by_side(*images):
     return np.repeat(gray[..., None], 3, axis=-1)
 
 
+def titled_panels(path, panels, titles, heading=None, panel_inches=3.2):
+    """Write images side by side, each with its title, under a ``heading``, as one PNG (atomically).
+
+    ``panels`` are uint8 RGB (H x W x 3) or grayscale (H x W) arrays of any size.
+    """
+    from matplotlib.figure import Figure
+
+    if len(panels) != len(titles):
+        raise ValueError(f"{len(panels)} panels but {len(titles)} titles.")
+    fig = Figure(figsize=(panel_inches * len(panels), panel_inches + (0.7 if heading else 0.4)), dpi=100)
+    for i, (panel, title) in enumerate(zip(panels, titles, strict=True)):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        ax.imshow(panel, cmap="gray" if np.ndim(panel) == 2 else None, interpolation="nearest")
+        ax.set_title(title, fontsize=10)
+        ax.set_axis_off()
+    if heading:
+        fig.suptitle(heading, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
+
+
 def learning_curves(history, path, title=None):
     """Plot every ``loss``/metric and its ``val_`` twin from a Keras history dict to a PNG."""
     from matplotlib.figure import Figure

@@ -1,12 +1,17 @@
 """Test configuration: two logical CPU devices, quiet TensorFlow, shared fixtures."""
 
 import os
-import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 NUM_LOGICAL_CPUS = 2
+IGNORED_WARNING_MESSAGES = (
+    ".*np.find_common_type",
+    ".*jsonschema.RefResolver",
+    # Keras/TensorFlow converting tensors with np.array(x) under NumPy 2
+    ".*__array__ implementation doesn't accept a copy keyword",
+)
 
 
 def pytest_configure(config):
@@ -18,10 +23,10 @@ def pytest_configure(config):
     tf.config.set_logical_device_configuration(
         cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(NUM_LOGICAL_CPUS)]
     )
-    # Third-party deprecation noise that says nothing about temzoo's code.
+    # Third-party deprecation noise that says nothing about temzoo's code. As ini lines, not
+    # warnings.filterwarnings(): pytest re-applies ini filters inside every test, after its own
+    # "always show DeprecationWarning", which overrides filters set here the plain way.
     for module in ("tensorflow", "keras", "tensorflow_datasets", "google.protobuf", "absl", "flatbuffers", "h5py"):
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
-    warnings.filterwarnings("ignore", message=".*np.find_common_type.*", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", message=".*jsonschema.RefResolver.*", category=DeprecationWarning)
-    # Keras converting tensors with np.array(x) under NumPy 2
-    warnings.filterwarnings("ignore", message=".*__array__ implementation doesn't accept a copy keyword.*")
+        config.addinivalue_line("filterwarnings", f"ignore::DeprecationWarning:{module}.*")
+    for message in IGNORED_WARNING_MESSAGES:
+        config.addinivalue_line("filterwarnings", f"ignore:{message}")

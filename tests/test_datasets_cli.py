@@ -9,11 +9,11 @@ import pytest
 import tensorflow_datasets as tfds
 from click.testing import CliRunner
 from temzoo_cli.main import cli
-
-from datasets_tfds.synthetic_tem.synthetic_tem_dataset_builder import (
+from temzoo_datasets.synthetic_tem.synthetic_tem_dataset_builder import (
     SyntheticTem,
     SyntheticTemConfig,
 )
+
 from temzoo import data, datasets
 from temzoo.errors import BadInputError, UnknownNameError
 
@@ -100,7 +100,7 @@ def test_cli_build_missing_manual_files_fails_with_instructions(tmp_path, fake_r
 
 @pytest.mark.parametrize("name", ["temimagenet/denoise", "cem500k", "au_np"])
 def test_real_builders_without_files_fail_clearly(tmp_path, name):
-    assert name.partition("/")[0] in datasets.builder_classes(), f"{name} builder not registered in datasets_tfds"
+    assert name.partition("/")[0] in datasets.builder_classes(), f"{name} builder not registered in temzoo_datasets"
     result = CliRunner().invoke(cli, ["data", "build", name, "--data-dir", str(tmp_path), "--quiet"])
     assert result.exit_code != 0
     assert "What to do" in result.output

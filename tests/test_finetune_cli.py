@@ -17,7 +17,7 @@ TINY = dict(name="au_np_tiny", image_size=64, num_train=8, num_validation=2, num
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """The au_np family at 64 px, 8/2/2 images, built once into a temporary data dir."""
-    from datasets_tfds.synthetic_tem.synthetic_tem_dataset_builder import SyntheticTemConfig
+    from temzoo_datasets.synthetic_tem.synthetic_tem_dataset_builder import SyntheticTemConfig
 
     root = tmp_path_factory.mktemp("tfds")
     datasets.build_dataset("synthetic_tem/au_np", data_dir=str(root), config=SyntheticTemConfig(**TINY), progress=False)
@@ -26,7 +26,7 @@ def data_dir(tmp_path_factory):
 
 def tiny_loader(real_load):
     """``datasets.load`` where ``synthetic_tem/au_np`` is the tiny config (same builder, features and code)."""
-    from datasets_tfds.synthetic_tem.synthetic_tem_dataset_builder import SyntheticTemConfig
+    from temzoo_datasets.synthetic_tem.synthetic_tem_dataset_builder import SyntheticTemConfig
 
     def load(name, split, data_dir=None, config=None, **kwargs):
         if name == "synthetic_tem/au_np" and config is None:
@@ -78,7 +78,9 @@ def test_finetune_writes_model_card_metrics_curves_and_overlays(finetuned, gener
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["best_epoch"] in (1, 2) and len(metrics["history"]["loss"]) == 2
-    assert set(metrics["validation"]) >= {"loss", "mean_iou", "iou", "dice"}
+    assert set(metrics["validation"]) >= {"loss", "mean_iou_with_background", "iou", "dice"}
+    assert "Test metrics on 2 test images" in result.output  # the README command ends with test metrics
+    assert set(metrics["test"]) >= {"iou", "dice", "mean_iou_with_background"} and metrics["test_examples"] == 2
     best = min(metrics["history"]["val_loss"])
     assert metrics["validation"]["loss"] == pytest.approx(best)
     card = json.loads((out / "model.json").read_text())
@@ -109,10 +111,53 @@ def test_evaluate_prints_a_table_and_writes_json(finetuned, data_dir, tmp_path):
     assert "mean_iou" in result.output and "pixel_accuracy" in result.output
     payload = json.loads(report.read_text())
     assert payload["examples"] == 2 and payload["task"] == "segmentation"
-    assert 0.0 <= payload["metrics"]["mean_iou"] <= 1.0
+    assert 0.0 <= payload["metrics"]["mean_iou_with_background"] <= 1.0
     m = payload["metrics"]
-    assert m["mean_iou"] == pytest.approx((m["iou_class_0"] + m["iou_class_1"]) / 2)
+    assert m["mean_iou_with_background"] == pytest.approx((m["iou_class_0"] + m["iou_class_1"]) / 2)
     assert m["iou"] == pytest.approx(m["iou_class_1"])
+
+
+def _snapshot(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture()
+def finished_copy(finetuned, tmp_path):
+    import shutil
+
+    out, _ = finetuned
+    copy = tmp_path / "finished"
+    shutil.copytree(out, copy)
+    return copy
+
+
+def test_a_diverging_run_stops_clearly_and_leaves_the_finished_run_untouched(finished_copy, generator, data_dir):
+    before = _snapshot(finished_copy)
+    result = run("finetune", "--model", generator, "--learning-rate", "1e12", "--schedule", "constant", "--epochs", "2",
+                 "--steps-per-epoch", "4", "--batch-size", "2", "--patch-size", "32", "--validation-steps", "1",
+                 "--train-fraction", "0.5", "--data-dir", data_dir, "--out", finished_copy, "--overwrite")
+    assert result.exit_code != 0
+    assert "Training diverged" in result.output and "Lower --learning-rate" in result.output, result.output
+    assert "Traceback" not in result.output
+    assert _snapshot(finished_copy) == before
+    assert sorted(p.name for p in finished_copy.parent.iterdir()) == ["finished"]  # no staging folder left
+
+
+def test_an_interrupted_overwrite_keeps_the_previous_run(finished_copy, generator, data_dir, monkeypatch):
+    from temzoo import finetune as ft
+
+    before = _snapshot(finished_copy)
+
+    def killed(*args, **kwargs):  # the new model is saved, the run is half written
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ft, "write_overlays", killed)
+    with pytest.raises(KeyboardInterrupt):
+        ft.finetune(generator, "synthetic_tem/au_np", "segmentation", out=finished_copy, overwrite=True, epochs=1,
+                    steps_per_epoch=1, batch_size=2, patch_size=32, validation_steps=1, train_fraction=0.5,
+                    data_dir=data_dir, progress=None)
+    assert _snapshot(finished_copy) == before
+    assert sorted(p.name for p in finished_copy.parent.iterdir()) == ["finished"]
 
 
 def test_architecture_name_says_random_init_and_checks_the_patch_stride(tmp_path, data_dir):
@@ -144,7 +189,7 @@ def test_evaluation_scores_from_known_inputs():
     # rows: truth, columns: prediction; class 1: tp 30, fp 10, fn 20
     scores = segmentation_scores([[40, 10], [20, 30]])
     assert scores["iou_class_1"] == pytest.approx(30 / 60) and scores["iou_class_0"] == pytest.approx(40 / 70)
-    assert scores["mean_iou"] == pytest.approx((30 / 60 + 40 / 70) / 2)
+    assert scores["mean_iou_with_background"] == pytest.approx((30 / 60 + 40 / 70) / 2)
     assert scores["dice"] == pytest.approx(60 / 90) and scores["pixel_accuracy"] == pytest.approx(0.7)
     image = np.random.default_rng(0).random((32, 32)).astype("float32")
     same = restoration_scores(image, image)

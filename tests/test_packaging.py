@@ -69,10 +69,18 @@ def test_every_package_folder_is_listed_and_shipped(wheel):
     config = configparser.ConfigParser()
     config.read(os.path.join(ROOT, "setup.cfg"))
     listed = set(config["options"]["packages"].split())
-    for top in ("temzoo", "datasets_tfds"):
-        for package in _package_dirs(top):
-            assert package in listed, f"{package} has an __init__.py but is missing from setup.cfg's packages ="
+    for top, installed_as in (("temzoo", "temzoo"), ("datasets_tfds", "temzoo_datasets")):
+        for folder in _package_dirs(top):
+            package = installed_as + folder[len(top):]
+            assert package in listed, f"{folder} has an __init__.py but {package} is missing from setup.cfg's packages ="
             assert f"{package.replace('.', '/')}/__init__.py" in names, f"{package} is not in the wheel"
+
+
+def test_no_generic_top_level_package_in_the_wheel(wheel):
+    names, _ = wheel
+    tops = {n.split("/")[0] for n in names if "/" in n and ".dist-info/" not in n}
+    assert tops == {"temzoo", "temzoo_cli", "temzoo_datasets"}, tops
+    assert "temzoo_datasets/synthetic_tem/synthetic_tem_dataset_builder.py" in names
 
 
 def test_data_files_are_shipped(wheel):
@@ -90,6 +98,8 @@ def test_data_files_are_shipped(wheel):
         if f.startswith("datasets_tfds/")
         and ("/dummy_data/" in f or os.path.basename(f) in ("checksums.tsv", "CITATIONS.bib", "README.md"))
     ]
+    expected = [f.replace("datasets_tfds/", "temzoo_datasets/", 1) for f in expected]
+    expected.append("temzoo/models/architectures.json")
     missing = [f for f in expected if f.replace(os.sep, "/") not in names]
     assert not missing, f"data files missing from the wheel (setup.cfg [options.package_data]): {missing}"
 

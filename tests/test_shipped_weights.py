@@ -85,7 +85,7 @@ def unseen_clean_images():
     Simulated at the dataset's 256 px and cropped to 128 px as the card's measurement does
     (a 128 px simulation would zoom in: particles would fill the field).
     """
-    from datasets_tfds.synthetic_tem.synthetic_tem_dataset_builder import (
+    from temzoo_datasets.synthetic_tem.synthetic_tem_dataset_builder import (
         SyntheticTemConfig,
         make_example,
     )

@@ -52,7 +52,7 @@ def test_fit_in_a_user_script_with_integer_and_one_hot_masks(data):
     x, y = data
     model = tasks.segmentation(tiny_unet(), learning_rate=1e-2)
     history = model.fit(x, y, epochs=4, batch_size=4, verbose=0)
-    assert set(history.history) >= {"loss", "mean_iou", "iou", "dice"}
+    assert set(history.history) >= {"loss", "mean_iou_with_background", "iou", "dice"}
     assert history.history["loss"][-1] < history.history["loss"][0]
     one_hot = keras.utils.to_categorical(y[..., 0], 2)
     assert np.isfinite(eager(model).fit(x, one_hot, epochs=1, verbose=0).history["loss"][0])

@@ -1,5 +1,8 @@
 """temzoo.list_models(): the table of architectures and pretrained models."""
 
+import subprocess
+import sys
+
 import pytest
 
 import temzoo
@@ -10,7 +13,7 @@ from temzoo.errors import UnknownNameError
 def test_list_models_rows_and_table(monkeypatch, capsys):
     fake = {"demo_denoiser": {"name": "demo_denoiser", "architecture": "unet_b2_p22"}}
     monkeypatch.setattr(zoo, "_pretrained_entries", lambda: fake)
-    rows = temzoo.list_models(architectures=["unet_b2_p22", "patchgan_16"])
+    rows = temzoo.list_models(architectures=["unet_b2_p22", "patchgan_16"], print_table=True)
     by_name = {row["name"]: row for row in rows}
     assert list(by_name) == ["patchgan_16", "unet_b2_p22", "demo_denoiser"]
     unet = by_name["unet_b2_p22"]
@@ -42,3 +45,42 @@ def test_format_table_alignment():
 def test_format_table_spells_out_booleans():
     text = zoo.format_table([{"name": "a", "ok": True}, {"name": "b", "ok": False}], columns=("name", "ok"))
     assert text.splitlines()[2:] == ["a     yes", "b     no "]
+
+
+def test_list_models_shows_itself_as_a_table_and_prints_nothing(capsys):
+    rows = temzoo.list_models()
+    assert capsys.readouterr().out == ""  # a REPL shows the repr: the table, once
+    assert isinstance(rows, list) and isinstance(rows[0], dict)
+    assert repr(rows) == zoo.format_table(rows) and repr(rows).splitlines()[0].split()[0] == "name"
+    names = [row["name"] for row in rows]
+    assert "hrnet_pretrained" in names and "unet_b3_p222" in names
+
+
+def test_list_models_builds_nothing_and_imports_neither_keras_nor_tensorflow():
+    code = (
+        "import sys, temzoo\n"
+        "rows = temzoo.list_models()\n"
+        "loaded = [m for m in ('keras', 'tensorflow') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+        "print(len(rows))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout) >= 18
+
+
+def test_stored_table_lists_every_registered_architecture_with_its_current_config():
+    from temzoo.models import registry
+
+    table = zoo.architecture_table()
+    assert sorted(table) == registry.list_architectures(), "run `python -m temzoo.zoo` to rewrite the table"
+    for name, row in table.items():
+        entry = registry.architecture(name)
+        assert (row["family"], row["kind"]) == (entry["family"], entry["kind"]), name
+        assert row["config_hash"] == zoo.config_hash(entry["config"]), (
+            f"{name}'s preset changed since models/architectures.json was written; run `python -m temzoo.zoo`")
+
+
+@pytest.mark.parametrize("name", ["unet_b2_p22", "hrnet_w18_small_skip", "patchgan_16"])
+def test_stored_numbers_equal_the_built_model(name):
+    assert zoo.architecture_numbers(name) == zoo.architecture_table()[name]

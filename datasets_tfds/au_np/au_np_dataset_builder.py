@@ -12,8 +12,7 @@ import logging
 import h5py
 import numpy as np
 import tensorflow_datasets as tfds
-
-from datasets_tfds.au_np import recipe
+from temzoo_datasets.au_np import recipe
 
 logger = logging.getLogger(__name__)
 

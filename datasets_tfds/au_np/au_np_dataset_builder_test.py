@@ -8,8 +8,7 @@ import h5py
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-
-from datasets_tfds.au_np import au_np_dataset_builder
+from temzoo_datasets.au_np import au_np_dataset_builder
 
 
 class AuNpTest(tfds.testing.DatasetBuilderTestCase):

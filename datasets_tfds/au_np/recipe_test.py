@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-
-from datasets_tfds.au_np import recipe
+from temzoo_datasets.au_np import recipe
 
 
 def _flat(value=100.0, shape=(8, 8)):

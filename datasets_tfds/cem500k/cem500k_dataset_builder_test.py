@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 import tifffile
-
-from datasets_tfds.cem500k import cem500k_dataset_builder as cem
+from temzoo_datasets.cem500k import cem500k_dataset_builder as cem
 
 
 class Cem500kTest(tfds.testing.DatasetBuilderTestCase):

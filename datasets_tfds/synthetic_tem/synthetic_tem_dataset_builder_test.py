@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
-
-from datasets_tfds.synthetic_tem.synthetic_tem_dataset_builder import (
+from temzoo_datasets.synthetic_tem.synthetic_tem_dataset_builder import (
     SyntheticTem,
     SyntheticTemConfig,
 )

@@ -9,8 +9,7 @@ import logging
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-
-from datasets_tfds.temimagenet import temimagenet_dataset_builder as tin
+from temzoo_datasets.temimagenet import temimagenet_dataset_builder as tin
 
 
 class TemImageNetTest(tfds.testing.DatasetBuilderTestCase):

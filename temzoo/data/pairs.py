@@ -17,6 +17,8 @@ normalised clean image; ``normalizer.after(prediction, stats_of_input)`` maps it
 back to intensities.
 """
 
+import warnings
+
 import numpy as np
 import tensorflow as tf
 
@@ -94,7 +96,13 @@ def _element_seeds(seed, index, num):
     return tf.random.experimental.stateless_split(tf.stack([tf.cast(seed, tf.int64), index]), num=num)
 
 
+# Keras warns on every fit(dataset) whose shuffle= is left at its default True; these
+# pipelines shuffle themselves (seeded, shuffle_buffer), so the warning says nothing.
+_KERAS_SHUFFLE_WARNING = r"`shuffle=True` was passed, but will be ignored since the data `x` was provided as a tf\.data\.Dataset"
+
+
 def _finish(ds, batch_size, repeat, as_keras_dict):
+    warnings.filterwarnings("ignore", message=_KERAS_SHUFFLE_WARNING, category=UserWarning)
     if batch_size is None or batch_size < 1:
         raise BadInputError(f"batch_size (the global batch) must be a positive integer, got {batch_size!r}.")
     ds = ds.batch(batch_size, drop_remainder=repeat)

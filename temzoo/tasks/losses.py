@@ -8,6 +8,8 @@ are images normalised with the *input's* normalisation statistics.
 import keras
 from keras import ops
 
+from temzoo.evaluate import SEGMENTATION_METRICS  # noqa: F401  (the names' definitions)
+
 _EPS = 1e-6
 
 
@@ -56,7 +58,10 @@ class CrossEntropyDice(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="temzoo")
 def dice(y_true, y_pred):
-    """Hard Dice of the foreground (every class but 0) after argmax, per image."""
+    """Hard Dice of the foreground (every class but 0) after argmax, per image.
+
+    Kept so models saved with it still load; new models use :class:`Dice` (pooled counts).
+    """
     y_true = _one_hot(y_true, y_pred)
     classes = y_pred.shape[-1]
     truth = ops.one_hot(ops.argmax(y_true, axis=-1), classes)[..., 1:]
@@ -115,12 +120,27 @@ class IoU(keras.metrics.OneHotIoU):
         return super().update_state(_one_hot(y_true, y_pred), y_pred, sample_weight)
 
 
+@keras.saving.register_keras_serializable(package="temzoo")
+class Dice(IoU):
+    """Foreground Dice ``2 TP / (2 TP + FP + FN)`` from the pooled confusion matrix (every pixel of
+    every image, foreground classes ``target_class_ids`` merged), as :mod:`temzoo.evaluate` computes it."""
+
+    def result(self):
+        confusion = ops.cast(self.total_cm, "float32")
+        ids = list(self.target_class_ids)
+        tp = ops.sum(ops.take(ops.diagonal(confusion), ids))
+        predicted = ops.sum(ops.take(ops.sum(confusion, axis=0), ids))
+        true = ops.sum(ops.take(ops.sum(confusion, axis=1), ids))
+        return ops.divide_no_nan(2.0 * tp, predicted + true)
+
+
 def segmentation_metrics(num_classes):
-    """Mean IoU over all classes, IoU of the foreground classes (1...) and Dice."""
+    """Foreground IoU, foreground Dice and mean IoU with background (:data:`SEGMENTATION_METRICS`)."""
+    foreground = list(range(1, num_classes))
     return [
-        MeanIoU(num_classes, name="mean_iou"),
-        IoU(num_classes, target_class_ids=list(range(1, num_classes)), name="iou"),
-        dice,
+        IoU(num_classes, target_class_ids=foreground, name="iou"),
+        Dice(num_classes, target_class_ids=foreground, name="dice"),
+        MeanIoU(num_classes, name="mean_iou_with_background"),
     ]
 
 

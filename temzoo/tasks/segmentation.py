@@ -11,7 +11,8 @@ def segmentation(backbone, num_classes=2, *, freeze="none", focal=False, dice_we
     """A compiled segmentation model from ``backbone`` (registry name, ``.keras`` path or Keras model).
 
     Loss: categorical cross-entropy (focal with ``focal=True``) plus
-    ``dice_weight`` x soft Dice. Metrics: mean IoU, foreground IoU and Dice.
+    ``dice_weight`` x soft Dice. Metrics: ``iou`` (foreground IoU), ``dice`` (foreground Dice) and
+    ``mean_iou_with_background``, pooled over all pixels (:data:`temzoo.evaluate.SEGMENTATION_METRICS`).
     Targets are integer label maps ``(batch, H, W, 1)`` (what
     :func:`temzoo.data.supervised_pairs` gives) or one-hot ``(batch, H, W, num_classes)``. ``freeze`` is ``"none"``,
     ``"encoder"`` or ``"all_but_head"`` (see :mod:`temzoo.tasks.heads`); ``batch_norm``

@@ -1,0 +1,109 @@
+"""A fine-tuning run replaces --out only when complete (temzoo.finetune's staging folder), and stops on NaN."""
+
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from temzoo import finetune as ft
+from temzoo.errors import BadInputError
+
+
+def _write(folder, files):
+    os.makedirs(folder, exist_ok=True)
+    for name, text in files.items():
+        with open(os.path.join(folder, name), "w") as f:
+            f.write(text)
+
+
+def _read(folder):
+    return {name: open(os.path.join(folder, name)).read() for name in sorted(os.listdir(folder))}
+
+
+def _dead_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
+def test_publish_replaces_a_finished_run_whole(tmp_path, monkeypatch, exchange):
+    if not exchange:
+        monkeypatch.setattr(ft, "_exchange", lambda a, b: False)
+    out = tmp_path / "run"
+    _write(out, {"model.keras": "old", "metrics.json": "old", "learning_curves.png": "old"})
+    staging = ft.make_staging_dir(out)
+    _write(staging, {"model.keras": "new", "metrics.json": "new"})
+    ft.publish(staging, out)
+    assert _read(out) == {"metrics.json": "new", "model.keras": "new"}  # no old file left beside the new ones
+    assert os.listdir(tmp_path) == ["run"]
+
+
+def test_a_killed_run_leaves_the_previous_run_and_its_leftovers_are_removed(tmp_path):
+    out = tmp_path / "run"
+    _write(out, {"model.keras": "old"})
+    dead = _dead_pid()
+    stale = tmp_path / f".run.partial-{dead}-abc"  # what kill -9 during training leaves
+    _write(stale, {"model.keras": "half"})
+    live = tmp_path / f".run.partial-{os.getpid()}-xyz"  # a run in progress is left alone
+    _write(live, {})
+    assert ft.clean_stale_staging(out) == [str(stale)]
+    assert _read(out) == {"model.keras": "old"} and live.exists() and not stale.exists()
+
+
+def test_killed_between_the_two_renames_the_previous_run_comes_back(tmp_path):
+    out = tmp_path / "run"
+    moved = tmp_path / f".run.old-{_dead_pid()}-abc"
+    _write(moved, {"model.keras": "old"})
+    ft.clean_stale_staging(out)
+    assert _read(out) == {"model.keras": "old"} and not moved.exists()
+
+
+def test_a_folder_of_other_files_is_never_replaced(tmp_path):
+    out = tmp_path / "mine"
+    _write(out, {"notes.txt": "keep me", "model.keras": "x"})
+    with pytest.raises(BadInputError, match="notes.txt.*not replaced even with --overwrite"):
+        ft.check_output_dir(str(out), overwrite=True)
+    finished = tmp_path / "finished"
+    _write(finished, {"model.keras": "x", "metrics.json": "{}"})
+    with pytest.raises(BadInputError, match="model.keras: the output exists.*--overwrite"):
+        ft.check_output_dir(str(finished), overwrite=False)
+    ft.check_output_dir(str(finished), overwrite=True)
+
+
+def test_non_finite_loss_stops_training_with_a_clear_error():
+    StopOnNonFiniteLoss = ft._callbacks()[1]
+    callback = StopOnNonFiniteLoss(learning_rate=1e12)
+    callback.set_model(type("M", (), {"stop_training": False})())
+    callback.on_epoch_begin(1)
+    callback.on_train_batch_end(3, {"loss": 0.5})
+    with pytest.raises(ft.TrainingDivergedError, match=r"loss became nan at step 5 of epoch 2.*1e\+12"):
+        callback.on_train_batch_end(4, {"loss": math.nan})
+    with pytest.raises(ft.TrainingDivergedError, match="validation loss became inf after epoch 2"):
+        callback.on_epoch_end(1, {"loss": 0.5, "val_loss": math.inf})
+
+
+def test_precise_batch_norm_before_validation_uses_the_current_weights_statistics():
+    import keras
+    import numpy as np
+
+    inputs = keras.Input((8, 8, 1))
+    features = keras.layers.Conv2D(3, 3, padding="same", name="conv")(inputs)
+    outputs = keras.layers.BatchNormalization(momentum=0.9, name="bn")(features)
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(2.0, 3.0, (4, 8, 8, 1)).astype("float32") for _ in range(5)]
+    callback = ft._callbacks()[3](batches, count=3)
+    callback.set_model(model)
+    callback.on_test_begin()
+    conv = keras.Model(inputs, features)
+    expected = np.mean([np.asarray(conv(b)).mean(axis=(0, 1, 2)) for b in batches[:3]], axis=0)
+    bn = model.get_layer("bn")
+    np.testing.assert_allclose(np.asarray(bn.moving_mean), expected, rtol=1e-4, atol=1e-5)
+    assert callback.batches_used == 3 and bn.momentum == 0.9
+    callback.on_test_begin()  # the next validation takes the next batches
+    expected = np.mean([np.asarray(conv(b)).mean(axis=(0, 1, 2)) for b in batches[3:5]], axis=0)
+    assert callback.batches_used == 2
+    np.testing.assert_allclose(np.asarray(bn.moving_mean), expected, rtol=1e-4, atol=1e-5)
