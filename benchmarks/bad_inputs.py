@@ -760,7 +760,7 @@ def _state_cases():
         return left == ["m.json", "m.keras"], f"left {left}"
 
     def cycle(ctx):
-        from datasets_tfds.cem500k import cem500k_dataset_builder as cem
+        from temzoo_datasets.cem500k import cem500k_dataset_builder as cem
 
         root = ctx.dir / "cem500k"
         (root / "a").mkdir(parents=True)
@@ -772,7 +772,7 @@ def _state_cases():
         return found == ["a/0.tif", "a/1.tif", "a/2.tif"], f"found {len(found)} files"
 
     def outside(ctx):
-        from datasets_tfds.cem500k import cem500k_dataset_builder as cem
+        from temzoo_datasets.cem500k import cem500k_dataset_builder as cem
 
         root, elsewhere = ctx.dir / "cem500k", ctx.dir / "elsewhere"
         root.mkdir()

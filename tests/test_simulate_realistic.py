@@ -98,7 +98,7 @@ def test_residual_noise_is_in_image_not_in_clean():
 
 def test_realistic_config_builds_deterministically(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
-    from datasets_tfds.synthetic_tem.synthetic_tem_dataset_builder import (
+    from temzoo_datasets.synthetic_tem.synthetic_tem_dataset_builder import (
         SyntheticTem,
         SyntheticTemConfig,
     )
