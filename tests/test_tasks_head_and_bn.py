@@ -85,3 +85,8 @@ def test_random_weights_train_batch_norm_and_it_can_be_chosen(pretrained_path):
     assert all(layer.trainable for layer in batch_norm_layers(chosen))
     with pytest.raises(ValueError, match="batch_norm"):
         tasks.denoising(pretrained_path, batch_norm="maybe")
+    # a new segmentation head on pretext features: the statistics must adapt (frozen ones left
+    # README's main command predicting only background)
+    segmentation = tasks.segmentation(pretrained_path, num_classes=2)
+    assert temzoo.card(segmentation)["batch_norm"] == "train"
+    assert all(layer.trainable for layer in batch_norm_layers(segmentation))

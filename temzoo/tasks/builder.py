@@ -7,16 +7,21 @@ fits (same channels, linear activation, same scale); otherwise a new head is att
 ``"keep"`` insists on keeping it (an error when it cannot), ``"new"`` always attaches a
 new, randomly initialised one (:func:`temzoo.tasks.heads.attach_head`).
 
-**BatchNormalization** (``batch_norm=``): ``"frozen"`` (default for a pretrained
-backbone) runs every BatchNormalization layer in inference mode while fine-tuning, with
-its moving statistics and scale/offset fixed, as Keras' transfer-learning guide
-recommends; ``"train"`` (default for random weights, whose moving statistics mean
-nothing yet) lets them train with momentum :data:`FINETUNE_BN_MOMENTUM`. Measured
-(issue 17, ``docs/adapt.md``): fine-tuning ``hrnet_pretrained`` with trainable
-BatchNormalization, inference-mode PSNR swung by up to 6 dB between epochs while
-training-mode PSNR rose smoothly; the layers' batch statistics on small batches of one
-micrograph differ from the moving ones, which chase them. With frozen layers the two modes
-compute the same function, so what is trained is what is exported.
+**BatchNormalization** (``batch_norm=``): ``"frozen"`` runs every BatchNormalization
+layer in inference mode while fine-tuning, with its moving statistics and scale/offset
+fixed, as Keras' transfer-learning guide recommends; ``"train"`` lets them train with
+momentum :data:`FINETUNE_BN_MOMENTUM`. ``"auto"`` (default) is ``"frozen"`` for the
+restoration tasks on trained weights, whose inputs and features are those of the
+denoising pretext, and ``"train"`` for segmentation and for random weights (whose moving
+statistics mean nothing yet). Measured (issue 17, ``docs/adapt.md``): fine-tuning
+``hrnet_pretrained`` for denoising with trainable BatchNormalization, inference-mode PSNR
+swung by up to 6 dB between epochs while training-mode PSNR rose smoothly; the layers'
+batch statistics on small batches of one micrograph differ from the moving ones, which
+chase them. With frozen layers the two modes compute the same function, so what is
+trained is what is exported. For segmentation the frozen pretext statistics do not fit
+the new head: README's main command (``hrnet_pretrained``, ``synthetic_tem/au_np``) ended
+at test IoU 0.00 with frozen layers (everything predicted background) against 0.75 with
+trainable ones and precise BN before validation (``temzoo.finetune``).
 """
 
 from temzoo.normalization import Normalizer
@@ -155,8 +160,8 @@ def build_task_model(
     """Resolve ``backbone``, keep its head or attach a new one, freeze, and attach a card draft.
 
     ``head`` is one of :data:`HEAD_MODES`, ``batch_norm`` one of :data:`BATCH_NORM_MODES`
-    (``"auto"``: ``"frozen"`` for trained weights, ``"train"`` with ``bn_momentum`` for
-    random or unknown ones: see :func:`has_trained_weights`); see the module docstring.
+    (``"auto"``: ``"frozen"`` for restoration tasks on trained weights, else ``"train"`` with
+    ``bn_momentum``: see :func:`has_trained_weights`); see the module docstring.
 
     The draft (``temzoo.card(model)``) holds the task, the backbone's name,
     source and sha256, and the normalisation: ``normalizer`` if given, else the
@@ -180,7 +185,7 @@ def build_task_model(
         model = attach_head(base, channels, activation, scale=scale, name=name)
     frozen = freeze(model, freeze_mode, encoder)
     if batch_norm == "auto":
-        batch_norm = "frozen" if has_trained_weights(resolved) else "train"
+        batch_norm = "frozen" if has_trained_weights(resolved) and task in RESTORATION_TASKS else "train"
     apply_batch_norm_mode(model, batch_norm, bn_momentum)
     if normalizer is None:
         normalizer = normalizer_of(resolved.card, Normalizer("standardize"))
