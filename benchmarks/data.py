@@ -58,7 +58,6 @@ def simulator_rows(count, workers):
 
 def build_rows(data_dir):
     import tensorflow_datasets as tfds
-
     from temzoo_datasets.synthetic_tem.synthetic_tem_dataset_builder import SyntheticTem
 
     tfds.disable_progress_bar()
@@ -79,9 +78,9 @@ def build_rows(data_dir):
 def pipeline_vs_train(data_dir, quick, patch=128, batch=8):
     import keras
     import tensorflow as tf
+    from temzoo_datasets.synthetic_tem.synthetic_tem_dataset_builder import SyntheticTemConfig
 
     import temzoo
-    from temzoo_datasets.synthetic_tem.synthetic_tem_dataset_builder import SyntheticTemConfig
     from temzoo import data, datasets
 
     config = None

@@ -317,14 +317,16 @@ def effective_receptive_field(model, tolerance=EFFECTIVE_TOLERANCE, seed=0):
         field = np.cumsum(np.cumsum(rng.normal(size=(side, side, channels)), 0), 1)
         field = field + rng.normal(size=field.shape) * field.std() * 0.5
         probes.append((field - field.mean()) / field.std())
-    x = tf.constant(np.stack(probes).astype("float32"))
     centre, half = side // 2, stride // 2
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = model(x, training=False)
-        block = y[:, centre - half:centre - half + stride, centre - half:centre - half + stride, :]
-        objective = tf.reduce_sum(tf.cast(block, tf.float32))
-    influence = np.abs(tape.gradient(objective, x).numpy()).max(axis=(0, 3))
+    influence = np.zeros((side, side))
+    for probe in probes:  # one at a time: a backward pass at this size is the memory peak
+        x = tf.constant(probe[None].astype("float32"))
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = model(x, training=False)
+            block = y[:, centre - half:centre - half + stride, centre - half:centre - half + stride, :]
+            objective = tf.reduce_sum(tf.cast(block, tf.float32))
+        influence = np.maximum(influence, np.abs(tape.gradient(objective, x).numpy()).max(axis=(0, 3)))
     total = float(influence.sum())
     if not total > 0:
         return theoretical

@@ -34,10 +34,11 @@ channels of every layer's output, each weighted by its area relative to the
 input (measured on a small probe image); the measured peak on CPU was 17-47 %
 of that sum (:data:`ACTIVATION_FRACTION`). The
 budget on CPU is half the available RAM, at most :data:`MAX_BUDGET_BYTES`, less
-what the image's own arrays take (its normalised copy and the output), so that
-large images still fit the peak-RSS goal (3 GB at 8192 x 8192) and smaller ones
-get larger tiles, hence less overlap; on a GPU it is :data:`GPU_BUDGET_BYTES`. On ``tf.errors.ResourceExhaustedError``
-the prediction restarts with tiles half as large (batch size 1), down to the
+what the image's own arrays take (its normalised copy and the output); on a GPU it
+is :data:`GPU_BUDGET_BYTES`. Measured (``benchmarks/predict.py``, idle): a 2 GiB cap
+gave ``unet_pretrained`` 6 % tiling overhead at 4096 px (peak RSS 1.8 GB) against 14 %
+(1.3 GB) at 1 GiB; the cap stays at 1 GiB until peak RSS at 8192 px is measured with it.
+On ``tf.errors.ResourceExhaustedError`` the prediction restarts with tiles half as large (batch size 1), down to the
 smallest tile the overlap allows.
 """
 
@@ -52,7 +53,7 @@ from temzoo.errors import BadInputError, InputSizeError
 
 MAX_TILE = 2048
 MIN_IMAGE_SIDE = 2
-MAX_BUDGET_BYTES = 2 << 30
+MAX_BUDGET_BYTES = 1 << 30
 MIN_BUDGET_BYTES = 256 << 20
 GPU_BUDGET_BYTES = 1 << 30
 MAX_BATCH = 8
