@@ -146,7 +146,7 @@ def remove_stale_partials(path):
         match = pattern.match(entry)
         if not match:
             continue
-        if match.group("pid") is not None and (match.group("host") != _host() or _alive(int(match.group("pid")))):
+        if match.group("pid") is not None and (match.group("host") != _host() or pid_alive(int(match.group("pid")))):
             continue
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(directory, entry))
@@ -154,7 +154,8 @@ def remove_stale_partials(path):
     return removed
 
 
-def _alive(pid):
+def pid_alive(pid):
+    """True if a process with id ``pid`` runs on this host (or exists but is not ours to signal)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 
+from temzoo.atomic import pid_alive
 from temzoo.errors import BadInputError, TemzooError
 
 logger = logging.getLogger(__name__)
@@ -112,16 +113,6 @@ _STAGING = ".partial-"
 _OLD = ".old-"
 
 
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _staged_entries(parent, base, kind):
     prefix = f".{base}{kind}"
     for entry in os.listdir(parent):
@@ -142,7 +133,7 @@ def clean_stale_staging(out):
         return []
     removed = []
     for path, pid in list(_staged_entries(parent, base, _OLD)):
-        if _pid_alive(pid):
+        if pid_alive(pid):
             continue
         if not os.path.exists(out):  # killed between the two renames: the previous run comes back
             os.rename(path, out)
@@ -151,7 +142,7 @@ def clean_stale_staging(out):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     for path, pid in list(_staged_entries(parent, base, _STAGING)):
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
