@@ -402,7 +402,11 @@ def _with_precision(model, precision):
         return model
     copies = _precision_cache.setdefault(model, {})
     if name not in copies:
+        from temzoo.pretrained import attach_card, card
+
         copies[name] = precision_copy(model, name)
+        if card(model):  # the copy predicts like the model: same task, normaliser, recorded fields
+            attach_card(copies[name], card(model))
     return copies[name]
 
 

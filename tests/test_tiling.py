@@ -212,6 +212,9 @@ def test_a_recorded_effective_receptive_field_is_used_without_measuring(monkeypa
     attach_card(model, {"task": "denoising", "effective_receptive_field": 5})
     monkeypatch.setattr(rf_module, "effective_receptive_field", lambda *a, **k: pytest.fail("measured"))
     assert tiling.effective_receptive_field(model) == 5
+    # a bfloat16 copy made for predict(precision=...) keeps the card, hence the recorded field
+    copy = tiling._with_precision(model, "mixed_bfloat16")
+    assert copy is not model and tiling.effective_receptive_field(copy) == 5
 
 
 def test_the_budget_leaves_room_for_the_image_itself(monkeypatch):
