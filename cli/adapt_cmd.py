@@ -3,7 +3,7 @@
 import click
 
 from temzoo.adaptation.config import DEFAULTS, METHODS
-from temzoo.precision import PRECISIONS
+from temzoo.names import CLI_PRECISIONS
 
 
 class _StepBar:
@@ -53,7 +53,7 @@ class _StepBar:
 @click.option("--checkpoint-every", type=click.IntRange(0), default=DEFAULTS.checkpoint_every, show_default=True,
               help="Steps between checkpoints (an interrupted run resumes when re-run with the same command).")
 @click.option("--overwrite", is_flag=True, help="Replace a different or finished run in --out.")
-@click.option("--precision", type=click.Choice([p for p in PRECISIONS if p != "mixed_float16"]),
+@click.option("--precision", type=click.Choice(CLI_PRECISIONS),
               default=DEFAULTS.precision, show_default=True,
               help="auto: mixed_bfloat16 where the CPU (AVX512-BF16/AMX) or GPU computes bfloat16 natively, "
                    "else float32. The model is written in float32 either way.")

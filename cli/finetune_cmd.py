@@ -5,10 +5,9 @@ import sys
 import click
 
 from temzoo.evaluate import SEGMENTATION_METRICS
-from temzoo.finetune import DEFAULTS, SCHEDULES
-
-TASKS = ("segmentation", "denoising", "background_removal", "super_resolution")
-FREEZE = ("none", "encoder", "all_but_head")
+from temzoo.names import FINETUNE_DEFAULTS as DEFAULTS
+from temzoo.names import FREEZE_MODES as FREEZE
+from temzoo.names import SCHEDULES, TASKS
 
 
 METRICS_EPILOG = "\b\nSegmentation metrics (one definition each, the same in training, metrics.json and evaluate):\n" + \

@@ -4,7 +4,7 @@ import sys
 
 import click
 
-from temzoo.precision import PRECISIONS
+from temzoo.names import CLI_PRECISIONS
 
 
 class _TileBar:
@@ -41,7 +41,7 @@ class _TileBar:
 @click.option("--max-pixels", type=click.IntRange(1), default=None,
               help="Refuse frames with more pixels than this, before decoding them "
                    "(default: $TEMZOO_MAX_PIXELS or 100000000, a 10000 x 10000 frame).")
-@click.option("--precision", type=click.Choice([p for p in PRECISIONS if p != "mixed_float16"]), default="float32",
+@click.option("--precision", type=click.Choice(CLI_PRECISIONS), default="float32",
               show_default=True,
               help="auto: mixed_bfloat16 where the CPU (AVX512-BF16/AMX) or GPU computes bfloat16 natively, "
                    "else float32. bfloat16 outputs differ slightly from float32 ones (8-bit mantissa; measured on the shipped U-Nets: up to 0.1-0.16 of the output standard deviation at single pixels).")

@@ -4,9 +4,8 @@ import json
 
 import click
 
-from temzoo.precision import PRECISIONS
-
-METHODS = ("pix2pix", "autoencoder")
+from temzoo.names import PRECISIONS
+from temzoo.names import PRETRAIN_METHODS as METHODS
 
 
 @click.command()

@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from temzoo.errors import BadInputError
+from temzoo.names import task_or_default
 
 # One name, one definition: the same three in training logs (temzoo.tasks.losses.segmentation_metrics),
 # metrics.json and ``temzoo-cli evaluate`` (segmentation_scores). Counts are pooled over all pixels of
@@ -93,7 +94,7 @@ def evaluate(model, dataset, split="test", *, data_dir=None, dataset_config=None
         check_writable_dir(os.path.dirname(os.path.abspath(json_path)))
     resolved = resolve_model(model, allow_architecture=False)
     card = resolved.card or {}
-    task = card.get("task") or ("denoising" if is_restoration(resolved.model, card) else "segmentation")
+    task = task_or_default(card.get("task"), is_restoration(resolved.model, card))
     target = pipelines.target_key(dataset, task)
     ds = datasets.load(dataset, split, data_dir=data_dir, config=dataset_config)
     if max_examples:

@@ -36,7 +36,7 @@ from temzoo.errors import BadInputError
 
 INITS = ("pix2pix", "autoencoder", "random")
 STUDIES = ("pretraining", "receptive_field")
-RESTORATION = ("denoising", "background_removal", "super_resolution")
+from temzoo.names import RESTORATION_TASKS as RESTORATION
 # test metrics shown in the tables, and the validation metric convergence is measured on, per task
 TABLE_METRICS = {"segmentation": ("iou", "dice"), **{t: ("psnr", "ssim") for t in RESTORATION}}
 CONVERGENCE_METRIC = {"segmentation": "iou", **{t: "ssim" for t in RESTORATION}}

@@ -45,6 +45,7 @@ import time
 
 from temzoo.atomic import pid_alive
 from temzoo.errors import BadInputError, TemzooError
+from temzoo.names import FINETUNE_DEFAULTS, SCHEDULES
 
 logger = logging.getLogger(__name__)
 
@@ -55,23 +56,8 @@ CURVES_FILE = "learning_curves.png"
 OVERLAY_DIR = "overlays"
 RUN_FILES = (MODEL_FILE, CARD_FILE, METRICS_FILE, CURVES_FILE, OVERLAY_DIR)
 
-# The one place the fine-tuning defaults live (the CLI reads them from here).
-DEFAULTS = {
-    "train_fraction": 0.1,
-    "epochs": 5,
-    "steps_per_epoch": 30,
-    "batch_size": 8,
-    "patch_size": 128,
-    "freeze": "none",
-    "learning_rate": 2e-3,
-    "schedule": "cosine",
-    "seed": 0,
-    "overlays": 4,
-    "validation_images": 16,
-    "test_split": "test",
-    "batch_norm_batches": 4,
-}
-SCHEDULES = ("cosine", "constant")
+# The fine-tuning defaults live in temzoo.names (the CLI reads them from there too).
+DEFAULTS = FINETUNE_DEFAULTS
 
 
 class TrainingDivergedError(TemzooError):

@@ -12,10 +12,10 @@ import contextlib
 import functools
 import logging
 
+from temzoo.names import PRECISIONS  # noqa: F401  (re-exported; resolve_precision picks for "auto")
+
 logger = logging.getLogger(__name__)
 
-#: Dtype policies, plus ``"auto"``: :func:`resolve_precision` picks one for this machine.
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 #: NVIDIA GPUs from this compute capability (Ampere) on compute bfloat16 at tensor-core speed.
 BFLOAT16_GPU_CAPABILITY = (8, 0)
 #: Linux /proc/cpuinfo flags of CPUs with native bfloat16 dot products (AVX512-BF16, AMX).

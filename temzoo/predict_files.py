@@ -27,6 +27,7 @@ import os
 import numpy as np
 
 from temzoo.errors import BadInputError
+from temzoo.names import task_or_default
 
 
 def output_paths(input_path, out, task, frames, overlay):
@@ -101,7 +102,7 @@ def predict_files(model, inputs, out, *, overwrite=False, overlay=False, tile_si
     resolved = resolve_model(model, allow_architecture=False)
     card = resolved.card or {}
     restoring = is_restoration(resolved.model, card)
-    task = card.get("task") or ("restoration" if restoring else "segmentation")
+    task = task_or_default(card.get("task"), restoring)
     jobs = plan(checked, out, task, overwrite=overwrite, overlay=overlay)
     os.makedirs(out, exist_ok=True)
     written = []

@@ -38,7 +38,7 @@ import shutil
 
 from temzoo.errors import BadInputError, InputSizeError, TemzooError
 
-METHODS = ("pix2pix", "autoencoder")
+from temzoo.names import PRETRAIN_METHODS as METHODS
 SCHEDULES = ("constant", "cosine")
 MANIFEST = "run.json"
 # Every continuation that changed an argument: [{"step": 300, "changes": {"epochs": [30, 12]}}].

@@ -24,11 +24,12 @@ at test IoU 0.00 with frozen layers (everything predicted background) against 0.
 trainable ones and precise BN before validation (``temzoo.finetune``).
 """
 
+from temzoo.names import BATCH_NORM_MODES, HEAD_MODES, RESTORATION_TASKS
+from temzoo.names import TASKS as TASK_NAMES
 from temzoo.normalization import Normalizer
 from temzoo.tasks.backbone import resolve_model
 from temzoo.tasks.heads import attach_head, encoder_layer_names, freeze
 
-TASK_NAMES = ("segmentation", "denoising", "background_removal", "super_resolution")
 
 # BatchNormalization momentum while fine-tuning. Keras' default 0.99 (0.999 in the
 # keras.applications encoders) leaves the moving statistics, which inference uses,
@@ -36,9 +37,6 @@ TASK_NAMES = ("segmentation", "denoising", "background_removal", "super_resoluti
 # validate far worse than they train (measured: unet_pretrained fine-tuned 32 steps
 # for denoising, validation PSNR -0.1 dB at 0.99 against 29.0 dB at 0.9).
 FINETUNE_BN_MOMENTUM = 0.9
-RESTORATION_TASKS = ("denoising", "background_removal", "super_resolution")
-HEAD_MODES = ("auto", "keep", "new")
-BATCH_NORM_MODES = ("auto", "frozen", "train")
 # the task that temzoo's pretext (restore a clean image from a Poisson-noised copy) trains for
 PRETEXT_TASK = "denoising"
 

@@ -21,7 +21,8 @@ change takes effect; the optimizer state restarts).
 
 import keras
 
-FREEZE_MODES = ("none", "encoder", "all_but_head")
+from temzoo.names import FREEZE_MODES
+
 HEAD_LAYERS = ("head_upsample", "head_refine", "head", "head_activation")
 # Per-family encoder rule: layer-name prefixes. A family can instead define a
 # method ``encoder_layer_names()`` on its model class (the documented convention

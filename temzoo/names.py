@@ -1,0 +1,60 @@
+"""The names and defaults that the library and the CLI share: one source of truth, no TensorFlow.
+
+Every other module (and every ``click.Choice`` in ``cli/``) imports its names from
+here, so a new task, freeze mode or precision is added once. Importing this module
+is cheap (standard library only), so ``temzoo-cli --help`` stays fast;
+``tests/test_names.py`` checks that it stays TensorFlow-free and that the modules
+using these names agree with it.
+"""
+
+#: Tasks a pretrained generator can be adapted to (:func:`temzoo.tasks.build`).
+TASKS = ("segmentation", "denoising", "background_removal", "super_resolution")
+#: The tasks whose output is an image (trained with L1, scored with PSNR/SSIM).
+RESTORATION_TASKS = ("denoising", "background_removal", "super_resolution")
+#: What a model card without a ``task`` is taken for when its output is an image.
+DEFAULT_RESTORATION_TASK = "denoising"
+
+#: ``freeze=`` of the task builders and ``finetune``.
+FREEZE_MODES = ("none", "encoder", "all_but_head")
+#: ``head=`` of the task builders: keep the trained output layer, or attach a new one.
+HEAD_MODES = ("auto", "keep", "new")
+#: ``batch_norm=`` of the task builders.
+BATCH_NORM_MODES = ("auto", "frozen", "train")
+
+#: Self-supervised pretraining methods (``temzoo.pretraining``).
+PRETRAIN_METHODS = ("pix2pix", "autoencoder")
+#: Self-supervised adaptation methods (``temzoo.adapt``); ``auto`` picks by the input.
+ADAPT_METHODS = ("auto", "blind_spot", "binomial")
+
+#: Dtype policies, plus ``"auto"`` (bfloat16 where this machine computes it fast).
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+#: The precisions offered on the command line (float16 needs a GPU and loss scaling).
+CLI_PRECISIONS = tuple(p for p in PRECISIONS if p != "mixed_float16")
+
+#: Learning-rate schedules of ``finetune``.
+SCHEDULES = ("cosine", "constant")
+
+#: Fine-tuning defaults: README's main command, chosen to fit in about 3 minutes on 2 CPU
+#: cores (``benchmarks/quickstart.py`` measures them). The CLI reads its defaults from here.
+FINETUNE_DEFAULTS = {
+    "train_fraction": 0.1,
+    "epochs": 5,
+    "steps_per_epoch": 30,
+    "batch_size": 8,
+    "patch_size": 128,
+    "freeze": "none",
+    "learning_rate": 2e-3,
+    "schedule": "cosine",
+    "seed": 0,
+    "overlays": 4,
+    "validation_images": 16,
+    "test_split": "test",
+    "batch_norm_batches": 4,
+}
+
+
+def task_or_default(task, restoring):
+    """A card's ``task``, or what a card without one is taken for (the same in predict and evaluate)."""
+    if task:
+        return task
+    return DEFAULT_RESTORATION_TASK if restoring else "segmentation"
