@@ -1,5 +1,7 @@
 """``temzoo-cli adapt``: adapt a denoiser to your own noisy micrographs (thin shell over ``temzoo.adapt``)."""
 
+import sys
+
 import click
 
 from temzoo.adaptation.config import DEFAULTS, METHODS
@@ -15,7 +17,7 @@ class _StepBar:
     def __call__(self, step, steps, loss):
         if self.bar is None:
             self.bar = click.progressbar(length=steps, label="adapting", show_pos=True, show_eta=True,
-                                         file=click.get_text_stream("stderr"),
+                                         file=sys.stderr,
                                          item_show_func=lambda item: item)
             self.bar.__enter__()
             self.bar.update(step - 1)
