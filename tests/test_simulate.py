@@ -110,6 +110,22 @@ def test_mask_covers_the_particle_exactly():
     assert out["clean"][mask == 1].std() > 3 * out["clean"][mask == 0].std()
 
 
+def test_particle_beyond_the_band_limit_stays_visible_by_absorption():
+    """Au [111] at 0.55 Å/px: its lattice lies beyond the band limit, so only absorption
+    (mass-thickness contrast) shows the particle; a pure phase object left it invisible
+    while the mask marked it (synthetic_tem 1.0.0: the quick start's unlearnable images)."""
+    center, semi = (35.0, 35.0), (22.0, 22.0)
+    common = dict(pixel_size=0.55, defocus=300.0, cs=1e7, zone_axis="[111]", particles=[(center, semi, 0.0)])
+    ranges = HrtemRanges(carbon_thickness=(40.0, 40.0))
+    out = simulate_nanoparticles(np.random.default_rng(3), 128, ranges, **common)
+    inside, outside = out["clean"][out["mask"] == 1], out["clean"][out["mask"] == 0]
+    assert inside.mean() < outside.mean() - 0.03  # a dark particle on the carbon
+    phase_only = simulate_nanoparticles(np.random.default_rng(3), 128, HrtemRanges(
+        carbon_thickness=(40.0, 40.0), absorption=(0.0, 0.0)), **common)
+    flat_in, flat_out = phase_only["clean"][out["mask"] == 1], phase_only["clean"][out["mask"] == 0]
+    assert abs(flat_in.mean() - flat_out.mean()) < 0.01  # what 1.0.0 drew: no contrast at all
+
+
 def test_column_thickness_follows_the_ellipsoid():
     x, y, atoms = crystal.particle_columns((0, 0), (30.0, 30.0), 0.0, 0.0, "[100]", AU, np.random.default_rng(0))
     center = np.argmin(np.hypot(x, y))

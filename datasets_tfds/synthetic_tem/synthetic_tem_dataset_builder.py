@@ -114,9 +114,15 @@ def _uint8_image(size):
 class SyntheticTem(tfds.core.GeneratorBasedBuilder):
     """Simulated HRTEM nanoparticle and STEM lattice images; generated locally, nothing downloaded."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release: au_np, atomic and unlabeled configs (realistic added later; "
-                              "the other configs are unchanged)."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release: au_np, atomic and unlabeled configs (realistic added later; "
+                 "the other configs are unchanged).",
+        "1.1.0": "HRTEM particles absorb (mass-thickness contrast, temzoo.simulate.hrtem): in 1.0.0 a "
+                 "pure phase object made particles whose lattice lies beyond the band limit (Au [111] "
+                 "at about 0.5 A/px, about a sixth of au_np) invisible in the image while the mask "
+                 "marked them.",
+    }
     # temzoo.datasets builds generated datasets on first use instead of asking for files.
     GENERATED = True
     BUILDER_CONFIGS = [
