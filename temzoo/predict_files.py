@@ -94,7 +94,7 @@ def predict_files(model, inputs, out, *, overwrite=False, overlay=False, tile_si
     from temzoo import __version__
     from temzoo.io import iter_frames, write_tiff
     from temzoo.precision import resolve_precision
-    from temzoo.tasks.backbone import resolve_model
+    from temzoo.resolve import resolve_model
     from temzoo.tiling import is_restoration, predict
 
     precision = resolve_precision(precision)
