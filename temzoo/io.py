@@ -33,10 +33,11 @@ import os
 
 import numpy as np
 
+from temzoo import formats as _formats
 from temzoo.atomic import atomic_path
 from temzoo.atomic import refuse_existing as _refuse_existing
 from temzoo.errors import BadInputError
-from temzoo.formats import (  # noqa: F401  (re-exported: temzoo.io.max_pixels, ... keep working)
+from temzoo.formats import (  # noqa: F401  (re-exported: temzoo.io.check_pixels, ... keep working)
     DEFAULT_MAX_PIXELS,
     FORMATS_EXTENSIONS,
     MAX_PIXELS_ENV,
@@ -46,12 +47,12 @@ from temzoo.formats import (  # noqa: F401  (re-exported: temzoo.io.max_pixels, 
     MissingExtraError,
     check_pixels,
     frame_count,
-    max_pixels,
     raw_frames,
     rsciio_plugin,
 )
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+max_pixels = _formats.max_pixels  # re-exported (parameters below share its name)
 
 
 def check_readable(path):

@@ -70,21 +70,8 @@ def _place_particles(rng, field, ranges):
     return particles
 
 
-def simulate_nanoparticles(rng, image_size, ranges=HrtemRanges(), **fixed):
-    """One HRTEM image of nanoparticles; random parameters from ``ranges``.
-
-    Keyword arguments in ``fixed`` pin parameters instead of drawing them:
-    ``material``, ``zone_axis``, ``pixel_size``, ``defocus``, ``cs`` (Å),
-    ``focal_spread``, ``convergence`` (rad), ``dose``, ``carbon_thickness``,
-    ``lattice_angle`` (rad) and ``particles`` (list of (centre Å, (ra, rb) Å,
-    outline angle)).
-
-    Returns a dict: ``image`` (noisy, float32 HxW), ``clean`` (noiseless
-    intensity, 1 = vacuum), ``mask`` (uint8 HxW, 1 inside a particle) and the
-    metadata ``pixel_size``, ``dose``, ``defocus``, ``cs``, ``zone_axis``,
-    ``material``, ``num_particles``.
-    """
-    size = int(image_size)
+def _draw_parameters(rng, ranges, fixed):
+    """The imaging parameters: those in ``fixed``, the others drawn from ``ranges`` (in a fixed order)."""
     draw = {
         "material": lambda: ranges.materials[int(rng.integers(len(ranges.materials)))],
         "zone_axis": lambda: ranges.zone_axes[int(rng.integers(len(ranges.zone_axes)))],
@@ -100,15 +87,11 @@ def simulate_nanoparticles(rng, image_size, ranges=HrtemRanges(), **fixed):
     unknown = set(fixed) - set(draw) - {"particles"}
     if unknown:
         raise TypeError(f"unknown fixed parameter(s): {', '.join(sorted(unknown))}")
-    p = {name: fixed[name] if name in fixed else fn() for name, fn in draw.items()}
-    material = crystal.MATERIALS[p["material"]]
-    pixel = float(p["pixel_size"])
-    field = size * pixel
-    particles = fixed["particles"] if "particles" in fixed else _place_particles(rng, field, ranges)
+    return {name: fixed[name] if name in fixed else fn() for name, fn in draw.items()}
 
-    pad = max(16, size // 16)  # margin for CTF delocalisation; particles sit in the central 70 %
-    grid = size + 2 * pad
-    shape = (grid, grid)
+
+def _deposits(rng, p, particles, material, pixel, shape, pad):
+    """Atoms per pixel on the padded grid: the particles' columns (weighted by atom count) and the carbon."""
     xs, ys, counts = [], [], []
     for center, semi, outline_angle in particles:
         x, y, n = crystal.particle_columns(
@@ -125,18 +108,26 @@ def simulate_nanoparticles(rng, image_size, ranges=HrtemRanges(), **fixed):
         np.concatenate(counts or [np.zeros(0)]),
     )
     carbon = rng.poisson(CARBON_DENSITY * p["carbon_thickness"] * pixel**2, shape).astype(np.float32)
+    return metal, carbon
 
+
+def _phase(metal, carbon, material, pixel, cutoff, voltage_kv):
+    """Phase shift ``sigma * V`` of the exit wave, ``V`` the band-limited projected potential (V Å)."""
+    shape = metal.shape
     k_r = optics.frequency_magnitude(shape, pixel, rfft=True)
-    cutoff = (2.0 / 3.0) * 0.5 / pixel
     band = k_r <= cutoff
     metal_form = potential.atom_potential_spectrum(k_r, material.z, material.debye_waller) * band
     carbon_form = potential.atom_potential_spectrum(k_r, CARBON_Z) * band
     spectrum = np.fft.rfft2(metal) * metal_form.astype(np.float32)
     spectrum += np.fft.rfft2(carbon) * carbon_form.astype(np.float32)
-    sigma = float(optics.interaction_constant(ranges.voltage_kv))
+    sigma = float(optics.interaction_constant(voltage_kv))
     # phase = sigma * V, with V = projected potential in V Å (deposit per pixel area)
-    phase = np.fft.irfft2(spectrum, s=shape) * np.float32(sigma / pixel**2)
+    return np.fft.irfft2(spectrum, s=shape) * np.float32(sigma / pixel**2)
 
+
+def _image_intensity(phase, p, pixel, cutoff, ranges):
+    """``|psi_image|^2`` on the padded grid: the phase-object exit wave through the objective lens."""
+    shape = phase.shape
     exit_wave = np.empty(shape, dtype=np.complex64)
     exit_wave.real = np.cos(phase)
     exit_wave.imag = np.sin(phase)
@@ -146,7 +137,35 @@ def simulate_nanoparticles(rng, image_size, ranges=HrtemRanges(), **fixed):
         k, wavelength, p["defocus"], p["cs"], p["focal_spread"], p["convergence"], min(ranges.aperture, cutoff)
     )
     image_wave = np.fft.ifft2(np.fft.fft2(exit_wave) * transfer)
-    intensity = (np.square(image_wave.real) + np.square(image_wave.imag))[pad : pad + size, pad : pad + size]
+    return np.square(image_wave.real) + np.square(image_wave.imag)
+
+
+def simulate_nanoparticles(rng, image_size, ranges=HrtemRanges(), **fixed):
+    """One HRTEM image of nanoparticles; random parameters from ``ranges``.
+
+    Keyword arguments in ``fixed`` pin parameters instead of drawing them:
+    ``material``, ``zone_axis``, ``pixel_size``, ``defocus``, ``cs`` (Å),
+    ``focal_spread``, ``convergence`` (rad), ``dose``, ``carbon_thickness``,
+    ``lattice_angle`` (rad) and ``particles`` (list of (centre Å, (ra, rb) Å,
+    outline angle)).
+
+    Returns a dict: ``image`` (noisy, float32 HxW), ``clean`` (noiseless
+    intensity, 1 = vacuum), ``mask`` (uint8 HxW, 1 inside a particle) and the
+    metadata ``pixel_size``, ``dose``, ``defocus``, ``cs``, ``zone_axis``,
+    ``material``, ``num_particles``.
+    """
+    size = int(image_size)
+    p = _draw_parameters(rng, ranges, fixed)
+    material = crystal.MATERIALS[p["material"]]
+    pixel = float(p["pixel_size"])
+    particles = fixed["particles"] if "particles" in fixed else _place_particles(rng, size * pixel, ranges)
+
+    pad = max(16, size // 16)  # margin for CTF delocalisation; particles sit in the central 70 %
+    shape = (size + 2 * pad, size + 2 * pad)
+    metal, carbon = _deposits(rng, p, particles, material, pixel, shape, pad)
+    cutoff = (2.0 / 3.0) * 0.5 / pixel
+    phase = _phase(metal, carbon, material, pixel, cutoff, ranges.voltage_kv)
+    intensity = _image_intensity(phase, p, pixel, cutoff, ranges)[pad : pad + size, pad : pad + size]
     intensity = intensity.astype(np.float32)
 
     mask = np.zeros((size, size), dtype=np.uint8)
