@@ -56,7 +56,7 @@ def child(model_name, size):
     stride = tiling.model_stride(model)
     rng = np.random.default_rng(0)
     image = rng.random((size, size), dtype=np.float32)
-    margin, ramp, tile, batch = tiling._layout_parameters(model, stride, None, None, None, size)
+    margin, ramp, tile, batch = tiling.layout_parameters(model, stride, None, None, None, size)
     side = min(size, tile)
     forward = tiling._forward(model)
     probe = rng.standard_normal((1, side, side, 1), dtype=np.float32)

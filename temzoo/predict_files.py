@@ -91,10 +91,10 @@ def predict_files(model, inputs, out, *, overwrite=False, overlay=False, tile_si
 
     Returns the list of written paths.
     """
-    from temzoo import __version__
+    from temzoo._version import __version__
     from temzoo.io import iter_frames, write_tiff
     from temzoo.precision import resolve_precision
-    from temzoo.tasks.backbone import resolve_model
+    from temzoo.resolve import resolve_model
     from temzoo.tiling import is_restoration, predict
 
     precision = resolve_precision(precision)

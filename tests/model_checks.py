@@ -127,11 +127,16 @@ def float64():
     """Build probe models in float64: a deep model's border taps carry ~1e-35 of the
     signal, which float32 flushes to zero."""
     previous = keras.config.floatx()
+    # the global dtype policy is created from floatx the first time it is asked for; it is
+    # set explicitly here and restored, so a policy first made inside is not left at float64
+    previous_policy = keras.config.dtype_policy()
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
     try:
         yield
     finally:
         keras.config.set_floatx(previous)
+        keras.config.set_dtype_policy(previous_policy)
 
 
 @contextlib.contextmanager

@@ -183,6 +183,13 @@ def test_graph_walk_reads_the_keras_internals_it_needs_and_fails_loudly_without_
     sequential = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Conv2D(2, 5, padding="same")])
     assert sum(len(nodes) for nodes in graph._graph_of(functional).values()) >= 2
     assert [type(c.layer).__name__ for c in graph.flatten_calls(sequential)[0]] == ["Conv2D"]
+    assert isinstance(graph.producer(functional.outputs[0]), keras.layers.Conv2D)
     monkeypatch.delattr(functional, "_nodes_by_depth")
     with pytest.raises(graph.KerasInternalsError, match=r"_nodes_by_depth.*Keras release"):
         graph.flatten_calls(functional)
+    monkeypatch.delattr(sequential, "_functional")
+    with pytest.raises(graph.KerasInternalsError, match=r"_functional.*Keras release"):
+        graph.flatten_calls(sequential)
+    monkeypatch.delattr(functional.outputs[0], "_keras_history")
+    with pytest.raises(graph.KerasInternalsError, match=r"_keras_history.*Keras release"):
+        graph.producer(functional.outputs[0])

@@ -6,7 +6,7 @@ import pytest
 
 import temzoo
 import temzoo.tasks as tasks
-from temzoo import tiling
+from temzoo import tile_layout, tiling
 from temzoo.errors import BadInputError, InputSizeError
 from temzoo.normalization import Normalizer
 from temzoo.pretrained import attach_card
@@ -138,17 +138,17 @@ def test_window_weights_cover_every_pixel(length):
     stride, margin, ramp, tile = 4, 12, 8, 64
     starts = tiling.tile_starts(length, min(tile, length), min(tile, length) - 2 * margin - ramp)
     assert all(s % stride == 0 for s in starts) and starts[-1] + min(tile, length) == length
-    total = tiling._profile_sum(length, min(tile, length), starts, margin, ramp)
+    total = tile_layout.profile_sum(length, min(tile, length), starts, margin, ramp)
     assert (total > 0).all()
 
 
 def test_default_tile_size_fits_the_budget(unet, monkeypatch):
-    monkeypatch.setattr(tiling, "memory_budget", lambda image_bytes=0: 256 << 20)
+    monkeypatch.setattr(tile_layout, "memory_budget", lambda image_bytes=0: 256 << 20)
     overlap = 2 * 80 + 48
     side, batch = tiling.choose_tile_size(unet, 16, overlap)
     assert side % 16 == 0 and side >= 2 * overlap
     assert side * side * batch * tiling.bytes_per_pixel(unet) <= (256 << 20)
-    monkeypatch.setattr(tiling, "memory_budget", lambda image_bytes=0: 1 << 40)
+    monkeypatch.setattr(tile_layout, "memory_budget", lambda image_bytes=0: 1 << 40)
     assert tiling.choose_tile_size(unet, 16, overlap) == (tiling.MAX_TILE, tiling.MAX_BATCH)
 
 

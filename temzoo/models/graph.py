@@ -4,12 +4,14 @@ Nested models (such as a ``keras.applications`` encoder used as a layer) are
 opened up, so callers see every primitive layer once per call, in topological
 order. Used by :mod:`temzoo.receptive_field` and by the benchmark FLOP count.
 
-Keras has no public API for a functional model's graph of layer calls. The two
-private attributes this module needs (a functional model's ``_nodes_by_depth``
-and a built Sequential model's ``_functional``) are read in :func:`_graph_of` and
-:func:`_functional` only; if a Keras release renames them, those fail with
+Keras has no public API for a functional model's graph of layer calls. The
+private attributes temzoo needs (a functional model's ``_nodes_by_depth``, a
+built Sequential model's ``_functional`` and a symbolic tensor's
+``_keras_history``) are read here only, in :func:`_graph_of`, :func:`_functional`
+and :func:`producer`; if a Keras release renames them, those fail with
 :class:`KerasInternalsError` naming the attribute and the Keras version, and
-``tests/test_receptive_field.py`` fails loudly.
+``tests/test_receptive_field.py`` fails loudly. Nothing else in temzoo reads
+private Keras graph attributes.
 """
 
 from dataclasses import dataclass
@@ -61,6 +63,17 @@ def _graph_of(fn):
             )
         raise ValueError(f"{getattr(fn, 'name', fn)!r} is not a functional Keras model.")
     return graph
+
+
+def producer(tensor):
+    """The layer whose call produced the symbolic ``tensor`` (Keras' private ``_keras_history``)."""
+    history = getattr(tensor, "_keras_history", None)
+    if history is None or not hasattr(history, "operation"):
+        raise KerasInternalsError(
+            f"Keras {keras.__version__}: a symbolic tensor has no '_keras_history.operation' any more; "
+            "temzoo.models.graph needs updating for this Keras release."
+        )
+    return history.operation
 
 
 def _is_functional(layer):

@@ -74,6 +74,64 @@ def _fuse(branches, widths, normalization, activation, groups, name):
     return fused
 
 
+def _check_stages(widths, blocks, modules, input_skip_filters):
+    """``widths``, ``blocks``, ``modules`` as lists of ints and ``input_skip_filters`` as an int, checked."""
+    widths = [int(w) for w in widths]
+    blocks = [int(b) for b in blocks]
+    modules = [int(m) for m in modules]
+    if not widths:
+        raise ValueError("widths needs at least one value (one per branch).")
+    if len(blocks) != len(widths) or len(modules) != len(widths):
+        raise ValueError(
+            f"blocks and modules need one value per stage ({len(widths)} stages from widths={widths}); "
+            f"got blocks={blocks}, modules={modules}."
+        )
+    if modules[0] != 1:
+        raise ValueError(f"modules[0] must be 1 (stage 1 has one branch and no fusion), got {modules[0]}.")
+    if min(blocks) < 1 or min(modules) < 1:
+        raise ValueError(f"blocks and modules must be at least 1, got blocks={blocks}, modules={modules}.")
+    input_skip_filters = int(input_skip_filters)
+    if input_skip_filters < 0:
+        raise ValueError(f"input_skip_filters must be 0 (no skip) or positive, got {input_skip_filters}.")
+    return widths, blocks, modules, input_skip_filters
+
+
+def _stage(branches, stage, widths, blocks, modules, block):
+    """Stage ``stage + 1``: a transition that adds a half-resolution branch, then ``modules`` modules."""
+    # transition: adapt the existing branches' widths, add a half-resolution branch
+    new = []
+    for i, x in enumerate(branches):
+        if x.shape[-1] != widths[i]:
+            x = conv_norm_act(x, widths[i], 3, name=f"transition{stage}_{i}", **block)
+        new.append(x)
+    new.append(conv_norm_act(branches[-1], widths[stage], 3, name=f"transition{stage}_{stage}", strides=2, **block))
+    branches = new
+    for m in range(modules):
+        prefix = f"stage{stage + 1}_module{m}"
+        branches = [
+            _repeat_blocks(x, widths[i], blocks, f"{prefix}_branch{i}", block) for i, x in enumerate(branches)
+        ]
+        branches = _fuse(branches, widths, name=f"{prefix}_fuse", **block)
+    return branches
+
+
+def _head(branches, image, widths, head, input_skip_filters, block):
+    """HRNetV2's head (every branch upsampled and concatenated, mixed, back to full resolution), refined."""
+    if len(branches) == 1 and branches[0].shape[-1] != widths[0]:
+        branches = [conv_norm_act(branches[0], widths[0], 1, name="transition_out", **block)]
+    upsampled = [branches[0]] + [
+        UpSampling2D(2**i, interpolation="bilinear", name=f"head_up{i}")(x)
+        for i, x in enumerate(branches[1:], start=1)
+    ]
+    x = upsampled[0] if len(upsampled) == 1 else keras.layers.Concatenate(name="head_concat")(upsampled)
+    x = conv_norm_act(x, sum(widths), 1, name="head_mix", **block)
+    x = UpSampling2D(4, interpolation="bilinear", name="head_full_resolution")(x)
+    if input_skip_filters:
+        skip = conv_norm_act(image, input_skip_filters, 3, name="head_input_skip", **block)
+        x = keras.layers.Concatenate(name="head_skip_concat")([x, skip])
+    return conv_norm_act(x, head, 3, name="head_refine", **block)
+
+
 @keras.saving.register_keras_serializable(package="temzoo")
 class HRNet(keras.Model):
     """HRNet (Wang et al. 2019, HRNetV2 head) for dense prediction on 1-channel images.
@@ -137,23 +195,7 @@ class HRNet(keras.Model):
         output_activation=None,
         **kwargs,
     ):
-        widths = [int(w) for w in widths]
-        blocks = [int(b) for b in blocks]
-        modules = [int(m) for m in modules]
-        if not widths:
-            raise ValueError("widths needs at least one value (one per branch).")
-        if len(blocks) != len(widths) or len(modules) != len(widths):
-            raise ValueError(
-                f"blocks and modules need one value per stage ({len(widths)} stages from widths={widths}); "
-                f"got blocks={blocks}, modules={modules}."
-            )
-        if modules[0] != 1:
-            raise ValueError(f"modules[0] must be 1 (stage 1 has one branch and no fusion), got {modules[0]}.")
-        if min(blocks) < 1 or min(modules) < 1:
-            raise ValueError(f"blocks and modules must be at least 1, got blocks={blocks}, modules={modules}.")
-        input_skip_filters = int(input_skip_filters)
-        if input_skip_filters < 0:
-            raise ValueError(f"input_skip_filters must be 0 (no skip) or positive, got {input_skip_filters}.")
+        widths, blocks, modules, input_skip_filters = _check_stages(widths, blocks, modules, input_skip_filters)
         name = kwargs.pop("name", "hrnet")
         stride = 4 * 2 ** (len(widths) - 1)
         head = int(head_filters or widths[0])
@@ -167,36 +209,8 @@ class HRNet(keras.Model):
             x = _bottleneck(x, stage1_filters, name=f"stage1_block{b}", **block)
         branches = [x]
         for stage in range(1, len(widths)):
-            # transition: adapt the existing branches' widths, add a half-resolution branch
-            new = []
-            for i, x in enumerate(branches):
-                if x.shape[-1] != widths[i]:
-                    x = conv_norm_act(x, widths[i], 3, name=f"transition{stage}_{i}", **block)
-                new.append(x)
-            new.append(
-                conv_norm_act(branches[-1], widths[stage], 3, name=f"transition{stage}_{stage}", strides=2, **block)
-            )
-            branches = new
-            for m in range(modules[stage]):
-                prefix = f"stage{stage + 1}_module{m}"
-                branches = [
-                    _repeat_blocks(x, widths[i], blocks[stage], f"{prefix}_branch{i}", block)
-                    for i, x in enumerate(branches)
-                ]
-                branches = _fuse(branches, widths, name=f"{prefix}_fuse", **block)
-        if len(branches) == 1 and branches[0].shape[-1] != widths[0]:
-            branches = [conv_norm_act(branches[0], widths[0], 1, name="transition_out", **block)]
-        upsampled = [branches[0]] + [
-            UpSampling2D(2**i, interpolation="bilinear", name=f"head_up{i}")(x)
-            for i, x in enumerate(branches[1:], start=1)
-        ]
-        x = upsampled[0] if len(upsampled) == 1 else keras.layers.Concatenate(name="head_concat")(upsampled)
-        x = conv_norm_act(x, sum(widths), 1, name="head_mix", **block)
-        x = UpSampling2D(4, interpolation="bilinear", name="head_full_resolution")(x)
-        if input_skip_filters:
-            skip = conv_norm_act(image, input_skip_filters, 3, name="head_input_skip", **block)
-            x = keras.layers.Concatenate(name="head_skip_concat")([x, skip])
-        x = conv_norm_act(x, head, 3, name="head_refine", **block)
+            branches = _stage(branches, stage, widths, blocks[stage], modules[stage], block)
+        x = _head(branches, image, widths, head, input_skip_filters, block)
         outputs = output_head(x, output_channels, output_activation)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
 

@@ -6,6 +6,7 @@ import warnings
 import keras
 
 from temzoo.errors import BadInputError, TemzooError
+from temzoo.models.graph import producer
 from temzoo.models.layers import (
     UPSAMPLINGS,
     SizeCheck,
@@ -81,9 +82,8 @@ def build_encoder(encoder="mobilenetv2", alpha=1.0, minimalistic=False, weights=
         strides = getattr(layer, "strides", None)
         if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D) and tuple(strides) == (2, 2):
             x = layer.input
-            producer = x._keras_history.operation
-            if isinstance(producer, keras.layers.ZeroPadding2D):
-                x = producer.input
+            if isinstance(producer(x), keras.layers.ZeroPadding2D):
+                x = producer(x).input
             taps.append(x)
     taps = taps[1:] + [app.output]  # the first stride-2 layer reads the image itself
     if len(taps) != 5:

@@ -30,6 +30,48 @@ def _conv_block(x, filters, kernel_size, convs, block_type, normalization, activ
     return x
 
 
+def _check_levels(depth, base_filters, filters, max_filters, pool_sizes):
+    """``(pool_sizes, widths, total stride)`` of a U-Net of ``depth`` pooling stages, checked."""
+    if depth < 1:
+        raise ValueError(f"depth must be at least 1, got {depth}.")
+    pool_sizes = [2] * depth if pool_sizes is None else [int(p) for p in pool_sizes]
+    if len(pool_sizes) != depth:
+        raise ValueError(f"pool_sizes needs {depth} values (one per pooling stage), got {pool_sizes}.")
+    if filters is None:
+        widths = [min(base_filters * 2**i, max_filters) for i in range(depth + 1)]
+    else:
+        widths = [int(f) for f in filters]
+        if len(widths) != depth + 1:
+            raise ValueError(f"filters needs depth + 1 = {depth + 1} values, got {widths}.")
+    stride = 1
+    for p in pool_sizes:
+        stride *= p
+    return pool_sizes, widths, stride
+
+
+def _encoder_decoder(x, widths, pool_sizes, dropout, upsampling, block):
+    """The U: encoder blocks and pooling, the bottleneck, then upsampling, skip concatenation and decoder blocks."""
+    depth = len(pool_sizes)
+    skips = []
+    for level in range(depth):
+        drop = dropout if level >= depth - 1 else 0.0
+        x = _conv_block(x, widths[level], dropout=drop, name=f"enc{level}", **block)
+        skips.append(x)
+        p = pool_sizes[level]
+        x = keras.layers.MaxPooling2D(p, strides=p, padding="same", name=f"pool{level}")(x)
+    x = _conv_block(x, widths[depth], dropout=dropout, name="bottleneck", **block)
+    for level in reversed(range(depth)):
+        p = pool_sizes[level]
+        if upsampling == "transpose":
+            x = keras.layers.Conv2DTranspose(widths[level], p, strides=p, padding="same", name=f"up{level}")(x)
+        else:
+            x = UpSampling2D(p, interpolation="bilinear", name=f"up{level}_resize")(x)
+            x = keras.layers.Conv2D(widths[level], 1, padding="same", name=f"up{level}")(x)
+        x = keras.layers.Concatenate(name=f"skip{level}")([x, skips[level]])
+        x = _conv_block(x, widths[level], dropout=0.0, name=f"dec{level}", **block)
+    return x
+
+
 @keras.saving.register_keras_serializable(package="temzoo")
 class UNet(keras.Model):
     """U-Net (Ronneberger et al. 2015) for dense prediction on 1-channel images.
@@ -79,21 +121,8 @@ class UNet(keras.Model):
     ):
         check_choice("block_type", block_type, BLOCK_TYPES)
         check_choice("upsampling", upsampling, UPSAMPLINGS)
-        if depth < 1:
-            raise ValueError(f"depth must be at least 1, got {depth}.")
-        pool_sizes = [2] * depth if pool_sizes is None else [int(p) for p in pool_sizes]
-        if len(pool_sizes) != depth:
-            raise ValueError(f"pool_sizes needs {depth} values (one per pooling stage), got {pool_sizes}.")
-        if filters is None:
-            widths = [min(base_filters * 2**i, max_filters) for i in range(depth + 1)]
-        else:
-            widths = [int(f) for f in filters]
-            if len(widths) != depth + 1:
-                raise ValueError(f"filters needs depth + 1 = {depth + 1} values, got {widths}.")
+        pool_sizes, widths, stride = _check_levels(depth, base_filters, filters, max_filters, pool_sizes)
         name = kwargs.pop("name", "unet")
-        stride = 1
-        for p in pool_sizes:
-            stride *= p
 
         inputs = keras.Input((None, None, input_channels), name="image")
         x = SizeCheck(stride, model_name=name, name="size_check")(inputs)
@@ -105,23 +134,7 @@ class UNet(keras.Model):
             activation=activation,
             groups=groups,
         )
-        skips = []
-        for level in range(depth):
-            drop = dropout if level >= depth - 1 else 0.0
-            x = _conv_block(x, widths[level], dropout=drop, name=f"enc{level}", **block)
-            skips.append(x)
-            p = pool_sizes[level]
-            x = keras.layers.MaxPooling2D(p, strides=p, padding="same", name=f"pool{level}")(x)
-        x = _conv_block(x, widths[depth], dropout=dropout, name="bottleneck", **block)
-        for level in reversed(range(depth)):
-            p = pool_sizes[level]
-            if upsampling == "transpose":
-                x = keras.layers.Conv2DTranspose(widths[level], p, strides=p, padding="same", name=f"up{level}")(x)
-            else:
-                x = UpSampling2D(p, interpolation="bilinear", name=f"up{level}_resize")(x)
-                x = keras.layers.Conv2D(widths[level], 1, padding="same", name=f"up{level}")(x)
-            x = keras.layers.Concatenate(name=f"skip{level}")([x, skips[level]])
-            x = _conv_block(x, widths[level], dropout=0.0, name=f"dec{level}", **block)
+        x = _encoder_decoder(x, widths, pool_sizes, dropout, upsampling, block)
         outputs = output_head(x, output_channels, output_activation)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
 

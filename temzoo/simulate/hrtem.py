@@ -11,15 +11,16 @@ Image formation (all numpy, float32/complex64):
    space, band-limited to 2/3 of Nyquist against aliasing.
 3. Phase-object approximation with an absorptive potential: exit wave
    ``psi = exp((i - kappa) sigma V)``, sigma = :func:`interaction_constant`,
-   ``kappa`` the ratio of absorptive to elastic potential (drawn from
-   ``HrtemRanges.absorption``). The absorptive part stands for electrons
-   scattered to angles the band limit and the objective aperture remove: it
-   gives a heavy-metal particle its mass-thickness (amplitude) contrast, so a
-   particle stays visible where its lattice fringes lie beyond the band limit
-   (Au [111] at 0.5 Å/px; without it such particles were invisible in the
-   clean image while the mask marked them, synthetic_tem 1.0.0). (Valid for
-   thin specimens; thick columns of a heavy metal are outside its validity,
-   which we accept for training data whose job is realistic-looking contrast.)
+   ``kappa`` the ratio of absorptive to elastic potential (the metal's drawn
+   from ``HrtemRanges.absorption``, carbon's :data:`CARBON_ABSORPTION`). The
+   absorptive part stands for electrons scattered to angles the band limit
+   and the objective aperture remove: it gives a heavy-metal particle its
+   mass-thickness (amplitude) contrast, so a particle stays visible where its
+   lattice fringes lie beyond the band limit (Au [111] at 0.5 Å/px; without it
+   such particles were invisible in the clean image while the mask marked
+   them, synthetic_tem 1.0.0). (Valid for thin specimens; thick columns of a
+   heavy metal are outside its validity, which we accept for training data
+   whose job is realistic-looking contrast.)
 4. The objective lens multiplies the exit-wave spectrum by
    ``exp(-i chi) E_t E_s`` inside the aperture (:mod:`temzoo.simulate.optics`);
    the image intensity is ``|psi_image|^2`` (1 = vacuum), cropped to the
@@ -81,21 +82,8 @@ def _place_particles(rng, field, ranges):
     return particles
 
 
-def simulate_nanoparticles(rng, image_size, ranges=HrtemRanges(), **fixed):
-    """One HRTEM image of nanoparticles; random parameters from ``ranges``.
-
-    Keyword arguments in ``fixed`` pin parameters instead of drawing them:
-    ``material``, ``zone_axis``, ``pixel_size``, ``defocus``, ``cs`` (Å),
-    ``focal_spread``, ``convergence`` (rad), ``dose``, ``carbon_thickness``,
-    ``lattice_angle`` (rad), ``absorption`` and ``particles`` (list of (centre Å, (ra, rb) Å,
-    outline angle)).
-
-    Returns a dict: ``image`` (noisy, float32 HxW), ``clean`` (noiseless
-    intensity, 1 = vacuum), ``mask`` (uint8 HxW, 1 inside a particle) and the
-    metadata ``pixel_size``, ``dose``, ``defocus``, ``cs``, ``zone_axis``,
-    ``material``, ``num_particles``.
-    """
-    size = int(image_size)
+def _draw_parameters(rng, ranges, fixed):
+    """The imaging parameters: those in ``fixed``, the others drawn from ``ranges`` (in a fixed order)."""
     draw = {
         "material": lambda: ranges.materials[int(rng.integers(len(ranges.materials)))],
         "zone_axis": lambda: ranges.zone_axes[int(rng.integers(len(ranges.zone_axes)))],
@@ -112,15 +100,11 @@ def simulate_nanoparticles(rng, image_size, ranges=HrtemRanges(), **fixed):
     unknown = set(fixed) - set(draw) - {"particles"}
     if unknown:
         raise TypeError(f"unknown fixed parameter(s): {', '.join(sorted(unknown))}")
-    p = {name: fixed[name] if name in fixed else fn() for name, fn in draw.items()}
-    material = crystal.MATERIALS[p["material"]]
-    pixel = float(p["pixel_size"])
-    field = size * pixel
-    particles = fixed["particles"] if "particles" in fixed else _place_particles(rng, field, ranges)
+    return {name: fixed[name] if name in fixed else fn() for name, fn in draw.items()}
 
-    pad = max(16, size // 16)  # margin for CTF delocalisation; particles sit in the central 70 %
-    grid = size + 2 * pad
-    shape = (grid, grid)
+
+def _deposits(rng, p, particles, material, pixel, shape, pad):
+    """Atoms per pixel on the padded grid: the particles' columns (weighted by atom count) and the carbon."""
     xs, ys, counts = [], [], []
     for center, semi, outline_angle in particles:
         x, y, n = crystal.particle_columns(
@@ -137,18 +121,26 @@ def simulate_nanoparticles(rng, image_size, ranges=HrtemRanges(), **fixed):
         np.concatenate(counts or [np.zeros(0)]),
     )
     carbon = rng.poisson(CARBON_DENSITY * p["carbon_thickness"] * pixel**2, shape).astype(np.float32)
+    return metal, carbon
 
+
+def _phase(metal, carbon, material, pixel, cutoff, voltage_kv):
+    """Phase shifts ``sigma * V`` of the metal and of the carbon, ``V`` the band-limited projected potential (V Å)."""
+    shape = metal.shape
     k_r = optics.frequency_magnitude(shape, pixel, rfft=True)
-    cutoff = (2.0 / 3.0) * 0.5 / pixel
     band = k_r <= cutoff
     metal_form = potential.atom_potential_spectrum(k_r, material.z, material.debye_waller) * band
     carbon_form = potential.atom_potential_spectrum(k_r, CARBON_Z) * band
-    sigma = float(optics.interaction_constant(ranges.voltage_kv))
     # phase = sigma * V, with V = projected potential in V Å (deposit per pixel area)
-    metal_phase = np.fft.irfft2(np.fft.rfft2(metal) * metal_form.astype(np.float32), s=shape)
-    carbon_phase = np.fft.irfft2(np.fft.rfft2(carbon) * carbon_form.astype(np.float32), s=shape)
-    metal_phase *= np.float32(sigma / pixel**2)
-    carbon_phase *= np.float32(sigma / pixel**2)
+    scale = np.float32(float(optics.interaction_constant(voltage_kv)) / pixel**2)
+    metal_phase = np.fft.irfft2(np.fft.rfft2(metal) * metal_form.astype(np.float32), s=shape) * scale
+    carbon_phase = np.fft.irfft2(np.fft.rfft2(carbon) * carbon_form.astype(np.float32), s=shape) * scale
+    return metal_phase, carbon_phase
+
+
+def _image_intensity(metal_phase, carbon_phase, p, pixel, cutoff, ranges):
+    """``|psi_image|^2`` on the padded grid: the absorbing phase-object exit wave through the objective lens."""
+    shape = metal_phase.shape
     phase = metal_phase + carbon_phase
     amplitude = np.exp(-float(p["absorption"]) * metal_phase - CARBON_ABSORPTION * carbon_phase)
     exit_wave = np.empty(shape, dtype=np.complex64)
@@ -160,7 +152,35 @@ def simulate_nanoparticles(rng, image_size, ranges=HrtemRanges(), **fixed):
         k, wavelength, p["defocus"], p["cs"], p["focal_spread"], p["convergence"], min(ranges.aperture, cutoff)
     )
     image_wave = np.fft.ifft2(np.fft.fft2(exit_wave) * transfer)
-    intensity = (np.square(image_wave.real) + np.square(image_wave.imag))[pad : pad + size, pad : pad + size]
+    return np.square(image_wave.real) + np.square(image_wave.imag)
+
+
+def simulate_nanoparticles(rng, image_size, ranges=HrtemRanges(), **fixed):
+    """One HRTEM image of nanoparticles; random parameters from ``ranges``.
+
+    Keyword arguments in ``fixed`` pin parameters instead of drawing them:
+    ``material``, ``zone_axis``, ``pixel_size``, ``defocus``, ``cs`` (Å),
+    ``focal_spread``, ``convergence`` (rad), ``dose``, ``carbon_thickness``,
+    ``lattice_angle`` (rad), ``absorption`` and ``particles`` (list of (centre Å, (ra, rb) Å,
+    outline angle)).
+
+    Returns a dict: ``image`` (noisy, float32 HxW), ``clean`` (noiseless
+    intensity, 1 = vacuum), ``mask`` (uint8 HxW, 1 inside a particle) and the
+    metadata ``pixel_size``, ``dose``, ``defocus``, ``cs``, ``zone_axis``,
+    ``material``, ``num_particles``.
+    """
+    size = int(image_size)
+    p = _draw_parameters(rng, ranges, fixed)
+    material = crystal.MATERIALS[p["material"]]
+    pixel = float(p["pixel_size"])
+    particles = fixed["particles"] if "particles" in fixed else _place_particles(rng, size * pixel, ranges)
+
+    pad = max(16, size // 16)  # margin for CTF delocalisation; particles sit in the central 70 %
+    shape = (size + 2 * pad, size + 2 * pad)
+    metal, carbon = _deposits(rng, p, particles, material, pixel, shape, pad)
+    cutoff = (2.0 / 3.0) * 0.5 / pixel
+    metal_phase, carbon_phase = _phase(metal, carbon, material, pixel, cutoff, ranges.voltage_kv)
+    intensity = _image_intensity(metal_phase, carbon_phase, p, pixel, cutoff, ranges)[pad : pad + size, pad : pad + size]
     intensity = intensity.astype(np.float32)
 
     mask = np.zeros((size, size), dtype=np.uint8)

@@ -1,0 +1,271 @@
+"""Where the tiles of :func:`temzoo.predict` go, how large they are and how they blend.
+
+Pure geometry (:func:`tile_geometry`, :func:`axis_layout`, :func:`window_1d`) and
+the memory budget that sizes the tiles (:func:`choose_tile_size`);
+:mod:`temzoo.tiling` runs the tiles. The algorithm as a whole is described there.
+
+**Overlap**: neighbours overlap by at least ``overlap`` pixels, by default the
+receptive field plus a short blending ramp (:func:`tile_geometry`); for models
+whose receptive field is wider than :data:`LARGE_RECEPTIVE_FIELD` px, the
+measured *effective* receptive field (:func:`effective_receptive_field`).
+Tiles are at least twice the overlap.
+
+**Tile size** (``tile_size=None``): the largest multiple of the stride, at most
+:data:`MAX_TILE`, whose activations fit a memory budget: ``bytes per input
+pixel`` is estimated once per model as half of 4 bytes times the summed
+channels of every layer's output, each weighted by its area relative to the
+input (measured on a small probe image); the measured peak on CPU was 17-47 %
+of that sum (:data:`ACTIVATION_FRACTION`). The
+budget on CPU is half the available RAM, at most :data:`MAX_BUDGET_BYTES`, less
+what the image's own arrays take (its normalised copy and the output); on a GPU it
+is :data:`GPU_BUDGET_BYTES`. Measured (``benchmarks/predict.py``, idle): a 2 GiB cap
+gave ``unet_pretrained`` 6 % tiling overhead at 4096 px (peak RSS 1.8 GB) against 14 %
+(1.3 GB) at 1 GiB; the cap stays at 1 GiB until peak RSS at 8192 px is measured with it.
+"""
+
+import math
+import os
+import warnings
+import weakref
+
+import numpy as np
+
+MAX_TILE = 2048
+MAX_BUDGET_BYTES = 1 << 30
+MIN_BUDGET_BYTES = 256 << 20
+GPU_BUDGET_BYTES = 1 << 30
+MAX_BATCH = 8
+# share of the summed layer activations alive at once during inference; measured
+# peak RSS growth on CPU was 0.17 (unet_b2_p22) to 0.47 (hrnet_w18_small) of the sum
+ACTIVATION_FRACTION = 0.5
+# models whose theoretical receptive field is wider than this (px) get tile margins
+# from their measured effective receptive field when the image needs tiling
+LARGE_RECEPTIVE_FIELD = 256
+
+_bytes_per_pixel_cache = weakref.WeakKeyDictionary()
+_effective_rf_cache = weakref.WeakKeyDictionary()
+
+
+# ----------------------------------------------------------------------------- model facts
+def model_stride(model):
+    """Total stride of ``model``: the largest ``SizeCheck`` stride in it (1 if none)."""
+    from temzoo.models.layers import SizeCheck
+
+    strides = [layer.stride for layer in _all_layers(model) if isinstance(layer, SizeCheck)]
+    return max(strides, default=1)
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
+
+
+def _receptive_field(model):
+    from temzoo.receptive_field import receptive_field
+
+    try:
+        return int(receptive_field(model))
+    except Exception as exc:  # a layer the graph analysis does not know
+        warnings.warn(
+            f"{model.name}: receptive field unknown ({exc}); tiles overlap by 128 px, "
+            "pass overlap= to choose.",
+            stacklevel=3,
+        )
+        return 128
+
+
+def effective_receptive_field(model):
+    """:func:`temzoo.receptive_field.effective_receptive_field` of ``model``, measured once per model.
+
+    A model card's ``effective_receptive_field`` entry, where present, is used instead.
+    """
+    if model not in _effective_rf_cache:
+        from temzoo.pretrained import card as card_of
+        from temzoo.receptive_field import effective_receptive_field as measure
+
+        recorded = (card_of(model) or {}).get("effective_receptive_field")
+        _effective_rf_cache[model] = int(recorded) if recorded else measure(model)
+    return _effective_rf_cache[model]
+
+
+def bytes_per_pixel(model):
+    """Estimated activation bytes per input pixel (see the module docstring); cached per model."""
+    if model in _bytes_per_pixel_cache:
+        return _bytes_per_pixel_cache[model]
+    import keras
+
+    stride = model_stride(model)
+    side = max(2 * stride, 64)
+    side = -(-side // stride) * stride
+    channels = model.inputs[0].shape[-1] or 1
+    try:
+        layers = [layer for layer in model.layers[1:] if not isinstance(layer, keras.layers.InputLayer)]
+        probe = keras.Model(model.inputs, [layer.output for layer in layers])
+        outputs = probe([np.zeros((1, side, side, channels), "float32")], training=False)
+        floats = sum(int(np.prod(out.shape[1:])) for out in keras.tree.flatten(outputs))
+        value = ACTIVATION_FRACTION * 4.0 * floats / (side * side)
+    except Exception:
+        # nested or multi-output layers the probe cannot expose: assume 1024 channels at full size
+        value = 4.0 * 1024
+    _bytes_per_pixel_cache[model] = value
+    return value
+
+
+def memory_budget(image_bytes=0):
+    """Bytes of activations one batch of tiles may use (see the module docstring).
+
+    ``image_bytes``: what the image's own arrays (normalised copy, output) take.
+    """
+    import tensorflow as tf
+
+    if tf.config.list_logical_devices("GPU"):
+        return GPU_BUDGET_BYTES
+    available = None
+    try:
+        import psutil
+
+        available = psutil.virtual_memory().available
+    except ImportError:
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            pass
+    if not available:
+        return MIN_BUDGET_BYTES
+    return int(max(min(available / 2, MAX_BUDGET_BYTES) - image_bytes, MIN_BUDGET_BYTES))
+
+
+# ----------------------------------------------------------------------------- geometry
+def round_up(n, multiple):
+    """``n`` rounded up to a multiple of ``multiple``."""
+    return -(-int(n) // multiple) * multiple
+
+
+def tile_geometry(receptive_field, stride, overlap=None):
+    """``(margin, ramp)`` in input pixels, multiples of ``stride``; ``overlap = 2 * margin + ramp``.
+
+    By default ``margin`` is half the receptive field, rounded up to the stride
+    (pixels this close to an inner tile edge see the edge and get weight 0), and
+    ``ramp``, the blending width, is an eighth of the margin (at least 8 px), so
+    the overlap is just over the receptive field. An explicit ``overlap`` is
+    split 3:2:3 (margin, ramp, margin); below the receptive field, pixels near
+    tile seams are blended from inexact values.
+    """
+    if overlap is None:
+        margin = round_up(math.ceil(receptive_field / 2), stride)
+        ramp = round_up(max(8, margin // 8), stride)
+    else:
+        overlap = round_up(max(int(overlap), 0), stride)
+        ramp = round_up(overlap // 4, stride) if overlap else 0
+        margin = (overlap - ramp) // (2 * stride) * stride
+    return margin, ramp
+
+
+def tile_starts(length, tile, step):
+    """Start offsets of tiles of size ``tile`` covering ``length`` (the last one flush with the end)."""
+    if length <= tile:
+        return [0]
+    count = -(-(length - tile) // step) + 1
+    return sorted({min(i * step, length - tile) for i in range(count)})
+
+
+def axis_layout(length, max_tile, overlap, stride):
+    """``(tile, starts)`` along one axis: the fewest tiles of at most ``max_tile`` px, sized evenly.
+
+    CSBDeep's ``n_tiles`` idea: the axis (a multiple of ``stride``) is split into
+    ``n`` tiles, the fewest whose steps leave ``overlap`` px between neighbours,
+    and the tile side is the smallest multiple of ``stride`` that covers the axis
+    with ``n`` tiles, instead of ``max_tile``-px tiles with the last one flush with
+    the end (up to a whole tile of extra work). Starts are multiples of ``stride``
+    spread evenly from 0 to ``length - tile``.
+    """
+    if length <= max_tile:
+        return length, [0]
+    if max_tile - overlap < stride:
+        raise ValueError(
+            f"tile_size={max_tile} is too small for an overlap of {overlap} px; "
+            f"use tiles of at least {2 * overlap} px or a smaller overlap."
+        )
+    count = -(-(length - overlap) // (max_tile - overlap))
+    while True:
+        tile = round_up(-(-(length + (count - 1) * overlap) // count), stride)
+        while tile <= max_tile:
+            starts = [round((length - tile) * i / (count - 1) / stride) * stride for i in range(count)]
+            if max(np.diff(starts)) <= tile - overlap:
+                return tile, starts
+            tile += stride
+        count += 1
+
+
+def window_1d(tile, start, length, margin, ramp):
+    """Blending weights of one tile along one axis (float32, ``tile`` values)."""
+    w = np.ones(tile, np.float32)
+    profile = np.concatenate(
+        [np.zeros(margin, np.float32), (0.5 - 0.5 * np.cos(np.pi * (np.arange(ramp) + 0.5) / ramp)).astype(np.float32)]
+    ) if ramp or margin else np.zeros(0, np.float32)
+    n = min(len(profile), tile)
+    if start > 0:
+        w[:n] = profile[:n]
+    if start + tile < length:
+        w[tile - n:] = np.minimum(w[tile - n:], profile[:n][::-1])
+    return w
+
+
+def profile_sum(length, tile, starts, margin, ramp):
+    """Summed blending weights of the tiles at ``starts`` along one axis (float64, ``length`` values)."""
+    total = np.zeros(length, np.float64)
+    for s in starts:
+        total[s:s + tile] += window_1d(tile, s, length, margin, ramp)
+    return total
+
+
+# ----------------------------------------------------------------------------- layout of one prediction
+def choose_tile_size(model, stride, overlap, batch_size=None, image_bytes=0):
+    """Tile side (multiple of ``stride``) and batch size for the memory budget."""
+    bpp = bytes_per_pixel(model)
+    budget = memory_budget(image_bytes)
+    batch = batch_size or 1
+    side = int(math.sqrt(budget / (bpp * batch)))
+    side = max(side // stride * stride, stride)
+    smallest = round_up(overlap + max(overlap, 2 * stride, 64), stride)
+    side = min(max(side, smallest), round_up(MAX_TILE, stride))
+    if batch_size is None:
+        batch = int(max(1, min(MAX_BATCH, budget // max(bpp * side * side, 1))))
+    return side, batch
+
+
+def layout_parameters(model, stride, overlap, tile_size, batch_size, longest_side, image_bytes=0):
+    """``(margin, ramp, max_tile, batch)`` for :func:`temzoo.predict` (see its ``overlap`` argument)."""
+    if overlap is None or isinstance(overlap, str):
+        if overlap not in (None, "exact", "effective"):
+            raise ValueError(f"overlap={overlap!r}: pass a number of pixels, None, 'exact' or 'effective'.")
+        rf = _receptive_field(model)
+        margin, ramp = tile_geometry(rf, stride)
+    else:
+        rf = None
+        margin, ramp = tile_geometry(None, stride, overlap)
+    tile, batch = _tile_and_batch(model, stride, 2 * margin + ramp, tile_size, batch_size, image_bytes)
+    wants_effective = overlap == "effective" or (overlap is None and rf is not None and rf > LARGE_RECEPTIVE_FIELD)
+    if wants_effective and longest_side > tile:
+        rf = effective_receptive_field(model)
+        margin, ramp = tile_geometry(rf, stride)
+        tile, batch = _tile_and_batch(model, stride, 2 * margin + ramp, tile_size, batch_size, image_bytes)
+    full_overlap = 2 * margin + ramp
+    if tile_size is None and tile < 2 * full_overlap and longest_side > tile:
+        warnings.warn(
+            f"{model.name}: its receptive field ({rf} px) needs tiles of {2 * full_overlap} px, more than the "
+            f"largest default tile ({tile} px); tiles overlap by {tile // 2} px instead, so pixels near tile "
+            "seams may differ slightly from an untiled prediction. Pass tile_size= to choose.",
+            stacklevel=3,
+        )
+        margin, ramp = tile_geometry(None, stride, overlap=tile // 2)
+    return margin, ramp, tile, batch
+
+
+def _tile_and_batch(model, stride, overlap, tile_size, batch_size, image_bytes=0):
+    """Largest tile side and tiles per call: from the memory budget, or as given."""
+    if tile_size is None:
+        return choose_tile_size(model, stride, overlap, batch_size, image_bytes)
+    return max(round_up(tile_size, stride), stride), int(batch_size or 1)
