@@ -84,7 +84,7 @@ def finetune(ctx, model_name, dataset, task, train_fraction, epochs, steps_per_e
             steps_per_epoch=steps_per_epoch or None, validation_images=validation_images or None,
             validation_steps=validation_steps, test_split=test_split or None, overlays=overlays,
             batch_norm_batches=batch_norm_batches,
-            overwrite=overwrite, progress=progress, echo=(lambda _line: None) if quiet else click.echo,
+            overwrite=overwrite, progress=progress,
         )
     except (TemzooError, ValueError) as err:
         raise click.ClickException(str(err)) from err

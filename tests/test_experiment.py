@@ -237,8 +237,7 @@ def test_tiny_experiment_end_to_end(tmp_path, tiny_generator):
     weights = {("unet_b2_p22", "pix2pix"): tiny_generator}
     json_path = tmp_path / "runs.json"
     payload = ex.run_experiment(settings, json_path=str(json_path), page_path=str(tmp_path / "results.md"),
-                                img_dir=str(tmp_path / "img"), data_dir=str(tmp_path / "tfds"), weights=weights,
-                                echo=lambda *a: None, keep_going=False)
+                                img_dir=str(tmp_path / "img"), data_dir=str(tmp_path / "tfds"), weights=weights, keep_going=False)
     by_init = {r["init"]: r for r in payload["records"]}
     assert by_init["autoencoder"]["status"] == ex.NOT_AVAILABLE
     for init in ("pix2pix", "random"):
@@ -256,14 +255,14 @@ def test_tiny_experiment_end_to_end(tmp_path, tiny_generator):
     assert (tmp_path / "img" / "pretraining_effect_tiny_fraction_segmentation.png").is_file()
     # resume: nothing re-runs, same records
     again = ex.run_experiment(settings, json_path=str(json_path), data_dir=str(tmp_path / "tfds"), weights=weights,
-                              resume=True, echo=lambda *a: None)
+                              resume=True)
     assert again["records"] == json.loads(json.dumps(payload["records"]))
     # re-shipped weights (same path, new file): their cells re-run on resume, the others are reused
     model = temzoo.load(tiny_generator)
     model.set_weights([w + 0.01 for w in model.get_weights()])
     export_model(model, tiny_generator, temzoo.card(model))
     third = ex.run_experiment(settings, json_path=str(json_path), data_dir=str(tmp_path / "tfds"), weights=weights,
-                              resume=True, echo=lambda *a: None)
+                              resume=True)
     before = {r["init"]: r for r in again["records"]}
     after = {r["init"]: r for r in third["records"]}
     assert after["random"] == before["random"]
