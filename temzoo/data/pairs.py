@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from temzoo.data import targets as targets_table
+import temzoo.data.targets as targets_table
 from temzoo.data.augment import dihedral, random_crop
 from temzoo.data.normalize import tf_stats
 from temzoo.errors import BadInputError
