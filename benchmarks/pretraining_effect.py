@@ -29,6 +29,9 @@ def main(argv=None):
     opts = parser.parse_args(argv)
 
     from temzoo import experiment as ex
+    from temzoo.logs import configure
+
+    configure("normal")  # the library's progress lines (logging) on stderr
 
     preset = "quick" if opts.quick else "full"
     settings = ex.PRESETS[preset]

@@ -89,7 +89,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or os.path.join(tmp, "quickstart")
         result = finetune(args.model, args.dataset, "segmentation", out=out, overwrite=True, data_dir=args.data_dir,
-                          progress="lines", echo=lambda line: print(line, flush=True), **overrides)
+                          progress="lines", **overrides)
         wall, cpu = time.time() - started, _cpu_seconds() - cpu_started
         load_after = os.getloadavg()
         from temzoo import load

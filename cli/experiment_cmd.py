@@ -47,7 +47,7 @@ def experiment(preset, quick, studies, tasks, models, seeds, datasets, data_dir,
         payload = ex.run_experiment(
             settings, json_path=os.path.join(out, "runs.json"), page_path=os.path.join(out, "results.md"),
             img_dir=os.path.join(out, "img"), data_dir=data_dir, studies=studies or ex.STUDIES, resume=resume,
-            command="temzoo-cli experiment --preset " + preset, echo=click.echo,
+            command="temzoo-cli experiment --preset " + preset,
         )
     except (TemzooError, ValueError) as err:
         raise click.ClickException(str(err)) from err

@@ -1,14 +1,11 @@
 """``temzoo-cli finetune``: fine-tune a model on a labelled dataset (thin shell over ``temzoo.finetune``)."""
 
-import sys
-
 import click
 
 from temzoo.evaluate import SEGMENTATION_METRICS
 from temzoo.names import FINETUNE_DEFAULTS as DEFAULTS
 from temzoo.names import FREEZE_MODES as FREEZE
 from temzoo.names import SCHEDULES, TASKS
-
 
 METRICS_EPILOG = "\b\nSegmentation metrics (one definition each, the same in training, metrics.json and evaluate):\n" + \
     "\n".join(f"  {name}: {meaning}" for name, meaning in SEGMENTATION_METRICS.items())
@@ -72,10 +69,6 @@ def finetune(ctx, model_name, dataset, task, train_fraction, epochs, steps_per_e
     from temzoo.finetune import finetune as run
 
     quiet = (ctx.find_root().obj or {}).get("quiet", False)
-    if quiet:
-        progress = None
-    else:
-        progress = "bar" if sys.stdout.isatty() else "lines"
     try:
         result = run(
             model_name, dataset, task, out=out, train_fraction=train_fraction, epochs=epochs,
@@ -84,7 +77,7 @@ def finetune(ctx, model_name, dataset, task, train_fraction, epochs, steps_per_e
             steps_per_epoch=steps_per_epoch or None, validation_images=validation_images or None,
             validation_steps=validation_steps, test_split=test_split or None, overlays=overlays,
             batch_norm_batches=batch_norm_batches,
-            overwrite=overwrite, progress=progress, echo=(lambda _line: None) if quiet else click.echo,
+            overwrite=overwrite, progress=None if quiet else "auto",
         )
     except (TemzooError, ValueError) as err:
         raise click.ClickException(str(err)) from err

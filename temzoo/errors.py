@@ -31,3 +31,7 @@ class InputSizeError(TemzooError, ValueError):
 
 class BadInputError(TemzooError, ValueError):
     """An input file or array that cannot be used; the message names it."""
+
+
+class TrainingDivergedError(TemzooError):
+    """The training loss became NaN or infinite."""

@@ -1,4 +1,4 @@
-"""Figures written by fine-tuning and prediction: learning curves and overlays.
+"""Figures written by fine-tuning, prediction and the experiment: learning curves, overlays, :func:`save_figure`.
 
 Images are composed in NumPy (no figure for overlays); learning curves use
 matplotlib's non-interactive Agg canvas. Everything is written atomically.
@@ -55,6 +55,14 @@ def side_by_side(*images):
     return np.repeat(gray[..., None], 3, axis=-1)
 
 
+def save_figure(fig, path):
+    """Lay out ``fig`` and write it to ``path`` as a PNG, atomically; returns ``path``."""
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
+
+
 def titled_panels(path, panels, titles, heading=None, panel_inches=3.2):
     """Write images side by side, each with its title, under a ``heading``, as one PNG (atomically).
 
@@ -72,10 +80,7 @@ def titled_panels(path, panels, titles, heading=None, panel_inches=3.2):
         ax.set_axis_off()
     if heading:
         fig.suptitle(heading, fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return path
+    return save_figure(fig, path)
 
 
 def learning_curves(history, path, title=None):
@@ -95,6 +100,4 @@ def learning_curves(history, path, title=None):
         ax.legend()
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+    save_figure(fig, path)

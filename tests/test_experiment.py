@@ -1,6 +1,7 @@
 """temzoo.experiment: grid, convergence, aggregation, the results page, and one tiny run end to end."""
 
 import json
+import logging
 import math
 import re
 
@@ -236,9 +237,22 @@ def test_tiny_experiment_end_to_end(tmp_path, tiny_generator):
                            fractions=(0.25,), seeds=(0,), task_data={"segmentation": data}, budget=budget)
     weights = {("unet_b2_p22", "pix2pix"): tiny_generator}
     json_path = tmp_path / "runs.json"
-    payload = ex.run_experiment(settings, json_path=str(json_path), page_path=str(tmp_path / "results.md"),
-                                img_dir=str(tmp_path / "img"), data_dir=str(tmp_path / "tfds"), weights=weights,
-                                echo=lambda *a: None, keep_going=False)
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger("temzoo")
+    saved = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        payload = ex.run_experiment(settings, json_path=str(json_path), page_path=str(tmp_path / "results.md"),
+                                    img_dir=str(tmp_path / "img"), data_dir=str(tmp_path / "tfds"), weights=weights,
+                                    keep_going=False)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved)
+    # progress goes through logging (the CLI shows it unless --quiet)
+    assert "3 cells (2 to run, 1 not available)" in messages[0] and any(m.startswith("[1/3]") for m in messages)
     by_init = {r["init"]: r for r in payload["records"]}
     assert by_init["autoencoder"]["status"] == ex.NOT_AVAILABLE
     for init in ("pix2pix", "random"):
@@ -256,14 +270,14 @@ def test_tiny_experiment_end_to_end(tmp_path, tiny_generator):
     assert (tmp_path / "img" / "pretraining_effect_tiny_fraction_segmentation.png").is_file()
     # resume: nothing re-runs, same records
     again = ex.run_experiment(settings, json_path=str(json_path), data_dir=str(tmp_path / "tfds"), weights=weights,
-                              resume=True, echo=lambda *a: None)
+                              resume=True)
     assert again["records"] == json.loads(json.dumps(payload["records"]))
     # re-shipped weights (same path, new file): their cells re-run on resume, the others are reused
     model = temzoo.load(tiny_generator)
     model.set_weights([w + 0.01 for w in model.get_weights()])
     export_model(model, tiny_generator, temzoo.card(model))
     third = ex.run_experiment(settings, json_path=str(json_path), data_dir=str(tmp_path / "tfds"), weights=weights,
-                              resume=True, echo=lambda *a: None)
+                              resume=True)
     before = {r["init"]: r for r in again["records"]}
     after = {r["init"]: r for r in third["records"]}
     assert after["random"] == before["random"]

@@ -169,6 +169,19 @@ def test_architecture_name_says_random_init_and_checks_the_patch_stride(tmp_path
     assert not (tmp_path / "r" / "model.keras").exists()
 
 
+def test_quiet_hides_the_progress_lines_but_not_the_error(tmp_path, data_dir):
+    import logging
+
+    saved = logging.getLogger("temzoo").level
+    try:
+        result = run("--quiet", "finetune", "--model", "unet_b2_p22", "--patch-size", "30", "--data-dir", data_dir,
+                     "--out", tmp_path / "r")
+    finally:
+        logging.getLogger("temzoo").setLevel(saved)
+    assert result.exit_code != 0 and "patch_size=30 is not a multiple" in result.output
+    assert "random weights" not in result.output  # the library's progress (logging INFO) is silenced by --quiet
+
+
 def test_unknown_model_lists_close_matches(tmp_path, data_dir):
     result = run("finetune", "--model", "unet_b2_p2", "--data-dir", data_dir, "--out", tmp_path / "r")
     assert result.exit_code != 0

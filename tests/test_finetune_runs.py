@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from temzoo import finetune as ft
+from temzoo import run_folder
 from temzoo.errors import BadInputError
 
 
@@ -31,7 +32,7 @@ def _dead_pid():
 @pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
 def test_publish_replaces_a_finished_run_whole(tmp_path, monkeypatch, exchange):
     if not exchange:
-        monkeypatch.setattr(ft, "_exchange", lambda a, b: False)
+        monkeypatch.setattr(run_folder, "_exchange", lambda a, b: False)
     out = tmp_path / "run"
     _write(out, {"model.keras": "old", "metrics.json": "old", "learning_curves.png": "old"})
     staging = ft.make_staging_dir(out)
@@ -74,7 +75,8 @@ def test_a_folder_of_other_files_is_never_replaced(tmp_path):
 
 
 def test_non_finite_loss_stops_training_with_a_clear_error():
-    StopOnNonFiniteLoss = ft._callbacks()[1]
+    from temzoo.fit_callbacks import StopOnNonFiniteLoss
+
     callback = StopOnNonFiniteLoss(learning_rate=1e12)
     callback.set_model(type("M", (), {"stop_training": False})())
     callback.on_epoch_begin(1)
@@ -95,7 +97,9 @@ def test_precise_batch_norm_before_validation_uses_the_current_weights_statistic
     model = keras.Model(inputs, outputs)
     rng = np.random.default_rng(0)
     batches = [rng.normal(2.0, 3.0, (4, 8, 8, 1)).astype("float32") for _ in range(5)]
-    callback = ft._callbacks()[3](batches, count=3)
+    from temzoo.fit_callbacks import PreciseBatchNorm
+
+    callback = PreciseBatchNorm(batches, count=3)
     callback.set_model(model)
     callback.on_test_begin()
     conv = keras.Model(inputs, features)

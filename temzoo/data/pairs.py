@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from temzoo.data import targets as targets_table
+import temzoo.data.targets as targets_table
 from temzoo.data.augment import dihedral, random_crop
 from temzoo.data.normalize import tf_stats
 from temzoo.errors import BadInputError
@@ -231,7 +231,36 @@ def supervised_pairs(
         batch_size: the GLOBAL batch size.
     """
     normalizer = normalizer or Normalizer("standardize")
-    spec = ds.element_spec
+    input_key, target_key, kind, binarize = _supervised_keys(ds.element_spec, input_key, target_key, task)
+    _check_patch(ds.element_spec[input_key].shape, patch_size)
+    target_dtype = ds.element_spec[target_key].dtype
+    ds = _schedule(ds, seed, repeat, shuffle_buffer)
+
+    def make_pair(index, example):
+        seeds = _element_seeds(seed, index, 2)
+        image = tf.cast(example[input_key], tf.float32)
+        if image.shape.rank == 2:
+            image = image[..., None]
+        target = example[target_key]
+        if target.shape.rank == 2:
+            target = target[..., None]
+        offset, scale = tf_stats(normalizer, image)
+        image = (image - offset) / scale
+        target = _target_values(target, kind, binarize, offset, scale, target_dtype, num_classes, target_key)
+        channels = tf.shape(image)[-1]
+        stack = random_crop(tf.concat([image, target], axis=-1), patch_size, seeds[0])
+        if augment:
+            stack = dihedral(stack, seeds[1])
+        out = stack[..., channels:]
+        if kind == "labels":
+            out = tf.cast(tf.round(out), tf.int32)
+        return stack[..., :channels], out
+
+    return _finish(ds.map(make_pair, num_parallel_calls=AUTOTUNE), batch_size, repeat, as_keras_dict)
+
+
+def _supervised_keys(spec, input_key, target_key, task):
+    """``(input_key, target_key, kind, binarize)`` for :func:`supervised_pairs`, checked against ``spec``."""
     if not isinstance(spec, dict):
         raise BadInputError("supervised_pairs needs a dataset of feature dicts (e.g. temzoo.datasets.load(...)).")
     if input_key not in spec and KERAS_IMAGES in spec:
@@ -246,9 +275,7 @@ def supervised_pairs(
         target_key = targets_table.target_key("passed to supervised_pairs", task, features=spec)
     if target_key not in spec:
         raise BadInputError(f"dataset elements have no {target_key!r} feature (features: {', '.join(sorted(spec))}).")
-    target_dtype = spec[target_key].dtype
-    kind = entry.kind if entry else ("labels" if target_dtype.is_integer else "intensity")
-    binarize = bool(entry and entry.binarize)
+    kind = entry.kind if entry else ("labels" if spec[target_key].dtype.is_integer else "intensity")
     in_shape, out_shape = spec[input_key].shape, spec[target_key].shape
     if in_shape.rank is not None and out_shape.rank is not None and in_shape[:-1] != out_shape[:-1]:
         if None not in in_shape[:-1] and None not in out_shape[:-1]:
@@ -256,39 +283,18 @@ def supervised_pairs(
                 f"target {target_key!r} is {out_shape[:-1]} pixels but input {input_key!r} is {in_shape[:-1]}; "
                 "supervised_pairs needs targets of the input's size."
             )
-    _check_patch(in_shape, patch_size)
-    ds = _schedule(ds, seed, repeat, shuffle_buffer)
+    return input_key, target_key, kind, bool(entry and entry.binarize)
 
-    def make_pair(index, example):
-        seeds = _element_seeds(seed, index, 2)
-        image = tf.cast(example[input_key], tf.float32)
-        if image.shape.rank == 2:
-            image = image[..., None]
-        target = example[target_key]
-        if target.shape.rank == 2:
-            target = target[..., None]
-        offset, scale = tf_stats(normalizer, image)
-        image = (image - offset) / scale
-        if kind == "labels":
-            labels = tf.cast(target, tf.int32)
-            if binarize:
-                labels = tf.cast(labels > 0, tf.int32)
-            if num_classes is not None:
-                tf.debugging.assert_less(
-                    labels, num_classes, message=f"{target_key}: class id >= num_classes={num_classes}"
-                )
-            target = tf.cast(labels, tf.float32)
-        elif kind == "intensity":
-            target = (tf.cast(target, tf.float32) - offset) / scale
-        else:
-            target = tf.cast(target, tf.float32) / (255.0 if target_dtype == tf.uint8 else 1.0)
-        channels = tf.shape(image)[-1]
-        stack = random_crop(tf.concat([image, target], axis=-1), patch_size, seeds[0])
-        if augment:
-            stack = dihedral(stack, seeds[1])
-        out = stack[..., channels:]
-        if kind == "labels":
-            out = tf.cast(tf.round(out), tf.int32)
-        return stack[..., :channels], out
 
-    return _finish(ds.map(make_pair, num_parallel_calls=AUTOTUNE), batch_size, repeat, as_keras_dict)
+def _target_values(target, kind, binarize, offset, scale, target_dtype, num_classes, target_key):
+    """The float32 target of one example: class ids, intensities normalised like the input, or 0..1 heatmaps."""
+    if kind == "labels":
+        labels = tf.cast(target, tf.int32)
+        if binarize:
+            labels = tf.cast(labels > 0, tf.int32)
+        if num_classes is not None:
+            tf.debugging.assert_less(labels, num_classes, message=f"{target_key}: class id >= num_classes={num_classes}")
+        return tf.cast(labels, tf.float32)
+    if kind == "intensity":
+        return (tf.cast(target, tf.float32) - offset) / scale
+    return tf.cast(target, tf.float32) / (255.0 if target_dtype == tf.uint8 else 1.0)

@@ -1,0 +1,82 @@
+"""temzoo.finetune_pipeline: the one pipeline of ``finetune`` and the experiment (data, stride, logging)."""
+
+import logging
+
+import pytest
+
+from temzoo import finetune_pipeline as pipeline
+
+TINY = dict(name="au_np_pipeline", image_size=64, num_train=8, num_validation=3, num_test=2,
+            diameter_range_nm=(1.0, 2.5))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """``(data_dir, config)``: the au_np family at 64 px, 8/3/2 images, built once into a temporary data dir."""
+    from temzoo_datasets.synthetic_tem.synthetic_tem_dataset_builder import SyntheticTemConfig
+
+    from temzoo import datasets
+
+    root = str(tmp_path_factory.mktemp("tfds"))
+    config = SyntheticTemConfig(**TINY)
+    datasets.build_dataset("synthetic_tem/au_np", data_dir=root, config=config, progress=False)
+    return root, config
+
+
+@pytest.fixture
+def temzoo_log():
+    """The messages of logger ``temzoo`` at INFO (whatever an earlier CLI test configured), restored after."""
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("temzoo")
+    saved = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
+    logger.setLevel(saved)
+
+
+def test_validation_batch_is_the_training_batch_up_to_four_images():
+    assert [pipeline.validation_batch_size(b) for b in (1, 2, 4, 8, 32)] == [1, 2, 4, 4, 4]
+
+
+def test_prepare_slices_the_validation_split_and_takes_the_labelled_fraction(tiny, temzoo_log):
+    data_dir, config = tiny
+    run = pipeline.prepare("unet_b2_p22", "synthetic_tem/au_np", "segmentation", train_fraction=0.5, epochs=1,
+                           batch_size=8, patch_size=32, learning_rate=1e-3, data_dir=data_dir, dataset_config=config,
+                           validation_images=2)
+    assert (run.train_examples, run.train_split_examples, run.validation_examples) == (4, 8, 2)
+    assert run.steps_per_epoch == 1  # one pass over 4 images in batches of 8
+    assert run.target == "mask" and run.resolved.random_init
+    batches = [images.shape[0] for images, _ in run.val_pairs]
+    assert batches == [2]  # both validation images (a TFDS slice), whole, in one batch of at most 4
+    images, labels = next(iter(run.train_pairs))
+    assert images.shape == (8, 32, 32, 1) and labels.shape == (8, 32, 32, 1)
+    text = [r.getMessage() for r in temzoo_log]
+    assert any("random weights" in t for t in text) and any("4 of 8 training images" in t for t in text)
+
+
+def test_a_patch_off_the_stride_is_refused_and_the_experiment_marks_the_cell_not_available(tiny):
+    data_dir, config = tiny
+    with pytest.raises(pipeline.PatchStrideError, match="patch_size=30 is not a multiple.*stride 4") as caught:
+        pipeline.prepare("unet_b2_p22", "synthetic_tem/au_np", "segmentation", train_fraction=1.0, epochs=1,
+                         batch_size=2, patch_size=30, learning_rate=1e-3, data_dir=data_dir, dataset_config=config)
+    assert (caught.value.stride, caught.value.patch_size) == (4, 30)
+
+    from temzoo import experiment as ex
+
+    spec = ex.DataSpec("synthetic_tem/au_np", {k: list(v) if isinstance(v, tuple) else v for k, v in TINY.items()})
+    budget = ex.Budget(epochs=1, steps_per_epoch=1, batch_size=2, patch_size=30, validation_images=1)
+    cell = ex.Cell("pretraining", "segmentation", spec, "unet_b2_p22", "random", 1.0, 0, budget)
+    record = ex.run_cell(cell, data_dir=data_dir)
+    assert record["status"] == ex.NOT_AVAILABLE and record["reason"] == "total stride 4 does not divide patch 30"
+
+
+def test_unknown_task_or_schedule_is_refused_before_anything_loads():
+    with pytest.raises(ValueError, match="task 'segment' is not supported"):
+        pipeline.check_names("segment", "cosine")
+    with pytest.raises(ValueError, match="schedule='linear' is not supported"):
+        pipeline.prepare("unet_b2_p22", "synthetic_tem/au_np", "segmentation", train_fraction=1.0, epochs=1,
+                         batch_size=2, patch_size=32, learning_rate=1e-3, schedule="linear")
