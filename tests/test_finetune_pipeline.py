@@ -80,3 +80,23 @@ def test_unknown_task_or_schedule_is_refused_before_anything_loads():
     with pytest.raises(ValueError, match="schedule='linear' is not supported"):
         pipeline.prepare("unet_b2_p22", "synthetic_tem/au_np", "segmentation", train_fraction=1.0, epochs=1,
                          batch_size=2, patch_size=32, learning_rate=1e-3, schedule="linear")
+
+
+def test_fit_traces_the_training_step_once(tiny):
+    """Optimizer slots are built before the first step; otherwise tf.function creates them while
+    tracing and traces the step twice (HRNet: about a minute of README's quick start)."""
+    data_dir, config = tiny
+    run = pipeline.prepare("unet_b2_p22", "synthetic_tem/au_np", "segmentation", train_fraction=0.5, epochs=1,
+                           batch_size=4, patch_size=32, learning_rate=1e-3, data_dir=data_dir, dataset_config=config,
+                           validation_images=2)
+    traces = []
+    train_step = run.task_model.train_step
+
+    def counted(data):
+        traces.append(1)  # Python runs only while tf.function traces
+        return train_step(data)
+
+    run.task_model.train_step = counted
+    history = pipeline.fit(run, epochs=2, learning_rate=1e-3)
+    assert len(history["loss"]) == 2
+    assert len(traces) == 1
