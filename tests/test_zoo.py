@@ -10,10 +10,11 @@ from temzoo import zoo
 from temzoo.errors import UnknownNameError
 
 
-def test_list_models_rows_and_table(monkeypatch, capsys):
+def test_list_models_rows_and_table(monkeypatch, caplog):
     fake = {"demo_denoiser": {"name": "demo_denoiser", "architecture": "unet_b2_p22"}}
     monkeypatch.setattr(zoo, "_pretrained_entries", lambda: fake)
-    rows = temzoo.list_models(architectures=["unet_b2_p22", "patchgan_16"], print_table=True)
+    with caplog.at_level("INFO", logger="temzoo.zoo"):
+        rows = temzoo.list_models(architectures=["unet_b2_p22", "patchgan_16"], print_table=True)
     by_name = {row["name"]: row for row in rows}
     assert list(by_name) == ["patchgan_16", "unet_b2_p22", "demo_denoiser"]
     unet = by_name["unet_b2_p22"]
@@ -26,7 +27,8 @@ def test_list_models_rows_and_table(monkeypatch, capsys):
     }
     assert by_name["demo_denoiser"]["pretrained"] == "yes"
     assert by_name["demo_denoiser"]["receptive_field"] == 44
-    printed = capsys.readouterr().out.splitlines()
+    (record,) = [r for r in caplog.records if r.name == "temzoo.zoo"]  # logged (library code never prints)
+    printed = record.getMessage().splitlines()
     assert printed[0].split() == ["name", "family", "parameters", "receptive", "field", "pretrained"]
     assert printed[2].split() == ["patchgan_16", "patchgan", "135,745", "16", "no"]
     assert len(printed) == 2 + 3

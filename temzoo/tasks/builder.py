@@ -25,11 +25,10 @@ trainable ones and precise BN before validation (``temzoo.finetune``).
 """
 
 from temzoo.names import BATCH_NORM_MODES, HEAD_MODES, RESTORATION_TASKS
-from temzoo.names import TASKS as TASK_NAMES
-from temzoo.normalization import Normalizer
+from temzoo.names import TASKS as TASK_NAMES  # noqa: F401  (re-exported: temzoo.tasks.builder.TASK_NAMES)
+from temzoo.normalization import Normalizer, normalizer_of
 from temzoo.tasks.backbone import resolve_model
 from temzoo.tasks.heads import attach_head, encoder_layer_names, freeze
-
 
 # BatchNormalization momentum while fine-tuning. Keras' default 0.99 (0.999 in the
 # keras.applications encoders) leaves the moving statistics, which inference uses,
@@ -39,14 +38,6 @@ from temzoo.tasks.heads import attach_head, encoder_layer_names, freeze
 FINETUNE_BN_MOMENTUM = 0.9
 # the task that temzoo's pretext (restore a clean image from a Poisson-noised copy) trains for
 PRETEXT_TASK = "denoising"
-
-
-def normalizer_of(card, default=None):
-    """The :class:`Normalizer` stored in a card (``card["normalization"]``), else ``default``."""
-    config = (card or {}).get("normalization")
-    if isinstance(config, dict):
-        return Normalizer.from_config(config)
-    return default
 
 
 def set_batchnorm_momentum(model, momentum):
