@@ -56,7 +56,13 @@ def encoder_layer_names(backbone):
 
 
 def attach_head(backbone, channels, activation, *, scale=1, name=None):
-    """A new model: ``backbone`` up to its head's input, then a new head.
+    """A new model: ``backbone`` up to its head's input, then a new head (:func:`new_head`)."""
+    inputs = backbone.inputs[0] if len(backbone.inputs) == 1 else backbone.inputs
+    return keras.Model(inputs, new_head(backbone, channels, activation, scale=scale), name=name or f"{backbone.name}_task")
+
+
+def new_head(backbone, channels, activation, *, scale=1):
+    """The output tensor of a new head on ``backbone``'s head input.
 
     ``scale=2`` adds a nearest-neighbour 2x upsampling and a 3x3 refining convolution
     before the 1x1 head, so the output is twice the input's height and width.
@@ -78,9 +84,7 @@ def attach_head(backbone, channels, activation, *, scale=1, name=None):
         x = keras.layers.UpSampling2D(2, interpolation="nearest", name="head_upsample")(x)
         x = keras.layers.Conv2D(width, 3, padding="same", activation="relu", name="head_refine")(x)
     x = keras.layers.Conv2D(channels, 1, padding="same", name="head")(x)
-    outputs = keras.layers.Activation(activation, dtype="float32", name="head_activation")(x)
-    inputs = backbone.inputs[0] if len(backbone.inputs) == 1 else backbone.inputs
-    return keras.Model(inputs, outputs, name=name or f"{backbone.name}_task")
+    return keras.layers.Activation(activation, dtype="float32", name="head_activation")(x)
 
 
 def freeze(model, mode, encoder_layers=()):
