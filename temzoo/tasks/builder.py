@@ -29,7 +29,7 @@ from temzoo.names import TASKS as TASK_NAMES  # noqa: F401  (re-exported: temzoo
 from temzoo.normalization import Normalizer, normalizer_of
 from temzoo.task_model import TaskModel
 from temzoo.tasks.backbone import resolve_model
-from temzoo.tasks.heads import encoder_layer_names, freeze, new_head
+from temzoo.tasks.heads import encoder_layer_names, freeze, freeze_batch_norm, new_head
 
 # BatchNormalization momentum while fine-tuning. Keras' default 0.99 (0.999 in the
 # keras.applications encoders) leaves the moving statistics, which inference uses,
@@ -117,21 +117,6 @@ def choose_head(resolved, task, channels, activation, scale, head):
             raise ValueError(f"head='keep': {resolved.name}'s head cannot serve for {task}: {problem}. Use head='new'.")
         return "keep"
     return "keep" if same_task and problem is None else "new"
-
-
-def freeze_batch_norm(model):
-    """Put every BatchNormalization layer of ``model`` (nested too) in inference mode for training.
-
-    Keras 3 runs a non-trainable BatchNormalization layer in inference mode: ``fit`` then
-    normalises with the moving statistics and updates neither them nor the scale and
-    offset. Returns the number of layers frozen. Recompile a compiled model afterwards.
-    """
-    from temzoo.batch_norm import batch_norm_layers
-
-    layers = batch_norm_layers(model)
-    for layer in layers:
-        layer.trainable = False
-    return len(layers)
 
 
 def apply_batch_norm_mode(model, mode, momentum=FINETUNE_BN_MOMENTUM):

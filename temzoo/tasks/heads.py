@@ -120,7 +120,6 @@ def unfreeze(model, recompile=True):
     weights, see :mod:`temzoo.tasks.builder`). Returns ``model``.
     """
     from temzoo.pretrained import card
-    from temzoo.tasks.builder import freeze_batch_norm
 
     config = model.get_compile_config() if recompile and model.compiled else None
     for layer in model.layers:
@@ -130,3 +129,18 @@ def unfreeze(model, recompile=True):
     if config:
         model.compile_from_config(config)
     return model
+
+
+def freeze_batch_norm(model):
+    """Put every BatchNormalization layer of ``model`` (nested too) in inference mode for training.
+
+    Keras 3 runs a non-trainable BatchNormalization layer in inference mode: ``fit`` then
+    normalises with the moving statistics and updates neither them nor the scale and
+    offset. Returns the number of layers frozen. Recompile a compiled model afterwards.
+    """
+    from temzoo.batch_norm import batch_norm_layers
+
+    layers = batch_norm_layers(model)
+    for layer in layers:
+        layer.trainable = False
+    return len(layers)
