@@ -2,7 +2,7 @@
 
 Importing this package registers every builder with TFDS. Each builder lives
 in its own ``tfds new``-style folder and is imported explicitly, one line per
-builder (``temzoo.datasets`` lists the builders found in these modules).
+builder (``temzoo.datasets`` looks up each folder's builder in tfds' registry).
 """
 
 from temzoo_datasets.au_np import au_np_dataset_builder  # noqa: F401

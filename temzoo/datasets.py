@@ -1,10 +1,11 @@
 """Datasets: list the TFDS builders of ``temzoo_datasets``, build them, load their splits.
 
 Names are ``builder/config`` (``synthetic_tem/au_np``, ``temimagenet/denoise``)
-or just ``builder`` for its default config. Builders come from the modules
-that ``temzoo_datasets`` (the repository's folder ``datasets_tfds/``, installed
-under that name as ``cli/`` is as ``temzoo_cli``) imports in its
-``__init__.py``; nothing is hard-coded here.
+or just ``builder`` for its default config. Builders are the ``tfds new``-style folders
+of ``temzoo_datasets`` (the repository's folder ``datasets_tfds/``, installed
+under that name as ``cli/`` is as ``temzoo_cli``), one folder per builder named like it,
+looked up in tfds' registry (``tfds.builder_cls``) once the package's ``__init__.py``
+has imported them; nothing is hard-coded here.
 
 Generated datasets (builders with ``GENERATED = True``, e.g. ``synthetic_tem``)
 are built on first :func:`load`; datasets that need files downloaded by hand
@@ -14,7 +15,7 @@ must be built first with ``temzoo-cli data build NAME --manual-dir DIR``
 
 import logging
 import os
-import sys
+import pkgutil
 
 from temzoo.errors import BadInputError, UnknownNameError
 
@@ -33,7 +34,7 @@ def builder_classes():
     import tensorflow_datasets as tfds
 
     try:
-        import temzoo_datasets  # noqa: F401  (imports, hence registers, every builder)
+        import temzoo_datasets  # imports, hence registers with tfds, every builder
     except ModuleNotFoundError as err:
         if err.name != "temzoo_datasets":
             raise
@@ -43,17 +44,12 @@ def builder_classes():
         ) from err
 
     found = {}
-    for module_name, module in sorted(sys.modules.items()):
-        if not module_name.startswith("temzoo_datasets.") or module is None:
+    for package in pkgutil.iter_modules(temzoo_datasets.__path__):
+        if not package.ispkg:  # one ``tfds new``-style folder per builder, named like it
             continue
-        for value in vars(module).values():
-            if (
-                isinstance(value, type)
-                and issubclass(value, tfds.core.DatasetBuilder)
-                and value.__module__ == module_name
-                and not getattr(value, "__abstractmethods__", None)
-            ):
-                found[value.name] = value
+        cls = tfds.builder_cls(package.name)  # tfds' registry: the class the package's import registered
+        if cls.__module__.startswith(f"temzoo_datasets.{package.name}."):
+            found[cls.name] = cls
     return found
 
 
@@ -98,7 +94,8 @@ def list_datasets(data_dir=None, print_table=False):
     """One row per dataset: ``name``, ``description``, ``manual_download`` (bool), ``prepared`` (bool).
 
     ``prepared`` says whether the dataset is built in ``data_dir``
-    (default: :func:`default_data_dir`).
+    (default: :func:`default_data_dir`). ``print_table=True`` also logs the table
+    (logger ``temzoo.datasets``, INFO).
     """
     import textwrap
 
@@ -119,7 +116,7 @@ def list_datasets(data_dir=None, print_table=False):
             }
         )
     if print_table:
-        print(format_datasets(rows, data_dir))
+        logger.info("%s", format_datasets(rows, data_dir))
     return rows
 
 

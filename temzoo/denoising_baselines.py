@@ -4,7 +4,7 @@ The numbers recorded in the cards of the shipped weights come from
 :func:`denoising_report`: held-out clean images in mean-intensity units
 (non-negative, mean 1, as in the pretext task), Poisson noise at a fixed low
 dose, and PSNR computed per image with the clean image's range as peak
-(``max - min``), averaged over images. The Gaussian filter's sigma is tuned on
+(``max - min``; :mod:`temzoo.metrics`, the training metric), averaged over images. The Gaussian filter's sigma is tuned on
 separate images at the same dose, so the baseline is as good as a Gaussian
 filter can be.
 """
@@ -36,11 +36,10 @@ def gaussian_filter(image, sigma):
 
 
 def psnr(estimate, clean):
-    """PSNR in dB with the clean image's range as peak."""
-    clean = np.asarray(clean, dtype=np.float64)
-    mse = np.mean((np.asarray(estimate, dtype=np.float64) - clean) ** 2)
-    peak = clean.max() - clean.min()
-    return float(10 * np.log10(peak**2 / max(mse, 1e-20)))
+    """PSNR in dB with the clean image's range as peak: :func:`temzoo.metrics.image_psnr` (float32)."""
+    from temzoo.metrics import image_psnr
+
+    return image_psnr(clean, estimate)
 
 
 def add_poisson_noise(clean, dose, rng):

@@ -58,3 +58,26 @@ def task_or_default(task, restoring):
     if task:
         return task
     return DEFAULT_RESTORATION_TASK if restoring else "segmentation"
+
+
+#: The segmentation metrics: one name, one definition, the same in training logs
+#: (:func:`temzoo.metrics.segmentation_metrics`), metrics.json and ``temzoo-cli evaluate``
+#: (:func:`temzoo.metrics.segmentation_scores`). Counts are pooled over all pixels of all
+#: images (of an epoch or of a split) before dividing.
+SEGMENTATION_METRICS = {
+    "iou": "foreground IoU: TP / (TP + FP + FN) of the particle (non-background) pixels, all pixels pooled "
+           "(mean over foreground classes if there are several)",
+    "dice": "foreground Dice: 2 TP / (2 TP + FP + FN), the same pooled counts (= 2 iou / (1 + iou) for 2 classes)",
+    "mean_iou_with_background": "IoU of every class, background included, averaged over classes",
+}
+
+#: Metric name -> one-line definition (segmentation and restoration), for tables, help and docs.
+METRIC_DEFINITIONS = {
+    **SEGMENTATION_METRICS,
+    "pixel_accuracy": "share of pixels whose class is right",
+    "loss": "the training loss (cross-entropy + soft Dice for segmentation)",
+    "psnr": "peak signal-to-noise ratio in dB, the peak being each target image's own range (max - min)",
+    "ssim": "structural similarity, per image, with each target image's own range",
+    "mae": "mean absolute error, target's units",
+    "mse": "mean squared error, target's units",
+}

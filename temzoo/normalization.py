@@ -2,8 +2,11 @@
 
 A :class:`Normalizer` has ``before`` (raw image -> network input) and
 ``after`` (network output -> raw intensity scale, for restoration tasks), and
-a ``get_config`` stored in the model card so prediction normalises exactly as
-training did.
+a ``get_config`` stored in the task model's Keras config (and its card) so prediction
+normalises exactly as training did. Its statistics come from :meth:`Normalizer.stats`
+(NumPy: prediction) and :meth:`Normalizer.tf_stats` (TensorFlow: the training
+pipelines), one rule written twice side by side; ``tests/test_normalization.py``
+checks that they agree.
 """
 
 import numpy as np
@@ -17,6 +20,17 @@ def _blocks(image):
     flat = image.reshape(-1)  # a view for contiguous arrays
     for start in range(0, flat.size, STATS_BLOCK):
         yield flat[start:start + STATS_BLOCK].astype(np.float64)
+
+
+def _tf_percentile(ordered, q):
+    """The ``q``-th percentile of sorted float32 values, interpolated as ``np.percentile`` does."""
+    import tensorflow as tf
+
+    position = tf.cast(tf.size(ordered) - 1, tf.float32) * (q / 100.0)
+    below = tf.floor(position)
+    above = tf.minimum(below + 1.0, tf.cast(tf.size(ordered) - 1, tf.float32))
+    low, high = tf.gather(ordered, tf.cast(below, tf.int32)), tf.gather(ordered, tf.cast(above, tf.int32))
+    return low + (position - below) * (high - low)
 
 
 def _mean_std(image, eps):
@@ -77,21 +91,27 @@ class Normalizer:
         offset, scale = stats
         return (np.asarray(output, dtype=np.float32) * scale + offset).astype(np.float32)
 
-    def tf_before(self, image):
-        """The same normalisation on a ``tf.Tensor`` (one image, HxWxC), for input pipelines."""
+    def tf_stats(self, image):
+        """:meth:`stats` on a ``tf.Tensor`` (one image, any shape) inside a ``tf.data`` pipeline or graph.
+
+        The same rule as :meth:`stats`, so a model is trained with the normalisation it is
+        predicted with: ``standardize``, the mean and the standard deviation + eps;
+        ``percentile``, linearly interpolated percentiles (``np.percentile``'s default
+        method) of the sorted values. Returns float32 scalars ``(offset, scale)``;
+        ``(image - offset) / scale`` normalises. Computed in float32, so it agrees with
+        :meth:`stats` to float32 rounding.
+        """
         import tensorflow as tf
 
-        image = tf.cast(image, tf.float32)
+        flat = tf.reshape(tf.cast(image, tf.float32), [-1])
         if self.kind == "standardize":
-            mean, var = tf.nn.moments(image, axes=list(range(image.shape.rank)))
-            return (image - mean) / (tf.sqrt(var) + self.eps)
+            mean, var = tf.nn.moments(flat, axes=[0])
+            return mean, tf.sqrt(var) + self.eps
         if self.kind == "percentile":
-            flat = tf.sort(tf.reshape(image, [-1]))
-            n = tf.cast(tf.size(flat) - 1, tf.float32)
-            lo = tf.gather(flat, tf.cast(tf.round(n * self.low / 100.0), tf.int32))
-            hi = tf.gather(flat, tf.cast(tf.round(n * self.high / 100.0), tf.int32))
-            return (image - lo) / (hi - lo + self.eps)
-        return image
+            flat = tf.sort(flat)
+            lo, hi = (_tf_percentile(flat, q) for q in (self.low, self.high))
+            return lo, hi - lo + self.eps
+        return tf.constant(0.0), tf.constant(1.0)
 
     def get_config(self):
         return {"kind": self.kind, "low": self.low, "high": self.high, "eps": self.eps}
@@ -105,3 +125,11 @@ class Normalizer:
 
     def __repr__(self):
         return f"Normalizer({self.get_config()})"
+
+
+def normalizer_of(card, default=None):
+    """The :class:`Normalizer` stored in a card or Keras config (``["normalization"]``), else ``default``."""
+    config = (card or {}).get("normalization")
+    if isinstance(config, dict):
+        return Normalizer.from_config(config)
+    return default

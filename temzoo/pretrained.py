@@ -118,13 +118,15 @@ def load(name_or_path, compile=False):
 
     Registry entries are verified against their sha256 before deserialising;
     loading always uses ``safe_mode=True``. The model's card is available as
-    ``temzoo.card(model)`` and as ``model.temzoo_card``.
+    ``temzoo.card(model)`` and as ``model.temzoo_card``. ``compile=True`` restores
+    the training configuration too (it needs the task losses, see
+    :func:`temzoo.serialization.register_custom_objects`).
     """
     import keras
 
     from temzoo.serialization import register_custom_objects
 
-    register_custom_objects()
+    register_custom_objects(compile=compile)
     if isinstance(name_or_path, os.PathLike) or str(name_or_path).endswith(".keras"):
         path = os.fspath(name_or_path)
         check_keras_archive(path)
@@ -184,9 +186,18 @@ def attach_card(model, card):
 
 
 def card(name_or_model):
-    """The card of a loaded model, a registry name or a ``.keras`` path."""
+    """The card of a loaded model, a registry name or a ``.keras`` path.
+
+    A model's card is the one attached to it (:func:`load` attaches the JSON card beside
+    its file), else, for a :class:`temzoo.task_model.TaskModel` (loaded with plain
+    ``keras.saving.load_model``, say), the fields of its own Keras config: task,
+    normalisation and scale, all that prediction needs.
+    """
     if not isinstance(name_or_model, str | os.PathLike):
-        return _cards.get(name_or_model) or getattr(name_or_model, "temzoo_card", None)
+        attached = _cards.get(name_or_model) or getattr(name_or_model, "temzoo_card", None)
+        if attached is None and callable(getattr(name_or_model, "own_card", None)):
+            return name_or_model.own_card()
+        return attached
     if str(name_or_model).endswith(".keras"):
         return read_card(card_path(name_or_model))
     entry = resolve(name_or_model)

@@ -10,10 +10,13 @@ a hash of each preset's configuration) and against built models.
 
 import hashlib
 import json
+import logging
 import os
 
 ARCHITECTURE_TABLE = os.path.join(os.path.dirname(__file__), "models", "architectures.json")
 COLUMNS = ("name", "family", "parameters", "receptive_field", "pretrained")
+
+logger = logging.getLogger(__name__)
 
 
 class ModelTable(list):
@@ -86,7 +89,7 @@ def list_models(print_table=False, architectures=None):
     ``receptive_field`` (pixels, :func:`temzoo.receptive_field`) and
     ``pretrained`` (weights available: yes/no). Pretrained entries are listed
     under their own names with their architecture's numbers. The result shows
-    itself as a table in a REPL; ``print_table=True`` also prints it.
+    itself as a table in a REPL; ``print_table=True`` also logs it (logger ``temzoo.zoo``, INFO).
 
     ``architectures`` limits the table to those names (unknown names fail with
     close matches). Nothing is built: the numbers come from the stored table
@@ -132,12 +135,12 @@ def list_models(print_table=False, architectures=None):
             }
         )
     if print_table:
-        print(format_table(rows))
+        logger.info("%s", format_table(rows))
     return rows
 
 
-def format_table(rows, columns=("name", "family", "parameters", "receptive_field", "pretrained")):
-    """Plain-text table, one row per dict."""
+def format_table(rows, columns=COLUMNS):
+    """Plain-text table, one row per dict: the one table formatter of the library and the CLI."""
     headers = [c.replace("_", " ") for c in columns]
     cells = [[_fmt(row.get(c)) for c in columns] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
@@ -157,5 +160,6 @@ def _fmt(value):
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     for _name, _row in write_architecture_table().items():
-        print(_name, _row["parameters"], _row["receptive_field"])
+        logger.info("%s %s %s", _name, _row["parameters"], _row["receptive_field"])

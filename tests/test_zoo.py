@@ -1,5 +1,6 @@
 """temzoo.list_models(): the table of architectures and pretrained models."""
 
+import logging
 import subprocess
 import sys
 
@@ -10,10 +11,19 @@ from temzoo import zoo
 from temzoo.errors import UnknownNameError
 
 
-def test_list_models_rows_and_table(monkeypatch, capsys):
+def test_list_models_rows_and_table(monkeypatch):
     fake = {"demo_denoiser": {"name": "demo_denoiser", "architecture": "unet_b2_p22"}}
     monkeypatch.setattr(zoo, "_pretrained_entries", lambda: fake)
-    rows = temzoo.list_models(architectures=["unet_b2_p22", "patchgan_16"], print_table=True)
+    logged = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = logged.append  # the library logs the table (it never prints); whatever logs.configure did
+    logger = logging.getLogger("temzoo.zoo")
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    logger.addHandler(handler)
+    try:
+        rows = temzoo.list_models(architectures=["unet_b2_p22", "patchgan_16"], print_table=True)
+    finally:
+        logger.removeHandler(handler)
     by_name = {row["name"]: row for row in rows}
     assert list(by_name) == ["patchgan_16", "unet_b2_p22", "demo_denoiser"]
     unet = by_name["unet_b2_p22"]
@@ -26,7 +36,8 @@ def test_list_models_rows_and_table(monkeypatch, capsys):
     }
     assert by_name["demo_denoiser"]["pretrained"] == "yes"
     assert by_name["demo_denoiser"]["receptive_field"] == 44
-    printed = capsys.readouterr().out.splitlines()
+    (record,) = logged
+    printed = record.getMessage().splitlines()
     assert printed[0].split() == ["name", "family", "parameters", "receptive", "field", "pretrained"]
     assert printed[2].split() == ["patchgan_16", "patchgan", "135,745", "16", "no"]
     assert len(printed) == 2 + 3

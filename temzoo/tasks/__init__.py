@@ -11,8 +11,10 @@
 :func:`super_resolution`; :func:`build` picks one by task name.
 """
 
+from temzoo.names import RESTORATION_TASKS
+from temzoo.names import TASKS as TASK_NAMES
+from temzoo.normalization import normalizer_of
 from temzoo.tasks.background_removal import background_removal
-from temzoo.tasks.builder import RESTORATION_TASKS, TASK_NAMES, normalizer_of
 from temzoo.tasks.denoising import denoising
 from temzoo.tasks.export import save
 from temzoo.tasks.heads import FREEZE_MODES, encoder_layer_names, freeze, unfreeze

@@ -5,7 +5,7 @@ the backbone was trained for the same task (its card names the task, or, for den
 the Poisson-denoising pretext every temzoo generator is pretrained on) and the layer
 fits (same channels, linear activation, same scale); otherwise a new head is attached.
 ``"keep"`` insists on keeping it (an error when it cannot), ``"new"`` always attaches a
-new, randomly initialised one (:func:`temzoo.tasks.heads.attach_head`).
+new, randomly initialised one (:func:`temzoo.tasks.heads.new_head`).
 
 **BatchNormalization** (``batch_norm=``): ``"frozen"`` runs every BatchNormalization
 layer in inference mode while fine-tuning, with its moving statistics and scale/offset
@@ -25,11 +25,11 @@ trainable ones and precise BN before validation (``temzoo.finetune``).
 """
 
 from temzoo.names import BATCH_NORM_MODES, HEAD_MODES, RESTORATION_TASKS
-from temzoo.names import TASKS as TASK_NAMES
-from temzoo.normalization import Normalizer
+from temzoo.names import TASKS as TASK_NAMES  # noqa: F401  (re-exported: temzoo.tasks.builder.TASK_NAMES)
+from temzoo.normalization import Normalizer, normalizer_of
+from temzoo.task_model import TaskModel
 from temzoo.tasks.backbone import resolve_model
-from temzoo.tasks.heads import attach_head, encoder_layer_names, freeze
-
+from temzoo.tasks.heads import encoder_layer_names, freeze, freeze_batch_norm, new_head
 
 # BatchNormalization momentum while fine-tuning. Keras' default 0.99 (0.999 in the
 # keras.applications encoders) leaves the moving statistics, which inference uses,
@@ -39,14 +39,6 @@ from temzoo.tasks.heads import attach_head, encoder_layer_names, freeze
 FINETUNE_BN_MOMENTUM = 0.9
 # the task that temzoo's pretext (restore a clean image from a Poisson-noised copy) trains for
 PRETEXT_TASK = "denoising"
-
-
-def normalizer_of(card, default=None):
-    """The :class:`Normalizer` stored in a card (``card["normalization"]``), else ``default``."""
-    config = (card or {}).get("normalization")
-    if isinstance(config, dict):
-        return Normalizer.from_config(config)
-    return default
 
 
 def set_batchnorm_momentum(model, momentum):
@@ -127,21 +119,6 @@ def choose_head(resolved, task, channels, activation, scale, head):
     return "keep" if same_task and problem is None else "new"
 
 
-def freeze_batch_norm(model):
-    """Put every BatchNormalization layer of ``model`` (nested too) in inference mode for training.
-
-    Keras 3 runs a non-trainable BatchNormalization layer in inference mode: ``fit`` then
-    normalises with the moving statistics and updates neither them nor the scale and
-    offset. Returns the number of layers frozen. Recompile a compiled model afterwards.
-    """
-    from temzoo.batch_norm import batch_norm_layers
-
-    layers = batch_norm_layers(model)
-    for layer in layers:
-        layer.trainable = False
-    return len(layers)
-
-
 def apply_batch_norm_mode(model, mode, momentum=FINETUNE_BN_MOMENTUM):
     """``"frozen"``: :func:`freeze_batch_norm`; ``"train"``: trainable with ``momentum``."""
     if mode == "frozen":
@@ -161,12 +138,12 @@ def build_task_model(
     (``"auto"``: ``"frozen"`` for restoration tasks on trained weights, else ``"train"`` with
     ``bn_momentum``: see :func:`has_trained_weights`); see the module docstring.
 
-    The draft (``temzoo.card(model)``) holds the task, the backbone's name,
-    source and sha256, and the normalisation: ``normalizer`` if given, else the
-    backbone card's, else per-image standardisation.
+    The model is a :class:`~temzoo.task_model.TaskModel`: its own Keras config holds the
+    task, the normalisation (``normalizer`` if given, else the backbone card's, else
+    per-image standardisation) and the scale, so a saved ``.keras`` file predicts
+    correctly alone. The draft card (``temzoo.card(model)``) adds the backbone's name,
+    source and sha256, the freezing, head and BatchNormalization choices.
     """
-    import keras
-
     from temzoo.pretrained import attach_card
 
     if batch_norm not in BATCH_NORM_MODES:
@@ -175,18 +152,18 @@ def build_task_model(
     base = resolved.model
     encoder = encoder_layer_names(base)
     head_mode = choose_head(resolved, task, channels, activation, scale, head)
-    name = f"{base.name}_{task}"
+    if normalizer is None:
+        normalizer = normalizer_of(resolved.card, Normalizer("standardize"))
+    inputs = base.inputs[0] if len(base.inputs) == 1 else base.inputs
     if head_mode == "keep":
-        inputs = base.inputs[0] if len(base.inputs) == 1 else base.inputs
-        model = keras.Model(inputs, base.get_layer("head_activation").output, name=name)
+        outputs = base.get_layer("head_activation").output
     else:
-        model = attach_head(base, channels, activation, scale=scale, name=name)
+        outputs = new_head(base, channels, activation, scale=scale)
+    model = TaskModel(inputs, outputs, name=f"{base.name}_{task}", task=task, normalization=normalizer, scale=scale)
     frozen = freeze(model, freeze_mode, encoder)
     if batch_norm == "auto":
         batch_norm = "frozen" if has_trained_weights(resolved) and task in RESTORATION_TASKS else "train"
     apply_batch_norm_mode(model, batch_norm, bn_momentum)
-    if normalizer is None:
-        normalizer = normalizer_of(resolved.card, Normalizer("standardize"))
     backbone_card = resolved.card or {}
     draft = {
         "name": model.name,

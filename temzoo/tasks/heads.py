@@ -56,7 +56,13 @@ def encoder_layer_names(backbone):
 
 
 def attach_head(backbone, channels, activation, *, scale=1, name=None):
-    """A new model: ``backbone`` up to its head's input, then a new head.
+    """A new model: ``backbone`` up to its head's input, then a new head (:func:`new_head`)."""
+    inputs = backbone.inputs[0] if len(backbone.inputs) == 1 else backbone.inputs
+    return keras.Model(inputs, new_head(backbone, channels, activation, scale=scale), name=name or f"{backbone.name}_task")
+
+
+def new_head(backbone, channels, activation, *, scale=1):
+    """The output tensor of a new head on ``backbone``'s head input.
 
     ``scale=2`` adds a nearest-neighbour 2x upsampling and a 3x3 refining convolution
     before the 1x1 head, so the output is twice the input's height and width.
@@ -78,9 +84,7 @@ def attach_head(backbone, channels, activation, *, scale=1, name=None):
         x = keras.layers.UpSampling2D(2, interpolation="nearest", name="head_upsample")(x)
         x = keras.layers.Conv2D(width, 3, padding="same", activation="relu", name="head_refine")(x)
     x = keras.layers.Conv2D(channels, 1, padding="same", name="head")(x)
-    outputs = keras.layers.Activation(activation, dtype="float32", name="head_activation")(x)
-    inputs = backbone.inputs[0] if len(backbone.inputs) == 1 else backbone.inputs
-    return keras.Model(inputs, outputs, name=name or f"{backbone.name}_task")
+    return keras.layers.Activation(activation, dtype="float32", name="head_activation")(x)
 
 
 def freeze(model, mode, encoder_layers=()):
@@ -116,7 +120,6 @@ def unfreeze(model, recompile=True):
     weights, see :mod:`temzoo.tasks.builder`). Returns ``model``.
     """
     from temzoo.pretrained import card
-    from temzoo.tasks.builder import freeze_batch_norm
 
     config = model.get_compile_config() if recompile and model.compiled else None
     for layer in model.layers:
@@ -126,3 +129,18 @@ def unfreeze(model, recompile=True):
     if config:
         model.compile_from_config(config)
     return model
+
+
+def freeze_batch_norm(model):
+    """Put every BatchNormalization layer of ``model`` (nested too) in inference mode for training.
+
+    Keras 3 runs a non-trainable BatchNormalization layer in inference mode: ``fit`` then
+    normalises with the moving statistics and updates neither them nor the scale and
+    offset. Returns the number of layers frozen. Recompile a compiled model afterwards.
+    """
+    from temzoo.batch_norm import batch_norm_layers
+
+    layers = batch_norm_layers(model)
+    for layer in layers:
+        layer.trainable = False
+    return len(layers)

@@ -2,8 +2,9 @@
 
 import keras
 
+from temzoo.metrics import segmentation_metrics
 from temzoo.tasks.builder import build_task_model
-from temzoo.tasks.losses import CrossEntropyDice, segmentation_metrics
+from temzoo.tasks.losses import CrossEntropyDice
 
 
 def segmentation(backbone, num_classes=2, *, freeze="none", focal=False, dice_weight=1.0, learning_rate=1e-3,
@@ -12,7 +13,7 @@ def segmentation(backbone, num_classes=2, *, freeze="none", focal=False, dice_we
 
     Loss: categorical cross-entropy (focal with ``focal=True``) plus
     ``dice_weight`` x soft Dice. Metrics: ``iou`` (foreground IoU), ``dice`` (foreground Dice) and
-    ``mean_iou_with_background``, pooled over all pixels (:data:`temzoo.evaluate.SEGMENTATION_METRICS`).
+    ``mean_iou_with_background``, pooled over all pixels (:data:`temzoo.names.SEGMENTATION_METRICS`).
     Targets are integer label maps ``(batch, H, W, 1)`` (what
     :func:`temzoo.data.supervised_pairs` gives) or one-hot ``(batch, H, W, num_classes)``. ``freeze`` is ``"none"``,
     ``"encoder"`` or ``"all_but_head"`` (see :mod:`temzoo.tasks.heads`); ``batch_norm``
