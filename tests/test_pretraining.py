@@ -85,13 +85,25 @@ def test_run_directory_holds_manifest_log_plots_and_checkpoints(run):
     assert not [p for p in out.rglob("*") if ".partial" in p.name]
 
 
-def test_rerunning_a_finished_run_trains_nothing_and_keeps_the_export(run):
+def test_rerunning_a_finished_run_trains_nothing_and_keeps_the_export(run, caplog, monkeypatch):
+    import logging
+
+    monkeypatch.setattr(logging.getLogger("temzoo"), "propagate", True)  # temzoo.logs.configure turns it off
     out, result = run
     before = sha256_file(result.model_path)
-    again = pretrain("unet_b2_p22", _images(), "pix2pix", out=out, checkpoint_every=2, **TINY)
+    with caplog.at_level("DEBUG", logger="temzoo"):
+        again = pretrain("unet_b2_p22", _images(), "pix2pix", out=out, checkpoint_every=2, **TINY)
     assert again.resumed_from_step == 6 and again.step == 6
     assert sha256_file(result.model_path) == before
     assert len((out / "log.csv").read_text().splitlines()) == 3
+    # the library logs (no print): at DEBUG with verbose=0, at INFO with verbose=1
+    messages = {r.getMessage(): r.levelname for r in caplog.records}
+    assert messages[f"resuming {out} from step 6 (epoch 2/2, 24 images seen)"] == "DEBUG"
+    assert messages[f"{out} is complete (6 steps); {result.model_path} is up to date."] == "DEBUG"
+    caplog.clear()
+    with caplog.at_level("INFO", logger="temzoo"):
+        pretrain("unet_b2_p22", _images(), "pix2pix", out=out, checkpoint_every=2, **{**TINY, "verbose": 1})
+    assert any(r.getMessage().startswith("resuming ") and r.levelname == "INFO" for r in caplog.records)
 
 
 def test_a_different_run_is_refused_unless_resume_or_overwrite(run, tmp_path):
@@ -252,7 +264,12 @@ def test_a_cosine_run_trains_and_says_so_in_its_card(tmp_path):
     assert result.card["method"]["optimizer"] == {"name": "Adam", "learning_rate": 1e-3, "beta_1": 0.9,
                                                   "schedule": "cosine"}
     assert json.loads((tmp_path / "r" / "run.json").read_text())["learning_rate_schedule"] == "cosine"
-    constant = pretrain("unet_b2_p22", _images(), "autoencoder", out=tmp_path / "c", **args)
+    from temzoo.pretraining import PretrainConfig
+
+    settings = {k: v for k, v in args.items() if k != "verbose"}
+    constant = pretrain(out=tmp_path / "c", verbose=0,  # the same run, given as a config object
+                        config=PretrainConfig(model="unet_b2_p22", dataset=_images(), method="autoencoder",
+                                              **settings))
     changed = [not np.allclose(a, b) for a, b in zip(result.generator.get_weights(),
                                                       constant.generator.get_weights(), strict=True)]
     assert any(changed)  # same seed and data: only the decaying rate tells the two runs apart
