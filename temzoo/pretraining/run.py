@@ -39,18 +39,8 @@ import os
 from temzoo.errors import TemzooError
 from temzoo.names import PRETRAIN_METHODS as METHODS  # noqa: F401  (public name)
 from temzoo.pretraining.config import DEFAULTS, MANIFEST, PretrainConfig  # noqa: F401  (public names)
-from temzoo.pretraining.rundir import (  # noqa: F401  (public names)
-    PREVIOUS_RUN,
-    RESUME_CHANGES,
-    RunExistsError,
-    prepare_out,
-    set_aside_run,
-)
+from temzoo.pretraining.rundir import PREVIOUS_RUN, RESUME_CHANGES, RunExistsError  # noqa: F401  (public names)
 from temzoo.pretraining.trainer import adam_optimizer  # noqa: F401  (public name)
-
-# The names older code and tests used for the run-directory rules.
-_prepare_out = prepare_out
-_set_aside_run = set_aside_run
 
 logger = logging.getLogger(__name__)
 
