@@ -282,16 +282,16 @@ def test_runs_made_before_the_schedule_and_recalibration_arguments_still_resume(
                 "batch_norm_recalibration_batches": 0}
     (tmp_path / "run.json").write_text(json.dumps({"model": "unet_b2_p22", "epochs": 2}))
     # continued (not None), and nothing changed: the missing arguments count with their old values
-    assert prepare_out(str(tmp_path), manifest, resume=False, overwrite=False, writer=True) == {}
+    assert prepare_out(str(tmp_path), manifest, resume=False, overwrite=False) == {}
     with pytest.raises(RunExistsError, match="learning_rate_schedule"):
         prepare_out(str(tmp_path), {**manifest, "learning_rate_schedule": "cosine"}, resume=True,
-                     overwrite=False, writer=True)
+                    overwrite=False)
     # recalibration changes only the export: a finished run may be re-exported with resume
     assert prepare_out(str(tmp_path), {**manifest, "batch_norm_recalibration_batches": 8}, resume=True,
-                        overwrite=False, writer=True) == {"batch_norm_recalibration_batches": [0, 8]}
+                       overwrite=False) == {"batch_norm_recalibration_batches": [0, 8]}
     with pytest.raises(RunExistsError, match="batch_norm_recalibration_batches"):
         prepare_out(str(tmp_path), {**manifest, "batch_norm_recalibration_batches": 8}, resume=False,
-                     overwrite=False, writer=True)
+                    overwrite=False)
 
 
 def test_cli_help_lists_the_options():

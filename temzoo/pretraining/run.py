@@ -173,7 +173,7 @@ class _Run:
         if self.writer:
             rundir.settle_previous_run(self.out)  # a run started with overwrite that was killed before its checkpoint
             rundir.remove_partials(self.out)  # temporary files of a killed run (only the lock holder writes here)
-        changes = rundir.prepare_out(self.out, self.manifest, resume, overwrite, self.writer)
+        changes = rundir.prepare_out(self.out, self.manifest, resume, overwrite)
         _check_patch_fits(self.config)
         data = PretextData.load(self.config, self.verbose)
         keras.utils.set_random_seed(self.config.seed)

@@ -59,7 +59,7 @@ def manifest_differences(previous, manifest):
             if previous.get(k) != manifest.get(k)}
 
 
-def prepare_out(out, manifest, resume, overwrite, writer=True):
+def prepare_out(out, manifest, resume, overwrite):
     """Check ``out`` against the manifest; changes nothing (an overwrite happens later, see
     :func:`set_aside_run`).
 
