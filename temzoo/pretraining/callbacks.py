@@ -16,8 +16,8 @@ import keras
 import numpy as np
 
 from temzoo.atomic import atomic_open, atomic_path
+from temzoo.pretraining.rundir import LOG_NAME, drop_previous_run_if_checkpointed  # noqa: F401  (LOG_NAME: public)
 
-LOG_NAME = "log.csv"
 logger = logging.getLogger(__name__)
 
 
@@ -101,8 +101,6 @@ class DropPreviousRun(keras.callbacks.Callback):
         self.out = out
 
     def on_train_batch_end(self, batch, logs=None):
-        from temzoo.pretraining.rundir import drop_previous_run_if_checkpointed
-
         drop_previous_run_if_checkpointed(self.out)
 
     on_epoch_end = on_train_batch_end

@@ -39,7 +39,12 @@ import os
 from temzoo.errors import TemzooError
 from temzoo.names import PRETRAIN_METHODS as METHODS  # noqa: F401  (public name)
 from temzoo.pretraining.config import DEFAULTS, MANIFEST, PretrainConfig  # noqa: F401  (public names)
-from temzoo.pretraining.rundir import PREVIOUS_RUN, RESUME_CHANGES, RunExistsError  # noqa: F401  (public names)
+from temzoo.pretraining.rundir import (  # noqa: F401  (public names)
+    LOG_NAME,
+    PREVIOUS_RUN,
+    RESUME_CHANGES,
+    RunExistsError,
+)
 from temzoo.pretraining.trainer import adam_optimizer  # noqa: F401  (public name)
 
 logger = logging.getLogger(__name__)
@@ -137,7 +142,7 @@ class _Run:
         self.config, self.out, self.verbose = config, out, verbose
         self.level = logging.INFO if verbose else logging.DEBUG
         self.model_path = os.path.join(out, f"{config.run_name}.keras")
-        self.log_path = os.path.join(out, "log.csv")
+        self.log_path = os.path.join(out, LOG_NAME)
         _check_names(config)
         self.strategy = distribute.get_strategy(config.devices)
         self.writer = distribute.is_chief(self.strategy)

@@ -19,7 +19,8 @@ from temzoo.pretraining.config import MANIFEST, MANIFEST_DEFAULTS, RESUMABLE_CHA
 # Every continuation that changed a setting: [{"step": 300, "changes": {"epochs": [30, 12]}}].
 # The card repeats it, because e.g. more epochs stretch a cosine schedule mid-run.
 RESUME_CHANGES = "resume_changes.json"
-_RUN_FILES = ("checkpoints", "samples", "log.csv", "loss_curves.png", MANIFEST, RESUME_CHANGES)
+LOG_NAME = "log.csv"
+_RUN_FILES = ("checkpoints", "samples", LOG_NAME, "loss_curves.png", MANIFEST, RESUME_CHANGES)
 # Where an overwritten run waits until the new one has its first checkpoint.
 PREVIOUS_RUN = ".previous-run"
 # Entries of ``out`` that belong to no run (the lock, a set-aside previous run).
