@@ -140,14 +140,10 @@ class PretrainConfig:
 
     def replace(self, **changes):
         """A copy with ``changes``; an unknown name fails naming the known ones."""
-        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        unknown = sorted(set(changes) - set(_names()))
         if unknown:
-            from difflib import get_close_matches
-
-            hints = [f"{k!r} (did you mean {', '.join(get_close_matches(k, _names(), 2))}?)"
-                     if get_close_matches(k, _names(), 2) else repr(k) for k in unknown]
-            raise TypeError(f"unknown pretraining setting {', '.join(hints)}; the settings are the fields of "
-                            "temzoo.pretraining.PretrainConfig.")
+            raise TypeError(f"unknown pretraining setting {', '.join(map(_with_close_names, unknown))}; the "
+                            "settings are the fields of temzoo.pretraining.PretrainConfig.")
         return dataclasses.replace(self, **changes)
 
     def as_dict(self):
@@ -176,6 +172,13 @@ class PretrainConfig:
 
 def _names():
     return [f.name for f in dataclasses.fields(PretrainConfig)]
+
+
+def _with_close_names(name):
+    from difflib import get_close_matches
+
+    close = get_close_matches(name, _names(), 2)
+    return f"{name!r} (did you mean {', '.join(close)}?)" if close else repr(name)
 
 
 def _checked(field, value):
