@@ -105,6 +105,7 @@ def fit_rate(method, model, discriminator, data, steps, warmup, jit_compile, ste
     """temzoo's trainer, traced and warmed up by a first ``fit``; returns a function that times
     ``steps`` steps of a further ``fit`` call (the traced function is reused) and returns images/s."""
     from temzoo import distribute
+    from temzoo.pretraining import build_trainer
 
     g_d = {}
 
@@ -112,7 +113,7 @@ def fit_rate(method, model, discriminator, data, steps, warmup, jit_compile, ste
         g_d["g"], g_d["d"] = build(model, discriminator)
         return g_d["g"]
 
-    trainer = distribute.build_trainer(
+    trainer = build_trainer(
         distribute.get_strategy(), method, make_generator, lambda: g_d["d"],
         jit_compile=jit_compile, steps_per_execution=steps_per_execution,
     )

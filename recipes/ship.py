@@ -305,6 +305,9 @@ def main(argv=None):
     opts = parser.parse_args(argv)
     if opts.cards_only and not opts.real_data:
         parser.error("--cards-only needs --real-data JSON")
+    from temzoo.logs import configure
+
+    configure("normal")  # temzoo's messages (pretraining: resuming, checkpoints, export) on stderr
     for name in opts.names:
         recipe = json.load(open(os.path.join(HERE, f"{name}.json"), encoding="utf-8"))
         if opts.cards_only:

@@ -61,7 +61,7 @@ def atomic_path(path, suffix=None, *, exclusive=False):
             os.remove(tmp)
         else:
             os.replace(tmp, path)
-        _fsync_dir(directory)
+        fsync_dir(directory)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
@@ -175,10 +175,14 @@ def _target_mode(path):
         return 0o666 & ~umask
 
 
-def _fsync_dir(directory):
+def fsync_dir(directory):
+    """Make a rename or a new entry in ``directory`` durable (best effort: some file systems refuse)."""
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+_fsync_dir = fsync_dir  # the old name (temzoo/finetune.py uses it)

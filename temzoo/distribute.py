@@ -1,4 +1,5 @@
-"""Choosing a ``tf.distribute`` strategy and building trainers inside its scope.
+"""Choosing a ``tf.distribute`` strategy (the trainers are built inside its scope by
+:func:`temzoo.pretraining.build_trainer`).
 
 * one device (CPU or a single GPU): the default strategy; XLA (``jit_compile``)
   may be switched on;
@@ -34,16 +35,17 @@ _mirrored_strategies = {}
 
 
 def tf_config_workers():
-    """Worker addresses named by ``TF_CONFIG`` (empty when unset)."""
-    raw = os.environ.get("TF_CONFIG")
-    if not raw:
+    """Worker addresses (chief first) named by ``TF_CONFIG`` (empty when unset), read by
+    TensorFlow's ``TFConfigClusterResolver``."""
+    if not os.environ.get("TF_CONFIG"):
         return []
+    import tensorflow as tf
+
     try:
-        config = json.loads(raw)
+        spec = tf.distribute.cluster_resolver.TFConfigClusterResolver().cluster_spec()
     except json.JSONDecodeError as exc:
-        raise ValueError(f"TF_CONFIG is not valid JSON ({exc}): {raw!r}") from exc
-    cluster = config.get("cluster", {})
-    return list(cluster.get("chief", [])) + list(cluster.get("worker", []))
+        raise ValueError(f"TF_CONFIG is not valid JSON ({exc}): {os.environ.get('TF_CONFIG')!r}") from exc
+    return [address for job in ("chief", "worker") if job in spec.jobs for address in spec.job_tasks(job)]
 
 
 def get_strategy(devices=None):
@@ -148,72 +150,3 @@ def check_global_batch(strategy, batch_size):
             f"give a global batch size that is a multiple of {n}."
         )
     return batch_size // n
-
-
-def build_trainer(
-    strategy,
-    method,
-    make_generator,
-    make_discriminator=None,
-    *,
-    g_optimizer=None,
-    d_optimizer=None,
-    l1_lambda=100.0,
-    loss="l1",
-    precision="float32",
-    jit_compile=False,
-    steps_per_execution=1,
-):
-    """Build generator (and discriminator), both optimizers and compile, all inside ``strategy.scope()``.
-
-    Args:
-        strategy: from :func:`get_strategy`.
-        method: ``"pix2pix"`` or ``"autoencoder"``.
-        make_generator, make_discriminator: zero-argument callables returning
-            new models (called inside the scope and the precision policy).
-        g_optimizer, d_optimizer: zero-argument callables returning optimizers
-            (default Adam(2e-4, beta_1=0.5), as in Isola et al.).
-        precision: ``"float32"``, ``"mixed_float16"`` or ``"mixed_bfloat16"``.
-        jit_compile: XLA on a single device; ignored under a replicating strategy.
-
-    Returns:
-        The compiled :class:`temzoo.pretraining.Pix2Pix` or
-        :class:`temzoo.pretraining.Autoencoder`, its optimizers built.
-    """
-    from temzoo.precision import policy_scope
-    from temzoo.pretraining.autoencoder import Autoencoder
-    from temzoo.pretraining.pix2pix import Pix2Pix, default_optimizer
-
-    g_optimizer = g_optimizer or default_optimizer
-    d_optimizer = d_optimizer or default_optimizer
-    jit = resolve_jit_compile(strategy, jit_compile)
-    with strategy.scope():
-        with policy_scope(precision):
-            generator = make_generator()
-            if method == "pix2pix":
-                if make_discriminator is None:
-                    raise ValueError("method='pix2pix' needs make_discriminator.")
-                discriminator = make_discriminator()
-                trainer = Pix2Pix(generator, discriminator)
-            elif method == "autoencoder":
-                trainer = Autoencoder(generator)
-            else:
-                raise ValueError(f"method={method!r} is not supported; choose one of: 'pix2pix', 'autoencoder'.")
-        if method == "pix2pix":
-            trainer.compile(
-                g_optimizer=g_optimizer(),
-                d_optimizer=d_optimizer(),
-                l1_lambda=l1_lambda,
-                precision=precision,
-                jit_compile=jit,
-                steps_per_execution=steps_per_execution,
-            )
-        else:
-            trainer.compile(
-                optimizer=g_optimizer(),
-                loss=loss,
-                precision=precision,
-                jit_compile=jit,
-                steps_per_execution=steps_per_execution,
-            )
-    return trainer

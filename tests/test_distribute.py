@@ -16,6 +16,7 @@ import tensorflow as tf
 from temzoo import distribute
 from temzoo.models.patchgan import PatchGANDiscriminator
 from temzoo.models.unet import UNet
+from temzoo.pretraining import build_trainer
 
 GLOBAL_BATCH = 4
 
@@ -40,7 +41,7 @@ def _build(strategy, method, normalization, depth=2, optimizer=None):
     def make_discriminator():
         return PatchGANDiscriminator(num_layers=1, base_filters=4, normalization=normalization, groups=2, name="d")
 
-    return distribute.build_trainer(strategy, method, make_generator, make_discriminator,
+    return build_trainer(strategy, method, make_generator, make_discriminator,
                                     g_optimizer=optimizer, d_optimizer=optimizer)
 
 
@@ -130,7 +131,7 @@ def test_jit_compile_is_refused_inside_a_strategy():
 
 
 def test_mixed_bfloat16_builds_and_trains_one_step_on_cpu():
-    mixed = distribute.build_trainer(
+    mixed = build_trainer(
         distribute.get_strategy(), "pix2pix",
         lambda: UNet(depth=1, base_filters=4, normalization="group", groups=2),
         lambda: PatchGANDiscriminator(num_layers=1, base_filters=4, normalization="group", groups=2),
@@ -151,7 +152,7 @@ def test_mixed_bfloat16_builds_and_trains_one_step_on_cpu():
 
 
 def test_mixed_float16_wraps_the_optimizers_in_loss_scaling():
-    trainer = distribute.build_trainer(
+    trainer = build_trainer(
         distribute.get_strategy(), "pix2pix",
         lambda: UNet(depth=1, base_filters=2, normalization="group", groups=2),
         lambda: PatchGANDiscriminator(num_layers=1, base_filters=2, normalization="group", groups=2),

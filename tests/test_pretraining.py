@@ -12,7 +12,7 @@ import temzoo
 from temzoo.cards import card_path, sha256_file
 from temzoo.errors import BadInputError, InputSizeError, UnknownNameError
 from temzoo.pretraining import pretrain
-from temzoo.pretraining.run import RunExistsError
+from temzoo.pretraining.rundir import RunExistsError
 
 TINY = dict(
     patch_size=32, batch_size=4, epochs=2, steps_per_epoch=3, validation_steps=1, shuffle_buffer=0, samples=2,
@@ -85,13 +85,25 @@ def test_run_directory_holds_manifest_log_plots_and_checkpoints(run):
     assert not [p for p in out.rglob("*") if ".partial" in p.name]
 
 
-def test_rerunning_a_finished_run_trains_nothing_and_keeps_the_export(run):
+def test_rerunning_a_finished_run_trains_nothing_and_keeps_the_export(run, caplog, monkeypatch):
+    import logging
+
+    monkeypatch.setattr(logging.getLogger("temzoo"), "propagate", True)  # temzoo.logs.configure turns it off
     out, result = run
     before = sha256_file(result.model_path)
-    again = pretrain("unet_b2_p22", _images(), "pix2pix", out=out, checkpoint_every=2, **TINY)
+    with caplog.at_level("DEBUG", logger="temzoo"):
+        again = pretrain("unet_b2_p22", _images(), "pix2pix", out=out, checkpoint_every=2, **TINY)
     assert again.resumed_from_step == 6 and again.step == 6
     assert sha256_file(result.model_path) == before
     assert len((out / "log.csv").read_text().splitlines()) == 3
+    # the library logs (no print): at DEBUG with verbose=0, at INFO with verbose=1
+    messages = {r.getMessage(): r.levelname for r in caplog.records}
+    assert messages[f"resuming {out} from step 6 (epoch 2/2, 24 images seen)"] == "DEBUG"
+    assert messages[f"{out} is complete (6 steps); {result.model_path} is up to date."] == "DEBUG"
+    caplog.clear()
+    with caplog.at_level("INFO", logger="temzoo"):
+        pretrain("unet_b2_p22", _images(), "pix2pix", out=out, checkpoint_every=2, **{**TINY, "verbose": 1})
+    assert any(r.getMessage().startswith("resuming ") and r.levelname == "INFO" for r in caplog.records)
 
 
 def test_a_different_run_is_refused_unless_resume_or_overwrite(run, tmp_path):
@@ -234,7 +246,7 @@ def test_cli_passes_optimizer_and_override_options_through(tmp_path, monkeypatch
 
 
 def test_cosine_schedule_decays_both_rates_to_zero_over_the_run():
-    from temzoo.pretraining.run import adam_optimizer
+    from temzoo.pretraining.trainer import adam_optimizer
 
     optimizer = adam_optimizer(1e-3, 0.5, "cosine", total_steps=100)
     for step, want in ((0, 1e-3), (50, 0.5e-3), (100, 0.0)):
@@ -252,29 +264,34 @@ def test_a_cosine_run_trains_and_says_so_in_its_card(tmp_path):
     assert result.card["method"]["optimizer"] == {"name": "Adam", "learning_rate": 1e-3, "beta_1": 0.9,
                                                   "schedule": "cosine"}
     assert json.loads((tmp_path / "r" / "run.json").read_text())["learning_rate_schedule"] == "cosine"
-    constant = pretrain("unet_b2_p22", _images(), "autoencoder", out=tmp_path / "c", **args)
+    from temzoo.pretraining import PretrainConfig
+
+    settings = {k: v for k, v in args.items() if k != "verbose"}
+    constant = pretrain(out=tmp_path / "c", verbose=0,  # the same run, given as a config object
+                        config=PretrainConfig(model="unet_b2_p22", dataset=_images(), method="autoencoder",
+                                              **settings))
     changed = [not np.allclose(a, b) for a, b in zip(result.generator.get_weights(),
                                                       constant.generator.get_weights(), strict=True)]
     assert any(changed)  # same seed and data: only the decaying rate tells the two runs apart
 
 
 def test_runs_made_before_the_schedule_and_recalibration_arguments_still_resume(tmp_path):
-    from temzoo.pretraining.run import RunExistsError, _prepare_out
+    from temzoo.pretraining.rundir import prepare_out
 
     manifest = {"model": "unet_b2_p22", "epochs": 2, "learning_rate_schedule": "constant",
                 "batch_norm_recalibration_batches": 0}
     (tmp_path / "run.json").write_text(json.dumps({"model": "unet_b2_p22", "epochs": 2}))
     # continued (not None), and nothing changed: the missing arguments count with their old values
-    assert _prepare_out(str(tmp_path), manifest, resume=False, overwrite=False, writer=True) == {}
+    assert prepare_out(str(tmp_path), manifest, resume=False, overwrite=False) == {}
     with pytest.raises(RunExistsError, match="learning_rate_schedule"):
-        _prepare_out(str(tmp_path), {**manifest, "learning_rate_schedule": "cosine"}, resume=True,
-                     overwrite=False, writer=True)
+        prepare_out(str(tmp_path), {**manifest, "learning_rate_schedule": "cosine"}, resume=True,
+                    overwrite=False)
     # recalibration changes only the export: a finished run may be re-exported with resume
-    assert _prepare_out(str(tmp_path), {**manifest, "batch_norm_recalibration_batches": 8}, resume=True,
-                        overwrite=False, writer=True) == {"batch_norm_recalibration_batches": [0, 8]}
+    assert prepare_out(str(tmp_path), {**manifest, "batch_norm_recalibration_batches": 8}, resume=True,
+                       overwrite=False) == {"batch_norm_recalibration_batches": [0, 8]}
     with pytest.raises(RunExistsError, match="batch_norm_recalibration_batches"):
-        _prepare_out(str(tmp_path), {**manifest, "batch_norm_recalibration_batches": 8}, resume=False,
-                     overwrite=False, writer=True)
+        prepare_out(str(tmp_path), {**manifest, "batch_norm_recalibration_batches": 8}, resume=False,
+                    overwrite=False)
 
 
 def test_cli_help_lists_the_options():
@@ -361,14 +378,14 @@ def test_overwrite_failing_before_its_first_checkpoint_puts_the_previous_run_bac
 def test_overwrite_killed_before_its_first_checkpoint_is_undone_by_the_next_run(run, tmp_path):
     import shutil
 
-    from temzoo.pretraining.run import PREVIOUS_RUN, _set_aside_run
+    from temzoo.pretraining.rundir import PREVIOUS_RUN, set_aside_run
 
     out, result = run
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     before = _fingerprint(copy)
     # what kill -9 leaves: the old run set aside, the new run's first files, no checkpoint yet
-    assert _set_aside_run(str(copy))
+    assert set_aside_run(str(copy))
     (copy / "run.json").write_text(json.dumps({"model": "unet_b2_p22", "method": "autoencoder", "name": "new"}))
     (copy / "log.csv").write_text("epoch,step\n")
     (copy / "checkpoints").mkdir()

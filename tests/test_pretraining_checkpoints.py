@@ -133,7 +133,10 @@ RUN = textwrap.dedent(
     """
     import sys
     import numpy as np
+    from temzoo.logs import configure
     from temzoo.pretraining import pretrain
+
+    configure("normal")  # temzoo's log messages (resuming, checkpoints) on stderr, as the CLI shows them
 
     images = 1.0 + np.random.default_rng(0).random((6, 48, 48)).astype("float32")
     result = pretrain(
@@ -176,7 +179,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     second = subprocess.run([sys.executable, str(script), str(out)], capture_output=True, text=True,
                             timeout=300, env=env)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    resumed_line = next(line for line in second.stdout.splitlines() if "resuming" in line)
+    resumed_line = next(line for line in second.stderr.splitlines() if line.startswith("resuming "))
     step, resumed_from = map(int, second.stdout.split("RESULT ", 1)[1].split()[:2])
     assert step == 12 and resumed_from == killed_at and f"from step {resumed_from}" in resumed_line
     rows = (out / "log.csv").read_text().splitlines()[1:]

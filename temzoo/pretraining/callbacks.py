@@ -1,6 +1,6 @@
 """Keras callbacks of a pretraining run: step counting and checkpoints, the CSV
-log, the loss-curve PNG, sample grids and a progress bar that knows the run's
-epoch count.
+log (Keras' ``CSVLogger``), the loss-curve PNG, sample grids and a progress bar that
+knows the run's epoch count.
 
 The run's position is one :class:`RunState` shared by the callbacks: ``fit``
 is called once per epoch (each epoch has its own seeded data pipeline, so a
@@ -8,7 +8,7 @@ resumed run only skips the batches already done in the current epoch).
 """
 
 import csv
-import json
+import logging
 import os
 import time
 
@@ -16,8 +16,9 @@ import keras
 import numpy as np
 
 from temzoo.atomic import atomic_open, atomic_path
+from temzoo.pretraining.rundir import LOG_NAME, drop_previous_run_if_checkpointed  # noqa: F401  (LOG_NAME: public)
 
-LOG_NAME = "log.csv"
+logger = logging.getLogger(__name__)
 
 
 class RunState:
@@ -68,7 +69,8 @@ class StepCheckpoint(keras.callbacks.Callback):
 
     def __init__(self, store, state, every, verbose=1):
         super().__init__()
-        self.store, self.state, self.every, self.verbose = store, state, int(every or 0), verbose
+        self.store, self.state, self.every = store, state, int(every or 0)
+        self.level = logging.INFO if verbose else logging.DEBUG
 
     def on_epoch_begin(self, epoch, logs=None):
         self.state.epoch_start_step = self.state.step
@@ -86,36 +88,71 @@ class StepCheckpoint(keras.callbacks.Callback):
 
     def _save(self):
         path = self.store.save(self.state.step, self.state.as_dict())
-        if self.verbose and path:
-            print(f"\n[temzoo] checkpoint at step {self.state.step}: {path}", flush=True)
+        if path:
+            logger.log(self.level, "checkpoint at step %d: %s", self.state.step, path)
 
 
-class CSVHistory(keras.callbacks.Callback):
-    """Appends one row per epoch to ``log.csv`` (epoch, step, images_seen, seconds, metrics).
+class DropPreviousRun(keras.callbacks.Callback):
+    """Deletes ``out/.previous-run`` (an overwritten run) as soon as a checkpoint of the new
+    run exists (placed after :class:`StepCheckpoint`)."""
 
-    The previous log survives a resume: rows are appended, and
-    :func:`truncate_log` drops rows past the checkpoint the run resumes from.
-    A row with new columns rewrites the file (atomically) with the union header.
+    def __init__(self, out):
+        super().__init__()
+        self.out = out
+
+    def on_train_batch_end(self, batch, logs=None):
+        drop_previous_run_if_checkpointed(self.out)
+
+    on_epoch_end = on_train_batch_end
+
+
+class CSVHistory(keras.callbacks.CSVLogger):
+    """Keras' ``CSVLogger`` with the run's position: one row per epoch of ``epoch`` (counted
+    from 1), ``step``, ``images_seen``, ``seconds``, then the metrics.
+
+    The log survives a resume: rows are appended (``append=True``), and :func:`truncate_log`
+    drops rows past the checkpoint the run resumes from. A row with columns the file lacks
+    (e.g. validation switched on when resuming) rewrites it, atomically, with the union header.
+    ``writer=False`` (a non-chief worker) writes nothing.
     """
 
     def __init__(self, path, state, writer=True):
-        super().__init__()
-        self.path, self.state, self.writer = path, state, writer
+        super().__init__(path, append=True)
+        self.state, self.enabled = state, writer
+
+    def on_train_begin(self, logs=None):
+        if self.enabled:
+            super().on_train_begin(logs)
+
+    def on_train_end(self, logs=None):
+        if self.enabled:
+            super().on_train_end(logs)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
-        if not self.writer:
+        if not self.enabled:
             return
-        row = {
-            "epoch": epoch + 1,
-            "step": self.state.step,
-            "images_seen": self.state.images_seen,
-            "seconds": round(time.time() - self._t0, 3),
-            **{k: f"{v:.6g}" for k, v in _floats(logs).items()},
-        }
-        append_row(self.path, row)
+        row = {"step": self.state.step, "images_seen": self.state.images_seen,
+               "seconds": round(time.time() - self._t0, 3), **{k: f"{v:.6g}" for k, v in _floats(logs).items()}}
+        if self.keys is None:
+            self.keys = self._columns(list(row))
+        super().on_epoch_end(epoch + 1, {k: row.get(k, "") for k in self.keys})
+        os.fsync(self.csv_file.fileno())
+
+    def _columns(self, keys):
+        """The file's columns (after ``epoch``) with ``keys`` added; rewrites the file when it lacks some."""
+        rows = read_log(self.filename)
+        with open(self.filename, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+        columns = [k for k in header if k != "epoch"]
+        missing = [k for k in keys if k not in columns]
+        if header and missing:
+            self.csv_file.close()
+            _write_rows(self.filename, header + missing, rows)
+            self.csv_file = open(self.filename, "a", newline="", encoding="utf-8")  # noqa: SIM115 (CSVLogger closes it)
+        return columns + missing
 
 
 def read_log(path):
@@ -127,6 +164,7 @@ def read_log(path):
 
 
 def append_row(path, row):
+    """Append ``row`` (a dict) to the CSV log at ``path``; new columns rewrite the file with the union header."""
     rows = read_log(path)
     header = list(rows[0].keys()) if rows else []
     if rows and all(k in header for k in row):
@@ -243,20 +281,12 @@ def write_sample_grid(path, noisy, generated, clean, title=None):
 
 
 class RunProgbar(keras.callbacks.ProgbarLogger):
-    """Keras' progress bar, printing ``Epoch e/E`` for the whole run although ``fit`` runs one epoch at a time."""
+    """Keras' progress bar, with ``Epoch e/E`` counting the whole run although ``fit`` runs one epoch at a time."""
 
     def __init__(self, total_epochs):
         super().__init__()
         self.total_epochs = int(total_epochs)
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self._reset_progbar()
-        self._maybe_init_progbar()
-        if self.verbose:
-            print(f"Epoch {epoch + 1}/{self.total_epochs}", flush=True)
-
-
-def write_json(path, payload):
-    from temzoo.atomic import write_text
-
-    write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
+    def set_params(self, params):
+        super().set_params(params)
+        self.epochs = self.total_epochs  # what the epoch header counts to

@@ -29,7 +29,7 @@ import re
 import shutil
 import tempfile
 
-from temzoo.atomic import _fsync_dir, write_text
+from temzoo.atomic import fsync_dir, write_text
 from temzoo.errors import BadInputError
 
 LATEST = "latest.json"
@@ -43,7 +43,7 @@ def _fsync_tree(directory):
         for name in files:
             with open(os.path.join(root, name), "rb") as f:
                 os.fsync(f.fileno())
-        _fsync_dir(root)
+        fsync_dir(root)
 
 
 class CheckpointStore:
@@ -98,7 +98,7 @@ class CheckpointStore:
                 if os.path.exists(final):  # an incomplete folder of that name (cannot normally happen)
                     shutil.rmtree(final)
                 os.rename(tmp, final)
-                _fsync_dir(self.directory)
+                fsync_dir(self.directory)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise

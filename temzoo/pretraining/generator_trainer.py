@@ -73,7 +73,7 @@ class GeneratorTrainer(keras.Model):
     def _compile_common(self, optimizer, precision, jit_compile, steps_per_execution):
         if jit_compile and num_replicas() > 1:
             raise ValueError("jit_compile=True does not work under a replicating tf.distribute strategy; "
-                             "use jit_compile=False (temzoo.distribute.build_trainer does this for you).")
+                             "use jit_compile=False (temzoo.pretraining.build_trainer does this for you).")
         super().compile(optimizer=optimizer, jit_compile=jit_compile, steps_per_execution=steps_per_execution)
         self.precision = precision
 
