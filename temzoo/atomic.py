@@ -185,4 +185,3 @@ def fsync_dir(directory):
             os.close(fd)
 
 
-_fsync_dir = fsync_dir  # the old name (temzoo/finetune.py uses it)

@@ -20,6 +20,7 @@ import dataclasses
 import os
 
 from temzoo.errors import BadInputError, UnknownNameError
+from temzoo.normalization import normalizer_of  # noqa: F401  (re-exported: the one definition)
 
 
 @dataclasses.dataclass
@@ -72,13 +73,3 @@ def resolve_model(spec, *, allow_architecture=True):
     if not allow_architecture and path in architectures:
         hint = f"{path!r} is an architecture without trained weights; fine-tune it first (`temzoo-cli finetune`)."
     raise UnknownNameError("model", path, known, hint=hint)
-
-
-def normalizer_of(card, default=None):
-    """The :class:`~temzoo.normalization.Normalizer` stored in a card (``card["normalization"]``), else ``default``."""
-    from temzoo.normalization import Normalizer
-
-    config = (card or {}).get("normalization")
-    if isinstance(config, dict):
-        return Normalizer.from_config(config)
-    return default

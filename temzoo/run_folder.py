@@ -127,7 +127,7 @@ def _exchange(a, b):
 def publish(staging, out):
     """Make the complete run in ``staging`` the content of ``out``; the previous ``out`` is removed."""
     out = os.path.abspath(out)
-    from temzoo.atomic import _fsync_dir
+    from temzoo.atomic import fsync_dir
 
     if not os.path.exists(out):
         os.rename(staging, out)
@@ -140,7 +140,7 @@ def publish(staging, out):
         os.rename(out, old)
         os.rename(staging, out)
         shutil.rmtree(old, ignore_errors=True)
-    _fsync_dir(os.path.dirname(out))
+    fsync_dir(os.path.dirname(out))
 
 
 

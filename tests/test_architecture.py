@@ -16,22 +16,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "temzoo"
 DOC = REPO / "docs" / "architecture.md"
 
-# Edges that break the rules today, each removed by work in progress on issue 16. The test
-# fails when one of them no longer exists: delete it here then (this list only shrinks).
-KNOWN_EDGES = {
-    # pretrained.load -> serialization.register_custom_objects imports the task losses, so
-    # loading a model for prediction loads the task layer (h16c: layer leaks)
-    ("temzoo.serialization", "temzoo.tasks"),
-    ("temzoo.serialization", "temzoo.tasks.losses"),
-    # distribute.build_trainer builds the pretraining trainers, which import distribute (h16b)
-    ("temzoo.distribute", "temzoo.pretraining.autoencoder"),
-    ("temzoo.distribute", "temzoo.pretraining.pix2pix"),
-    # tasks.losses takes the metric names from evaluate, which imports psnr/ssim from
-    # tasks.losses: a cycle the shared metrics module removes (h16c: metrics)
-    ("temzoo.tasks.losses", "temzoo.evaluate"),
-    # tasks.heads.freeze imports tasks.builder.freeze_batch_norm, builder imports heads (h16c)
-    ("temzoo.tasks.heads", "temzoo.tasks.builder"),
-}
+# Edges allowed although they break the rules: none since issue 16's merge. Any edge added here
+# needs a comment saying who removes it; the test fails when a listed edge no longer exists.
+KNOWN_EDGES = set()
 INFERENCE_PATH = ("tiling", "tile_layout", "io", "formats", "predict_files", "receptive_field", "precision",
                   "resolve", "pretrained")
 PRIVATE_KERAS_GRAPH = {"_nodes_by_depth", "_functional", "_keras_history", "_inbound_nodes", "_outbound_nodes"}
