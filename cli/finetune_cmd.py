@@ -5,7 +5,7 @@ import click
 from temzoo.evaluate import SEGMENTATION_METRICS
 from temzoo.names import FINETUNE_DEFAULTS as DEFAULTS
 from temzoo.names import FREEZE_MODES as FREEZE
-from temzoo.names import SCHEDULES, TASKS
+from temzoo.names import CLI_PRECISIONS, SCHEDULES, TASKS
 
 METRICS_EPILOG = "\b\nSegmentation metrics (one definition each, the same in training, metrics.json and evaluate):\n" + \
     "\n".join(f"  {name}: {meaning}" for name, meaning in SEGMENTATION_METRICS.items())
@@ -48,12 +48,15 @@ METRICS_EPILOG = "\b\nSegmentation metrics (one definition each, the same in tra
               show_default=True,
               help="Before each validation, re-estimate BatchNorm statistics from this many training batches "
                    "(precise BN; 0: keep the moving averages).")
+@click.option("--precision", type=click.Choice(CLI_PRECISIONS), default=DEFAULTS["precision"], show_default=True,
+              help="Train in float32 or mixed_bfloat16; auto: mixed_bfloat16 where the CPU (AVX512-BF16/AMX) or "
+                   "GPU computes bfloat16 natively, else float32. The model is exported in float32.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace a previous run in --out (only once the new run is complete).")
 @click.pass_context
 def finetune(ctx, model_name, dataset, task, train_fraction, epochs, steps_per_epoch, batch_size, patch_size, freeze,
              learning_rate, schedule, num_classes, seed, data_dir, validation_images, validation_steps, test_split,
-             overlays, batch_norm_batches, out, overwrite):
+             overlays, batch_norm_batches, precision, out, overwrite):
     """Fine-tune a model on a labelled dataset and save the best one.
 
     Writes OUT/model.keras with its card OUT/model.json (the epoch with the
@@ -76,7 +79,7 @@ def finetune(ctx, model_name, dataset, task, train_fraction, epochs, steps_per_e
             schedule=schedule, num_classes=num_classes, seed=seed, data_dir=data_dir,
             steps_per_epoch=steps_per_epoch or None, validation_images=validation_images or None,
             validation_steps=validation_steps, test_split=test_split or None, overlays=overlays,
-            batch_norm_batches=batch_norm_batches,
+            batch_norm_batches=batch_norm_batches, precision=precision,
             overwrite=overwrite, progress=None if quiet else "auto",
         )
     except (TemzooError, ValueError) as err:

@@ -42,6 +42,7 @@ from temzoo import finetune_pipeline as pipeline
 from temzoo.errors import BadInputError, TrainingDivergedError
 from temzoo.finetune_pipeline import learning_rate_schedule
 from temzoo.names import FINETUNE_DEFAULTS
+from temzoo.precision import check_precision, resolve_precision
 from temzoo.run_folder import (
     check_output_dir,
     clean_stale_staging,
@@ -70,7 +71,7 @@ def finetune(
     steps_per_epoch=DEFAULTS["steps_per_epoch"], validation_steps=None,
     validation_images=DEFAULTS["validation_images"], test_split=DEFAULTS["test_split"],
     overlays=DEFAULTS["overlays"], batch_norm_batches=DEFAULTS["batch_norm_batches"], overwrite=False,
-    progress="auto",
+    progress="auto", precision=DEFAULTS["precision"],
 ):
     """Fine-tune ``model`` (pretrained name, architecture name, ``.keras`` path or Keras model).
 
@@ -98,6 +99,9 @@ def finetune(
         progress: ``"bar"`` (Keras' progress bar), ``"lines"`` (a ``logging`` INFO
             line every 10 s), ``None`` (epoch summaries only) or ``"auto"`` (a
             bar when stdout is a terminal, else lines).
+        precision: ``"float32"``, ``"mixed_bfloat16"`` or ``"auto"`` (bfloat16 where
+            this machine computes it fast, see :func:`temzoo.precision.resolve_precision`);
+            the model is exported in float32.
 
     The steps are :mod:`temzoo.finetune_pipeline`'s (shared with the experiment).
     Returns a dict: ``validation`` (best epoch's metrics), ``test`` (metrics on
@@ -108,6 +112,7 @@ def finetune(
     """
     started = time.time()
     pipeline.check_names(task, schedule)
+    check_precision(precision)
     if progress == "auto":
         progress = "bar" if getattr(sys.stdout, "isatty", lambda: False)() else "lines"
     out = os.fspath(out)
@@ -117,12 +122,14 @@ def finetune(
         patch_size=patch_size, learning_rate=learning_rate, schedule=schedule, freeze=freeze,
         num_classes=num_classes, seed=seed, data_dir=data_dir, dataset_config=dataset_config,
         steps_per_epoch=steps_per_epoch, validation_images=validation_images, validation_steps=validation_steps,
+        precision=precision,
     )
     settings = {
         "dataset": dataset if isinstance(dataset, str) else None, "train_fraction": train_fraction,
         "train_examples": run.train_examples, "epochs": epochs, "steps_per_epoch": run.steps_per_epoch,
         "batch_size": batch_size, "patch_size": patch_size, "learning_rate": learning_rate, "schedule": schedule,
         "batch_norm_batches": int(batch_norm_batches or 0), "seed": seed, "validation_images": run.validation_examples,
+        "precision": resolve_precision(precision),
     }
     summary, best_model, overlay_names = write_run(out, overwrite, lambda staging: _train_into(
         staging, run, settings, dataset=dataset, progress=progress, overlays=overlays, test_split=test_split,

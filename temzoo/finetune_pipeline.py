@@ -161,12 +161,15 @@ def _check_stride(task_model, name, patch_size, val, dataset):
 
 def prepare(model, dataset, task, *, train_fraction, epochs, batch_size, patch_size, learning_rate,
             schedule="constant", freeze="none", num_classes=2, seed=0, data_dir=None, dataset_config=None,
-            steps_per_epoch=None, validation_images=None, validation_steps=None):
+            steps_per_epoch=None, validation_images=None, validation_steps=None, precision="float32"):
     """Resolve the model, load the data, build the task model and its training and validation pairs.
 
     Arguments as :func:`temzoo.finetune.finetune`'s; ``steps_per_epoch=None``
     is one pass over the labelled fraction. Raises :class:`PatchStrideError`
     when ``patch_size`` is not a multiple of the model's total stride.
+    ``precision`` (:data:`temzoo.names.PRECISIONS`): the task model trains under
+    that dtype policy (``"auto"``: bfloat16 where this machine computes it fast);
+    :func:`temzoo.tasks.save` exports it in float32.
     """
     from temzoo import data as pipelines
     from temzoo import tasks
@@ -183,7 +186,7 @@ def prepare(model, dataset, task, *, train_fraction, epochs, batch_size, patch_s
     builder_kwargs = {"freeze": freeze, "learning_rate": rate}
     if task == "segmentation":
         builder_kwargs["num_classes"] = num_classes
-    task_model = tasks.build(task, resolved, **builder_kwargs)
+    task_model = _with_precision(tasks.build(task, resolved, **builder_kwargs), precision)
     from temzoo.pretrained import card as card_of
 
     normalizer = tasks.normalizer_of(card_of(task_model))
@@ -199,6 +202,23 @@ def prepare(model, dataset, task, *, train_fraction, epochs, batch_size, patch_s
         val_pairs = val_pairs.take(validation_steps)
     return Prepared(resolved, task_model, task, target, train, val, train_pairs, val_pairs, n_train, n_train_all,
                     n_val, steps_per_epoch)
+
+
+def _with_precision(task_model, precision):
+    """``task_model``, or a copy computing under ``precision``, compiled alike, with the same card."""
+    from temzoo.precision import check_precision, precision_copy, resolve_precision
+    from temzoo.pretrained import attach_card, card
+
+    resolved = resolve_precision(check_precision(precision))
+    if resolved == "float32":
+        return task_model
+    if resolved == "mixed_float16":
+        raise BadInputError("precision='mixed_float16' needs loss scaling, which fine-tuning does not do; "
+                            "use 'mixed_bfloat16' or 'auto'.")
+    copy = precision_copy(task_model, resolved)
+    copy.compile_from_config(task_model.get_compile_config())
+    logger.info("training in %s (exported in float32)", resolved)
+    return attach_card(copy, card(task_model) or {})
 
 
 def _inputs_only(inputs, targets):

@@ -50,6 +50,7 @@ FINETUNE_DEFAULTS = {
     "validation_images": 16,
     "test_split": "test",
     "batch_norm_batches": 4,
+    "precision": "float32",
 }
 
 

@@ -122,7 +122,10 @@ def _without_dtype_policies(config):
     global policy applies), except the model's output layers, which stay float32."""
     if not isinstance(config.get("layers"), list):  # not a functional model's config
         return config
-    outputs = {entry[0] for entry in config.get("output_layers", []) if entry}
+    entries = config.get("output_layers") or []
+    if entries and isinstance(entries[0], str):  # Keras writes one output as a flat [name, node, index]
+        entries = [entries]
+    outputs = {entry[0] for entry in entries if entry}
 
     def strip(layer_config, keep):
         layer_config = dict(layer_config)

@@ -100,3 +100,41 @@ def test_fit_traces_the_training_step_once(tiny):
     history = pipeline.fit(run, epochs=2, learning_rate=1e-3)
     assert len(history["loss"]) == 2
     assert len(traces) == 1
+
+
+def test_finetune_trains_in_bfloat16_and_exports_float32(tiny, tmp_path):
+    import keras
+
+    from temzoo import pretrained
+    from temzoo.finetune import finetune
+    from temzoo.precision import model_precision
+
+    data_dir, config = tiny
+    seen = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen.append(model_precision(self.model))
+
+    run = pipeline.prepare("unet_b2_p22", "synthetic_tem/au_np", "segmentation", train_fraction=0.5, epochs=1,
+                           batch_size=4, patch_size=32, learning_rate=1e-3, data_dir=data_dir, dataset_config=config,
+                           validation_images=2, precision="mixed_bfloat16")
+    pipeline.fit(run, epochs=1, learning_rate=1e-3, callbacks=[Spy()])
+    assert seen == ["mixed_bfloat16"]
+    assert run.task_model.get_layer("head_activation").compute_dtype == "float32"
+    assert pretrained.card(run.task_model)["task"] == "segmentation"  # the copy keeps its card
+
+    result = finetune("unet_b2_p22", "synthetic_tem/au_np", out=tmp_path / "run", data_dir=data_dir,
+                      dataset_config=config, epochs=1, steps_per_epoch=2, batch_size=4, patch_size=32,
+                      validation_images=2, overlays=0, test_split=None, precision="mixed_bfloat16")
+    exported = pretrained.load(result["paths"]["model"])
+    assert model_precision(exported) == "float32"
+    assert result["card"]["precision"] == "mixed_bfloat16"
+
+
+def test_unknown_precision_is_refused_before_anything_is_written(tmp_path):
+    from temzoo.finetune import finetune
+
+    with pytest.raises(ValueError, match="precision"):
+        finetune("unet_b2_p22", out=tmp_path / "run", precision="float8")
+    assert not (tmp_path / "run").exists()

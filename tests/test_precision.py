@@ -60,3 +60,16 @@ def test_bfloat16_copy_computes_in_bfloat16_and_predicts_close_to_float32():
     # bfloat16 keeps 8 bits of mantissa: close to float32, not equal
     assert 0 < error.max() < 0.05 * np.abs(full).max() and error.mean() < 0.05 * full.std()
     np.testing.assert_array_equal(precision.float32_copy(copy).get_weights()[0], model.get_weights()[0])
+
+
+def test_bfloat16_copy_of_a_single_output_model_keeps_its_output_layer_float32():
+    """Keras writes one output as a flat ``[name, node, index]``; the copy read it as a list of
+    outputs and cast the output activation to bfloat16 too."""
+    from temzoo import tasks
+    from temzoo.precision import precision_copy
+
+    model = tasks.segmentation("unet_b2_p22")
+    assert isinstance(model.get_config()["output_layers"][0], str)  # the flat form this test is about
+    copy = precision_copy(model, "mixed_bfloat16")
+    assert copy.get_layer("head").compute_dtype == "bfloat16"
+    assert copy.get_layer("head_activation").compute_dtype == "float32"

@@ -10,6 +10,7 @@ def save(model, path, *, name=None, **fields):
     ``temzoo.predict`` on the reloaded model normalises as training did.
     Returns the written card.
     """
+    from temzoo.precision import float32_copy
     from temzoo.pretrained import attach_card, card
 
     draft = dict(card(model) or {})
@@ -22,6 +23,7 @@ def save(model, path, *, name=None, **fields):
     name = name or draft.pop("name", None) or model.name
     draft.pop("name", None)
     architecture = draft.pop("architecture", None)
-    written = export_model(model, path, make_card(model, name=name, architecture=architecture, **draft))
+    exported = float32_copy(model)  # a model trained in bfloat16 is exported in float32
+    written = export_model(exported, path, make_card(exported, name=name, architecture=architecture, **draft))
     attach_card(model, written)
     return written
