@@ -9,9 +9,8 @@ The public API is small and imported lazily, so ``import temzoo`` (and the
     >>> temzoo.receptive_field(model)
 """
 
-import importlib
-
 from temzoo._version import __version__
+from temzoo.lazy import lazy_attributes
 
 # Imported eagerly (it needs no Keras): the function shares its module's name,
 # and a lazy attribute would be shadowed by the submodule once anything imports
@@ -35,16 +34,4 @@ _LAZY = {
 __all__ = ["__version__", "receptive_field", *_LAZY]
 
 
-def __getattr__(name):
-    try:
-        target = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'temzoo' has no attribute {name!r}") from None
-    module_name, attr = target.split(":")
-    value = getattr(importlib.import_module(module_name), attr)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _LAZY)

@@ -17,7 +17,7 @@ scope), ``run`` (``pretrain``), ``export`` (generator and card), ``callbacks``,
 ``checkpoints``, ``pix2pix``/``autoencoder``/``generator_trainer`` (the Keras models).
 """
 
-import importlib
+from temzoo.lazy import lazy_attributes
 
 _LAZY = {
     "Pix2Pix": "temzoo.pretraining.pix2pix:Pix2Pix",
@@ -33,16 +33,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name):
-    try:
-        target = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'temzoo.pretraining' has no attribute {name!r}") from None
-    module_name, attr = target.split(":")
-    value = getattr(importlib.import_module(module_name), attr)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _LAZY)
