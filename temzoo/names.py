@@ -38,8 +38,8 @@ SCHEDULES = ("cosine", "constant")
 #: cores (``benchmarks/quickstart.py`` measures them). The CLI reads its defaults from here.
 FINETUNE_DEFAULTS = {
     "train_fraction": 0.1,
-    "epochs": 5,
-    "steps_per_epoch": 30,
+    "epochs": 4,
+    "steps_per_epoch": 20,
     "batch_size": 8,
     "patch_size": 128,
     "freeze": "none",
