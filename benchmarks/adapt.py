@@ -15,7 +15,7 @@ units"); noisy counts ``Poisson(dose x reference)``; then, on the noisy image al
 * ``peer_n2v``: Noise2Void as the ``n2v`` package implements it, its defaults, same number of
   steps (``benchmarks/_n2v_peer.py`` under ``--peer-python``; skipped with a message when absent).
 
-PSNR (``temzoo.denoising_baselines.psnr``: the reference's range as peak) of the prediction
+PSNR (``temzoo.analysis.denoising_baselines.psnr``: the reference's range as peak) of the prediction
 divided by the dose, every ``--eval-every`` steps, with the training seconds (wall and CPU)
 so far, excluding the evaluations. Writes ``benchmarks/results/adapt.json``, ``docs/adapt.md``
 (tables) and ``docs/img/adapt_psnr_steps.png``, ``docs/img/adapt_psnr_time.png``.
@@ -74,7 +74,7 @@ class Curve:
 
     def score(self, model):
         import temzoo
-        from temzoo.denoising_baselines import psnr
+        from temzoo.analysis.denoising_baselines import psnr
 
         return psnr(temzoo.predict(model, self.noisy) / self.dose, self.reference)
 
@@ -115,7 +115,7 @@ def settings(pairs):
 
 
 def run_peer(peer_python, noisy, reference, dose, opts, folder):
-    from temzoo.denoising_baselines import psnr
+    from temzoo.analysis.denoising_baselines import psnr
 
     noisy_path, out_path = os.path.join(folder, "noisy.npy"), os.path.join(folder, "peer.npz")
     np.save(noisy_path, noisy.astype(np.float32))
@@ -170,7 +170,7 @@ def main(argv=None):
         render(json.load(open(opts.json, encoding="utf-8")))
         return
     from temzoo.adaptation.config import DEFAULTS
-    from temzoo.denoising_baselines import psnr
+    from temzoo.analysis.denoising_baselines import psnr
     from temzoo.io import read_image
 
     opts.steps = opts.steps or DEFAULTS.steps

@@ -27,8 +27,8 @@ def main(argv=None):
     opts = parser.parse_args(argv)
 
     import temzoo.tasks as tasks
-    from temzoo.denoising_baselines import add_poisson_noise, mean_intensity_units, psnr
-    from temzoo.normalization import Normalizer
+    from temzoo.analysis.denoising_baselines import add_poisson_noise, mean_intensity_units, psnr
+    from temzoo.zoo.normalization import Normalizer
     from temzoo.simulate import simulate_nanoparticles
 
     rng = np.random.default_rng(0)

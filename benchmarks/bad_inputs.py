@@ -394,9 +394,9 @@ def _input_cases():
                 return api_ok(lambda c: io.read_image(path).ndim in (2, 3))(ctx)
             return api_error(lambda c: io.read_image(path), [str(path), *words])(ctx)
 
-        # API: temzoo.predict_files.predict_files (the library side of the CLI)
+        # API: temzoo.inference.predict_files.predict_files (the library side of the CLI)
         def api_predict(ctx, name=name, maker=maker, words=words):
-            from temzoo.predict_files import predict_files
+            from temzoo.inference.predict_files import predict_files
 
             path = _make_input(ctx, name, maker)
             if words is None:
@@ -577,7 +577,7 @@ def _output_cases():
     def concurrent(ctx):
         import tifffile
 
-        from temzoo.predict_files import predict_files
+        from temzoo.inference.predict_files import predict_files
 
         real = tifffile.TiffWriter
 
@@ -749,7 +749,7 @@ def _state_cases():
     def interrupted_export(ctx):
         import temzoo
         from temzoo.atomic import _host
-        from temzoo.cards import export_model
+        from temzoo.zoo.cards import export_model
 
         model = temzoo.load(ctx.models["den"])
         path = ctx.dir / "m.keras"

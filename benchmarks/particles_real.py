@@ -9,7 +9,7 @@ supported Cu, Pd, Pt, PtCo, PtW, Ru particles; default
 ``../shared/real_micrographs/nanoparticle_boxes`` from the repository root).
 
 The images are split into ``--folds`` groups (seeded). For each fold and variant
-a model is trained with :func:`temzoo.box_training.train_on_boxes` on at most
+a model is trained with :func:`temzoo.analysis.box_training.train_on_boxes` on at most
 ``--train-images`` images of the other folds (same steps, batch and patch size
 for every variant) and evaluated on the fold's images, never seen in training:
 
@@ -18,8 +18,8 @@ for every variant) and evaluated on the fold's images, never seen in training:
 * ``synthetic_only``: ``unet_pretrained`` on synthetic_tem/au_np only (no real labels),
   trained once and evaluated on all images.
 
-Scores (:func:`temzoo.particle_analysis.compare_to_boxes`): particles from
-:func:`temzoo.particle_analysis.instances` (threshold 0.5, watershed split) matched
+Scores (:func:`temzoo.analysis.particles.compare_to_boxes`): particles from
+:func:`temzoo.analysis.particles.instances` (threshold 0.5, watershed split) matched
 one-to-one to the boxes at box IoU >= 0.5, border-touching particles excluded on
 both sides; precision, recall and F1 pooled over all test particles (and F1 per
 image); median relative error of the equivalent diameter of matched particles
@@ -67,7 +67,7 @@ def folds_of(names, k, seed):
 
 
 def score_image(foreground, boxes, post, factor=1):
-    from temzoo.particle_analysis import compare_to_boxes, instances, particle_table
+    from temzoo.analysis.particles import compare_to_boxes, instances, particle_table
 
     post = dict(post)
     if post.get("split_depth") is not None:
@@ -100,7 +100,7 @@ def aggregate(per_image):
 
 def cached_foreground(cache, key, examples, train_fn):
     """Foreground probabilities (and scale factors) of ``examples`` from the model ``train_fn()`` trains, cached."""
-    from temzoo.particle_analysis import foreground_at_scale
+    from temzoo.analysis.particles import foreground_at_scale
 
     folder = os.path.join(cache, key)
     paths = {e["name"]: os.path.join(folder, e["name"] + ".npz") for e in examples}
@@ -156,7 +156,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("absl").setLevel(logging.WARNING)
 
-    from temzoo.box_training import scale_for, train_on_boxes
+    from temzoo.analysis.box_training import scale_for, train_on_boxes
     from temzoo.data.boxes import load_box_folder
 
     started = time.time()
@@ -173,7 +173,7 @@ def main(argv=None):
     rows, per_image_all, trainings = results.get("rows", {}), results.get("per_image", {}), results.get("trainings", {})
 
     if opts.model:
-        from temzoo.particle_analysis import foreground_at_scale
+        from temzoo.analysis.particles import foreground_at_scale
 
         label = opts.label or os.path.basename(opts.model)
         fgs = {n: foreground_at_scale(opts.model, by_name[n]["image"]) for n in names}

@@ -50,7 +50,7 @@ def child(model_name, size):
     import numpy as np
 
     import temzoo
-    from temzoo import tiling
+    from temzoo.inference import tiling
 
     model = temzoo.load(model_name)
     stride = tiling.model_stride(model)

@@ -6,7 +6,7 @@
 
 Writes benchmarks/results/pretraining_effect[_quick].json (every run, updated after each),
 docs/results.md (tables, convergence, findings, settings) and docs/img/pretraining_effect*.png.
-All logic is in temzoo.experiment; the same grid runs as `temzoo-cli experiment`.
+All logic is in temzoo.training.experiment; the same grid runs as `temzoo-cli experiment`.
 """
 
 import argparse
@@ -28,7 +28,7 @@ def main(argv=None):
                         help="only re-write docs/results.md and docs/img/ from the existing JSON (no runs)")
     opts = parser.parse_args(argv)
 
-    from temzoo import experiment as ex
+    from temzoo.training import experiment as ex
     from temzoo.logs import configure
 
     configure("normal")  # the library's progress lines (logging) on stderr

@@ -51,7 +51,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
-from temzoo.denoising_baselines import DEFAULT_SIGMAS, add_poisson_noise, gaussian_filter, psnr  # noqa: E402
+from temzoo.analysis.denoising_baselines import DEFAULT_SIGMAS, add_poisson_noise, gaussian_filter, psnr  # noqa: E402
 
 DEFAULT_FOLDER = os.path.join(os.path.dirname(HERE), "..", "shared", "real_micrographs")
 DOSES = (1.0, 2.0, 5.0, 20.0)
@@ -208,7 +208,7 @@ def leave_one_out_sigma(psnr_by_image, index):
 
 def shipped_denoisers():
     """Names of the shipped models whose cards carry a denoising report."""
-    from temzoo import pretrained
+    from temzoo.zoo import pretrained
 
     names = []
     for name in pretrained.pretrained_entries():
@@ -263,8 +263,8 @@ def evaluate(folder, models, doses=DOSES, crop=MAX_CROP, seed=0, exclude=NO_REFE
 
     ``baselines=False`` scores only ``noisy`` and the models (to :func:`merge` with an earlier run).
     """
-    from temzoo import pretrained
-    from temzoo.denoising_baselines import denoise_with_model
+    from temzoo.zoo import pretrained
+    from temzoo.analysis.denoising_baselines import denoise_with_model
     from temzoo.io import read_image
 
     if crop > MAX_CROP:

@@ -1,4 +1,4 @@
-"""``temzoo-cli analyze``: particles, sizes and figures per micrograph (thin shell over ``temzoo.particle_analysis``)."""
+"""``temzoo-cli analyze``: particles, sizes and figures per micrograph (thin shell over ``temzoo.analysis.particles``)."""
 
 import click
 
@@ -34,7 +34,7 @@ def analyze(model_name, inputs, out, pixel_size, threshold, min_area, split_dept
     and NAME_overlay.png; and OUT/particles_summary.csv over all inputs.
     """
     from temzoo.errors import TemzooError
-    from temzoo.particle_analysis import DEFAULTS, analyze_files
+    from temzoo.analysis.particles import DEFAULTS, analyze_files
 
     if no_split and split_depth is not None:
         raise click.UsageError("--no-split and --split-depth exclude each other.")

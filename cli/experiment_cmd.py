@@ -1,4 +1,4 @@
-"""``temzoo-cli experiment``: the pretrained-vs-random benchmark (thin shell over ``temzoo.experiment``)."""
+"""``temzoo-cli experiment``: the pretrained-vs-random benchmark (thin shell over ``temzoo.training.experiment``)."""
 
 import click
 
@@ -35,7 +35,7 @@ def experiment(preset, quick, studies, tasks, models, seeds, datasets, data_dir,
     """
     import os
 
-    from temzoo import experiment as ex
+    from temzoo.training import experiment as ex
     from temzoo.errors import TemzooError
 
     preset = "quick" if quick else preset

@@ -15,7 +15,7 @@ def models():
 def list_cmd():
     """Print every architecture and pretrained model with its parameters and receptive field."""
     import temzoo
-    from temzoo.zoo import format_table
+    from temzoo.zoo.table import format_table
 
     click.echo(format_table(temzoo.list_models()))
 
@@ -41,8 +41,8 @@ def info_cmd(name):
 def verify_cmd(name):
     """Check the sha256 of each shipped model (or NAME) and that it reproduces its recorded output."""
     from temzoo.errors import TemzooError
-    from temzoo.pretrained import verify
-    from temzoo.zoo import format_table
+    from temzoo.zoo.pretrained import verify
+    from temzoo.zoo.table import format_table
 
     try:
         rows = verify(name)

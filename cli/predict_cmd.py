@@ -1,4 +1,4 @@
-"""``temzoo-cli predict``: predict micrographs to TIFF (thin shell over ``temzoo.predict_files``)."""
+"""``temzoo-cli predict``: predict micrographs to TIFF (thin shell over ``temzoo.inference.predict_files``)."""
 
 import sys
 
@@ -53,7 +53,7 @@ def predict(model_name, inputs, out, overwrite, overlay, tile_size, max_pixels, 
     description holds the provenance (model, weights sha256, temzoo version).
     """
     from temzoo.errors import TemzooError
-    from temzoo.predict_files import predict_files
+    from temzoo.inference.predict_files import predict_files
 
     bar = _TileBar()
 

@@ -8,7 +8,7 @@ For each recipe (``recipes/NAME.json``):
 
 1. ``temzoo.pretraining.pretrain(**recipe["pretrain"])`` into ``RUNS/NAME`` (resumable: re-run
    the same command after an interruption);
-2. the denoising report (``temzoo.denoising_baselines``) on held-out images of the
+2. the denoising report (``temzoo.analysis.denoising_baselines``) on held-out images of the
    dataset's ``test`` split at the recipe's low dose: PSNR of the noisy input, of a
    Gaussian filter tuned on ``validation`` images, and of the generator;
 3. ``--ship`` copies the generator into ``temzoo/weights/NAME.keras`` with its card
@@ -17,7 +17,7 @@ For each recipe (``recipes/NAME.json``):
    ``temzoo/weights/registry.json``.
 
 A recipe with a ``train_on_boxes`` section (``nanoparticles``) is a segmentation model
-fine-tuned instead: :func:`temzoo.box_training.train_on_boxes` on the YOLO box images
+fine-tuned instead: :func:`temzoo.analysis.box_training.train_on_boxes` on the YOLO box images
 of ``--boxes`` plus the synthetic set, saved to ``RUNS/NAME/model.keras`` (an existing
 one is reused: re-run after an interruption), its card quoting the leave-images-out
 result of ``benchmarks/particles_real.py`` (``benchmarks/results/particles_real.json``)
@@ -116,8 +116,8 @@ def real_data_section(benchmark_json, name):
 
 def add_real_data(name, benchmark_json):
     """Put ``real_data`` from ``benchmark_json`` into the shipped card of ``name`` (weights untouched)."""
-    from temzoo import pretrained
-    from temzoo.cards import card_path, read_card, write_card
+    from temzoo.zoo import pretrained
+    from temzoo.zoo.cards import card_path, read_card, write_card
 
     path = card_path(pretrained.weights_path(pretrained.resolve(name)))
     card = read_card(path)
@@ -129,10 +129,10 @@ def add_real_data(name, benchmark_json):
 def run_recipe(name, runs, data_dir, dataset=None, ship=False, eval_data_dir=None, real_data=None):
     import numpy as np
 
-    from temzoo import pretrained
-    from temzoo.cards import export_model, read_card
-    from temzoo.denoising_baselines import denoising_report
-    from temzoo.normalization import Normalizer
+    from temzoo.zoo import pretrained
+    from temzoo.zoo.cards import export_model, read_card
+    from temzoo.analysis.denoising_baselines import denoising_report
+    from temzoo.zoo.normalization import Normalizer
     from temzoo.pretraining import pretrain
 
     recipe = json.load(open(os.path.join(HERE, f"{name}.json"), encoding="utf-8"))
@@ -158,7 +158,7 @@ def run_recipe(name, runs, data_dir, dataset=None, ship=False, eval_data_dir=Non
         f"{ev['images']} images of {eval_dataset} (test split, top-left {ev['size']}x{ev['size']} crops) in "
         f"mean-intensity units; Poisson noise at dose {ev['dose']} counts/pixel at the mean intensity; "
         f"PSNR per image with the clean image's range as peak, averaged; Gaussian sigma tuned on "
-        f"{ev['tuning_images']} validation images (temzoo.denoising_baselines.denoising_report)."
+        f"{ev['tuning_images']} validation images (temzoo.analysis.denoising_baselines.denoising_report)."
     )
     print(json.dumps({k: v for k, v in report.items() if k != "how"}, indent=2))
     for row in other_doses:
@@ -198,7 +198,7 @@ def register_shipped(name, recipe, model, target, card, extra=None):
     """Record the reference output of the file at ``target``, add it to registry.json, check it reloads."""
     import numpy as np
 
-    from temzoo import pretrained
+    from temzoo.zoo import pretrained
     from temzoo.atomic import write_text
 
     digest = card["sha256"]
@@ -230,10 +230,11 @@ def register_shipped(name, recipe, model, target, card, extra=None):
 
 def run_box_recipe(name, recipe, runs, boxes, data_dir, ship=False):
     """Train (or reuse) the segmentation model of a ``train_on_boxes`` recipe; with ``ship``, register it."""
-    from temzoo import pretrained, tasks
-    from temzoo.box_training import train_on_boxes
+    from temzoo import tasks
+    from temzoo.zoo import pretrained
+    from temzoo.analysis.box_training import train_on_boxes
     from temzoo.data.boxes import load_box_folder
-    from temzoo.particle_analysis import DEFAULTS as PARTICLE_DEFAULTS
+    from temzoo.analysis.particles import DEFAULTS as PARTICLE_DEFAULTS
 
     run_dir = os.path.join(runs, name)
     run_model = os.path.join(run_dir, "model.keras")
@@ -266,7 +267,7 @@ def run_box_recipe(name, recipe, runs, boxes, data_dir, ship=False):
         evaluation=evaluation,
         postprocessing=dict(PARTICLE_DEFAULTS),
     )
-    from temzoo.cards import export_model, make_card
+    from temzoo.zoo.cards import export_model, make_card
 
     card = export_model(shipped_model, target, make_card(shipped_model, name=name, architecture=recipe["architecture"], **card))
     register_shipped(name, recipe, shipped_model, target, card, extra={"task": card.get("task", "segmentation")})

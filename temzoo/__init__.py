@@ -21,14 +21,14 @@ from temzoo.receptive_field import receptive_field
 _LAZY = {
     "build": "temzoo.models.registry:build",
     "list_architectures": "temzoo.models.registry:list_architectures",
-    "list_models": "temzoo.zoo:list_models",
-    "load": "temzoo.pretrained:load",
-    "register": "temzoo.pretrained:register",
-    "card": "temzoo.pretrained:card",
-    "predict": "temzoo.tiling:predict",
+    "list_models": "temzoo.zoo.table:list_models",
+    "load": "temzoo.zoo.pretrained:load",
+    "register": "temzoo.zoo.pretrained:register",
+    "card": "temzoo.zoo.pretrained:card",
+    "predict": "temzoo.inference.tiling:predict",
     "adapt": "temzoo.adaptation:adapt",
-    # a module named like its function would shadow it once imported, hence particle_analysis
-    "particles": "temzoo.particle_analysis:particles",
+    # the module is analysis.particles, so the package attribute is the function
+    "particles": "temzoo.analysis.particles:particles",
 }
 
 __all__ = ["__version__", "receptive_field", *_LAZY]

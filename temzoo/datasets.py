@@ -122,7 +122,7 @@ def list_datasets(data_dir=None, print_table=False):
 
 def format_datasets(rows, data_dir=None):
     """The text table of :func:`list_datasets` rows, with the data dir under it."""
-    from temzoo.zoo import format_table
+    from temzoo.zoo.table import format_table
 
     text = format_table(rows, columns=("name", "manual_download", "prepared", "description"))
     return f"{text}\n\ndata dir: {data_dir or default_data_dir()}"

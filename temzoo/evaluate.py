@@ -2,7 +2,7 @@
 
 Every image is predicted whole with :func:`temzoo.predict` (tiled, normalised
 with the model's normaliser), exactly as a user's micrograph would be, and
-compared with its target, with the metrics of :mod:`temzoo.metrics` (the same
+compared with its target, with the metrics of :mod:`temzoo.zoo.metrics` (the same
 definitions as the training metrics):
 
 * segmentation: a confusion matrix over all pixels of the split gives
@@ -14,7 +14,7 @@ definitions as the training metrics):
 
 This module imports no TensorFlow until :func:`evaluate` runs (the CLI's help reads
 :data:`SEGMENTATION_METRICS` from it); ``segmentation_scores`` and ``restoration_scores``
-are :mod:`temzoo.metrics`' own, loaded on first use.
+are :mod:`temzoo.zoo.metrics`' own, loaded on first use.
 """
 
 import json
@@ -31,8 +31,8 @@ _FROM_METRICS = ("segmentation_scores", "restoration_scores")
 
 
 def __getattr__(name):
-    if name in _FROM_METRICS:  # lazily: temzoo.metrics imports Keras
-        from temzoo import metrics
+    if name in _FROM_METRICS:  # lazily: temzoo.zoo.metrics imports Keras
+        from temzoo.zoo import metrics
 
         return getattr(metrics, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -52,7 +52,7 @@ def evaluate(model, dataset, split="test", *, data_dir=None, dataset_config=None
     from temzoo import data as pipelines
     from temzoo import datasets
     from temzoo.tasks.backbone import resolve_model
-    from temzoo.tiling import is_restoration, predict
+    from temzoo.inference.tiling import is_restoration, predict
 
     started = time.time()
     if json_path:
@@ -104,7 +104,7 @@ class _SegmentationScorer:
         self.where, self.confusion = where, None
 
     def add(self, index, output, truth):
-        from temzoo.metrics import confusion_matrix
+        from temzoo.zoo.metrics import confusion_matrix
 
         classes = output.shape[-1]
         if self.confusion is None:
@@ -117,7 +117,7 @@ class _SegmentationScorer:
         self.confusion += confusion_matrix(truth, output.argmax(-1), classes)
 
     def metrics(self):
-        from temzoo.metrics import segmentation_scores
+        from temzoo.zoo.metrics import segmentation_scores
 
         return segmentation_scores(self.confusion)
 
@@ -129,7 +129,7 @@ class _RestorationScorer:
         self.where, self.target, self.task, self.per_image = where, target, task, []
 
     def add(self, index, output, truth):
-        from temzoo.metrics import restoration_scores
+        from temzoo.zoo.metrics import restoration_scores
 
         if output.shape != truth.shape:
             raise BadInputError(
@@ -149,7 +149,7 @@ def metric_definitions():
 
 def format_metrics(metrics, definitions=True):
     """Text table of a metrics dict: name, value and (``definitions``) what the name means."""
-    from temzoo.zoo import format_table
+    from temzoo.zoo.table import format_table
 
     if not metrics:
         return "(no metrics)"

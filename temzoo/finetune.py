@@ -38,12 +38,12 @@ import os
 import sys
 import time
 
-from temzoo import finetune_pipeline as pipeline
+from temzoo.training import pipeline as pipeline
 from temzoo.errors import BadInputError, TrainingDivergedError
-from temzoo.finetune_pipeline import learning_rate_schedule
+from temzoo.training.pipeline import learning_rate_schedule
 from temzoo.names import FINETUNE_DEFAULTS
-from temzoo.precision import check_precision, resolve_precision
-from temzoo.run_folder import (
+from temzoo.inference.precision import check_precision, resolve_precision
+from temzoo.training.run_folder import (
     check_output_dir,
     clean_stale_staging,
     make_staging_dir,
@@ -95,15 +95,15 @@ def finetune(
         overlays: how many validation images get a prediction overlay PNG.
         batch_norm_batches: before each validation, re-estimate BatchNormalization's
             moving statistics from this many training batches (precise BN; 0: keep
-            the moving averages). See :class:`temzoo.fit_callbacks.PreciseBatchNorm`.
+            the moving averages). See :class:`temzoo.training.callbacks.PreciseBatchNorm`.
         progress: ``"bar"`` (Keras' progress bar), ``"lines"`` (a ``logging`` INFO
             line every 10 s), ``None`` (epoch summaries only) or ``"auto"`` (a
             bar when stdout is a terminal, else lines).
         precision: ``"float32"``, ``"mixed_bfloat16"`` or ``"auto"`` (bfloat16 where
-            this machine computes it fast, see :func:`temzoo.precision.resolve_precision`);
+            this machine computes it fast, see :func:`temzoo.inference.precision.resolve_precision`);
             the model is exported in float32.
 
-    The steps are :mod:`temzoo.finetune_pipeline`'s (shared with the experiment).
+    The steps are :mod:`temzoo.training.pipeline`'s (shared with the experiment).
     Returns a dict: ``validation`` (best epoch's metrics), ``test`` (metrics on
     ``test_split`` or ``None``), ``best_epoch``, ``paths``, ``seconds``,
     ``random_init``, the model's ``card``.
@@ -137,7 +137,7 @@ def finetune(
     ))
     paths = output_paths(out)
     overlay_files = [os.path.join(paths["overlays"], name) for name in overlay_names]
-    from temzoo.pretrained import card as card_of
+    from temzoo.zoo.pretrained import card as card_of
 
     return {**summary, "paths": {**paths, "overlay_files": overlay_files}, "card": card_of(best_model)}
 
@@ -146,9 +146,9 @@ def _train_into(staging, run, settings, *, dataset, progress, overlays, test_spl
                 started):
     """Train, export the best model and write every output into ``staging``."""
     from temzoo.atomic import write_text
-    from temzoo.fit_callbacks import BestModelExporter, StepProgress
-    from temzoo.plots import learning_curves
-    from temzoo.pretrained import load
+    from temzoo.training.callbacks import BestModelExporter, StepProgress
+    from temzoo.inference.plots import learning_curves
+    from temzoo.zoo.pretrained import load
 
     paths = output_paths(staging)
     exporter = BestModelExporter(paths["model"], "val_loss", settings)
@@ -204,8 +204,8 @@ def write_overlays(model, dataset, task, target_key, folder, count, overwrite=Fa
     """
     import numpy as np
 
-    from temzoo.plots import overlay, side_by_side, titled_panels, to_uint8
-    from temzoo.tiling import predict
+    from temzoo.inference.plots import overlay, side_by_side, titled_panels, to_uint8
+    from temzoo.inference.tiling import predict
 
     written = []
     os.makedirs(folder, exist_ok=True)

@@ -25,7 +25,7 @@ even when another process creates it meanwhile): float32 or uint8 TIFF with a
 JSON description (provenance), and PNG.
 
 This module is the public reader and writer; what each format needs (headers,
-pixel limit, TIFF layouts, RosettaSciIO plugins) is in :mod:`temzoo.formats`.
+pixel limit, TIFF layouts, RosettaSciIO plugins) is in :mod:`temzoo.inference.formats`.
 """
 
 import json
@@ -33,11 +33,11 @@ import os
 
 import numpy as np
 
-from temzoo import formats as _formats
+from temzoo.inference import formats as _formats
 from temzoo.atomic import atomic_path
 from temzoo.atomic import refuse_existing as _refuse_existing
 from temzoo.errors import BadInputError
-from temzoo.formats import (  # noqa: F401  (re-exported: temzoo.io.check_pixels, ... keep working)
+from temzoo.inference.formats import (  # noqa: F401  (re-exported: temzoo.io.check_pixels, ... keep working)
     DEFAULT_MAX_PIXELS,
     FORMATS_EXTENSIONS,
     MAX_PIXELS_ENV,

@@ -1,6 +1,6 @@
 """Lazy attributes for a package's public names, so importing it does not start TensorFlow.
 
-    >>> __getattr__, __dir__ = lazy_attributes(__name__, globals(), {"load": "temzoo.pretrained:load"})
+    >>> __getattr__, __dir__ = lazy_attributes(__name__, globals(), {"load": "temzoo.zoo.pretrained:load"})
 
 Each public name maps to ``"module:attribute"``; the module is imported on first
 access and the value cached in the package's namespace.

@@ -62,8 +62,8 @@ def task_or_default(task, restoring):
 
 
 #: The segmentation metrics: one name, one definition, the same in training logs
-#: (:func:`temzoo.metrics.segmentation_metrics`), metrics.json and ``temzoo-cli evaluate``
-#: (:func:`temzoo.metrics.segmentation_scores`). Counts are pooled over all pixels of all
+#: (:func:`temzoo.zoo.metrics.segmentation_metrics`), metrics.json and ``temzoo-cli evaluate``
+#: (:func:`temzoo.zoo.metrics.segmentation_scores`). Counts are pooled over all pixels of all
 #: images (of an epoch or of a split) before dividing.
 SEGMENTATION_METRICS = {
     "iou": "foreground IoU: TP / (TP + FP + FN) of the particle (non-background) pixels, all pixels pooled "

@@ -13,7 +13,7 @@ from temzoo.adaptation import AdaptConfig, RunExistsError
 from temzoo.adaptation.masking import blind_spot_batch, mask_coordinates, neighbourhood_median
 from temzoo.adaptation.run import choose_method, load_frames
 from temzoo.adaptation.splitting import binomial_split, to_counts
-from temzoo.cards import export_model, make_card
+from temzoo.zoo.cards import export_model, make_card
 from temzoo.errors import BadInputError
 
 PRETEXT = {"task": "restore the clean image from a Poisson-noised copy", "noise_model": "poisson"}
@@ -153,7 +153,7 @@ def test_cli_adapts_files_and_predict_uses_the_result(generator_path, counts, tm
 
 
 def test_adapt_trains_in_bfloat16_and_exports_float32(generator_path, counts, tmp_path):
-    from temzoo.precision import model_precision
+    from temzoo.inference.precision import model_precision
 
     seen = []
     result = temzoo.adapt(generator_path, counts, out=tmp_path / "bf16", precision="mixed_bfloat16",

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from temzoo.batch_norm import batch_norm_layers, recalibrate_batch_norm
+from temzoo.training.batch_norm import batch_norm_layers, recalibrate_batch_norm
 
 
 def _model():

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from temzoo import data
 from temzoo.errors import BadInputError, UnknownNameError
-from temzoo.normalization import Normalizer
+from temzoo.zoo.normalization import Normalizer
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.integers(0, 60, size=(12, 40, 48)).astype(np.float32)

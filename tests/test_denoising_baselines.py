@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from temzoo import denoising_baselines as db
+from temzoo.analysis import denoising_baselines as db
 
 
 def _smooth_images(n, size=32, seed=0):
@@ -26,7 +26,7 @@ def test_gaussian_filter_keeps_constant_and_mean():
 def test_psnr_of_known_error():
     clean = np.zeros((10, 10))
     clean[0, 0] = 1.0  # range 1
-    assert abs(db.psnr(clean + 0.1, clean) - 20.0) < 1e-4  # temzoo.metrics: float32, as in training
+    assert abs(db.psnr(clean + 0.1, clean) - 20.0) < 1e-4  # temzoo.zoo.metrics: float32, as in training
 
 
 class _IdentityModel:

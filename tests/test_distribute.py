@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from temzoo import distribute
+from temzoo.training import distribute
 from temzoo.models.patchgan import PatchGANDiscriminator
 from temzoo.models.unet import UNet
 from temzoo.pretraining import build_trainer
@@ -142,7 +142,7 @@ def test_mixed_bfloat16_builds_and_trains_one_step_on_cpu():
     assert not isinstance(mixed.g_optimizer, keras.optimizers.LossScaleOptimizer)  # bf16 needs no scaling
     history = mixed.fit(_pairs(), epochs=1, verbose=0, shuffle=False).history
     assert all(np.isfinite(v[0]) for v in history.values())
-    from temzoo.precision import float32_copy, model_precision
+    from temzoo.inference.precision import float32_copy, model_precision
 
     assert model_precision(mixed.generator) == "mixed_bfloat16"
     exported = float32_copy(mixed.generator)

@@ -1,4 +1,4 @@
-"""temzoo.experiment: grid, convergence, aggregation, the results page, and one tiny run end to end."""
+"""temzoo.training.experiment: grid, convergence, aggregation, the results page, and one tiny run end to end."""
 
 import json
 import logging
@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 import temzoo
-from temzoo import experiment as ex
-from temzoo.cards import export_model, sha256_file
+from temzoo.training import experiment as ex
+from temzoo.zoo.cards import export_model, sha256_file
 from temzoo.errors import BadInputError
 
 TINY_AU_NP = {"name": "au_np_exptest", "image_size": 64, "num_train": 8, "num_validation": 2, "num_test": 2,
@@ -221,7 +221,7 @@ def test_full_grid_estimate_is_labelled_an_estimate():
 @pytest.fixture(scope="module")
 def tiny_generator(tmp_path_factory):
     """A 'pix2pix-pretrained' unet_b2_p22 generator file (random weights, a card saying pix2pix)."""
-    from temzoo.cards import make_card
+    from temzoo.zoo.cards import make_card
 
     model = temzoo.build("unet_b2_p22")
     path = tmp_path_factory.mktemp("gen") / "generator.keras"

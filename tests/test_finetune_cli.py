@@ -44,7 +44,7 @@ def tiny_au_np(monkeypatch):
 @pytest.fixture(scope="module")
 def generator(tmp_path_factory):
     """A small 'pretrained' generator: a .keras file with a card holding its normaliser."""
-    from temzoo.cards import export_model, make_card
+    from temzoo.zoo.cards import export_model, make_card
 
     model = temzoo.build("unet_b2_p22", base_filters=4)
     path = tmp_path_factory.mktemp("gen") / "generator.keras"

@@ -1,10 +1,10 @@
-"""temzoo.finetune_pipeline: the one pipeline of ``finetune`` and the experiment (data, stride, logging)."""
+"""temzoo.training.pipeline: the one pipeline of ``finetune`` and the experiment (data, stride, logging)."""
 
 import logging
 
 import pytest
 
-from temzoo import finetune_pipeline as pipeline
+from temzoo.training import pipeline as pipeline
 
 TINY = dict(name="au_np_pipeline", image_size=64, num_train=8, num_validation=3, num_test=2,
             diameter_range_nm=(1.0, 2.5))
@@ -65,7 +65,7 @@ def test_a_patch_off_the_stride_is_refused_and_the_experiment_marks_the_cell_not
                          batch_size=2, patch_size=30, learning_rate=1e-3, data_dir=data_dir, dataset_config=config)
     assert (caught.value.stride, caught.value.patch_size) == (4, 30)
 
-    from temzoo import experiment as ex
+    from temzoo.training import experiment as ex
 
     spec = ex.DataSpec("synthetic_tem/au_np", {k: list(v) if isinstance(v, tuple) else v for k, v in TINY.items()})
     budget = ex.Budget(epochs=1, steps_per_epoch=1, batch_size=2, patch_size=30, validation_images=1)
@@ -105,9 +105,9 @@ def test_fit_traces_the_training_step_once(tiny):
 def test_finetune_trains_in_bfloat16_and_exports_float32(tiny, tmp_path):
     import keras
 
-    from temzoo import pretrained
+    from temzoo.zoo import pretrained
     from temzoo.finetune import finetune
-    from temzoo.precision import model_precision
+    from temzoo.inference.precision import model_precision
 
     data_dir, config = tiny
     seen = []

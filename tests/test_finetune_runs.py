@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from temzoo import finetune as ft
-from temzoo import run_folder
+from temzoo.training import run_folder
 from temzoo.errors import BadInputError
 
 
@@ -75,7 +75,7 @@ def test_a_folder_of_other_files_is_never_replaced(tmp_path):
 
 
 def test_non_finite_loss_stops_training_with_a_clear_error():
-    from temzoo.fit_callbacks import StopOnNonFiniteLoss
+    from temzoo.training.callbacks import StopOnNonFiniteLoss
 
     callback = StopOnNonFiniteLoss(learning_rate=1e12)
     callback.set_model(type("M", (), {"stop_training": False})())
@@ -97,7 +97,7 @@ def test_precise_batch_norm_before_validation_uses_the_current_weights_statistic
     model = keras.Model(inputs, outputs)
     rng = np.random.default_rng(0)
     batches = [rng.normal(2.0, 3.0, (4, 8, 8, 1)).astype("float32") for _ in range(5)]
-    from temzoo.fit_callbacks import PreciseBatchNorm
+    from temzoo.training.callbacks import PreciseBatchNorm
 
     callback = PreciseBatchNorm(batches, count=3)
     callback.set_model(model)

@@ -296,7 +296,7 @@ def test_reading_mrc_closes_the_file(tmp_path):
 def test_normalizer_statistics_need_no_float64_copy_and_do_not_overflow():
     import tracemalloc
 
-    from temzoo.normalization import Normalizer
+    from temzoo.zoo.normalization import Normalizer
 
     image = np.random.default_rng(0).normal(5.0, 2.0, (2000, 2000)).astype("float32")  # 16 MB
     tracemalloc.start()

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from temzoo import metrics
+from temzoo.zoo import metrics
 from temzoo.names import SEGMENTATION_METRICS
 
 
@@ -34,7 +34,7 @@ def test_psnr_and_ssim_use_each_images_own_range():
 
 
 def test_training_evaluation_pretraining_and_baselines_agree_on_restorations():
-    from temzoo import denoising_baselines
+    from temzoo.analysis import denoising_baselines
     from temzoo.evaluate import restoration_scores
     from temzoo.pretraining import metrics as pretraining_metrics
 

@@ -14,7 +14,8 @@ def test_names_module_imports_no_tensorflow_or_keras():
 
 
 def test_library_and_cli_use_the_names_module():
-    from temzoo import finetune, precision
+    from temzoo import finetune
+    from temzoo.inference import precision
     from temzoo.adaptation import config as adapt_config
     from temzoo.data import targets
     from temzoo.pretraining import run as pretrain_run

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from temzoo.data.normalize import tf_stats
-from temzoo.normalization import Normalizer, normalizer_of
+from temzoo.zoo.normalization import Normalizer, normalizer_of
 
 
 @pytest.mark.parametrize("config", [

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from temzoo.data import boxes as bx
 from temzoo.errors import BadInputError
-from temzoo.particle_analysis import (
+from temzoo.analysis.particles import (
     COLUMNS,
     NM_COLUMNS,
     compare_to_boxes,
@@ -272,7 +272,7 @@ def test_analyze_rejects_a_restoration_model_and_bad_options(tmp_path, tiny_mode
 
 # ----------------------------------------------------------------------------- scale
 def test_downscale_averages_blocks_and_upscale_restores_the_shape():
-    from temzoo.particle_analysis import downscale, upscale_to
+    from temzoo.analysis.particles import downscale, upscale_to
 
     image = np.arange(35, dtype=np.float32).reshape(5, 7)
     small = downscale(image, 2)
@@ -284,7 +284,7 @@ def test_downscale_averages_blocks_and_upscale_restores_the_shape():
 
 
 def test_box_images_are_scaled_to_the_target_particle_size():
-    from temzoo.box_training import scale_for
+    from temzoo.analysis.box_training import scale_for
 
     def boxes(size):
         return np.array([[0, 0, size, size], [10, 10, 10 + size, 10 + size]], float)
@@ -316,7 +316,7 @@ def test_analyze_scale_option(tmp_path, tiny_model):
 
 
 def test_a_known_particle_size_picks_the_factor():
-    from temzoo.particle_analysis import factor_for_size
+    from temzoo.analysis.particles import factor_for_size
 
     assert [factor_for_size(s, 16) for s in (6, 16, 30, 40, 64, 200)] == [1, 1, 2, 2, 4, 4]
     assert factor_for_size(64, None) == 1

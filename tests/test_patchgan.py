@@ -91,7 +91,7 @@ def test_bad_arguments_are_refused_with_the_valid_values():
 
 
 def test_logits_are_float32_under_mixed_precision():
-    from temzoo.precision import policy_scope
+    from temzoo.inference.precision import policy_scope
 
     with policy_scope("mixed_bfloat16"):
         d = PatchGANDiscriminator(num_layers=1, base_filters=4)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import temzoo
-from temzoo import precision
+from temzoo.inference import precision
 
 _DETECT = precision.fast_bfloat16  # the cached function, whatever a test patches in its place
 
@@ -66,7 +66,7 @@ def test_bfloat16_copy_of_a_single_output_model_keeps_its_output_layer_float32()
     """Keras writes one output as a flat ``[name, node, index]``; the copy read it as a list of
     outputs and cast the output activation to bfloat16 too."""
     from temzoo import tasks
-    from temzoo.precision import precision_copy
+    from temzoo.inference.precision import precision_copy
 
     model = tasks.segmentation("unet_b2_p22")
     assert isinstance(model.get_config()["output_layers"][0], str)  # the flat form this test is about

@@ -142,13 +142,13 @@ def test_model_names_are_checked(tmp_path):
 
 
 def test_unwritable_output_folder_fails_before_the_model_loads(tmp_path, models, monkeypatch):
-    import temzoo.resolve
+    import temzoo.zoo.resolve
 
     tifffile.imwrite(tmp_path / "x.tif", np.ones((20, 20), "uint8"))
     (tmp_path / "afile").write_text("x")
     loaded = []
-    real = temzoo.resolve.resolve_model
-    monkeypatch.setattr(temzoo.resolve, "resolve_model", lambda *a, **k: loaded.append(1) or real(*a, **k))
+    real = temzoo.zoo.resolve.resolve_model
+    monkeypatch.setattr(temzoo.zoo.resolve, "resolve_model", lambda *a, **k: loaded.append(1) or real(*a, **k))
     result = CliRunner().invoke(cli, ["predict", "--model", models["seg"][0], str(tmp_path / "x.tif"),
                                       "--out", str(tmp_path / "afile" / "out")])
     assert result.exit_code == 1

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import temzoo
-from temzoo import pretrained
-from temzoo.cards import card_path, export_model, read_card, sha256_file
+from temzoo.zoo import pretrained
+from temzoo.zoo.cards import card_path, export_model, read_card, sha256_file
 from temzoo.errors import BadInputError, TemzooError, UnknownNameError
 
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 import temzoo
-from temzoo.cards import card_path, sha256_file
+from temzoo.zoo.cards import card_path, sha256_file
 from temzoo.errors import BadInputError, InputSizeError, UnknownNameError
 from temzoo.pretraining import pretrain
 from temzoo.pretraining.rundir import RunExistsError

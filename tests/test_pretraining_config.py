@@ -152,7 +152,7 @@ def test_the_csv_log_appends_on_resume_and_widens_its_header(tmp_path):
 
 
 def test_tf_config_is_read_by_tensorflow_with_the_chief_first(monkeypatch):
-    from temzoo import distribute
+    from temzoo.training import distribute
 
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["w:1", "w:2"], "chief": ["c:0"],
                                                             "evaluator": ["e:0"]},

@@ -111,7 +111,7 @@ def test_evaluate_on_a_tiny_folder(tmp_path):
 
 
 def test_shipped_denoisers_are_the_models_with_a_denoising_report():
-    from temzoo import pretrained
+    from temzoo.zoo import pretrained
 
     names = rd.shipped_denoisers()
     assert "unet_pretrained_autoencoder" in names

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import temzoo
-from temzoo import pretrained
-from temzoo.cards import card_path, read_card, sha256_file
+from temzoo.zoo import pretrained
+from temzoo.zoo.cards import card_path, read_card, sha256_file
 
 ENTRIES = pretrained._builtin_entries()
 # denoising generators (the pretrained backbones) and fine-tuned segmentation models have different cards
@@ -66,7 +66,7 @@ def test_cards_cem500k_command_is_a_valid_pretrain_command(name):
     assert command[:2] == ["temzoo-cli", "pretrain"] and "cem500k" in command
     pretrain = cli.get_command(None, "pretrain")
     params = pretrain.make_context("pretrain", command[2:]).params  # click's own parsing: unknown flags fail
-    assert params["model_name"] == card["architecture"] and params["dataset"] == "cem500k"
+    assert params["model"] == card["architecture"] and params["dataset"] == "cem500k"
     assert params["method"] == card["method"]["name"] and params["epochs"] * params["steps_per_epoch"] == card["steps"]
 
 
@@ -106,8 +106,8 @@ def test_shipped_generator_denoises_unseen_low_dose_images(name, unseen_clean_im
     unet_pretrained_autoencoder +3.0 -> +3.5, hrnet_pretrained +2.2 -> +2.2,
     mobilenet_unet_pretrained +2.4 -> +3.2 dB.
     """
-    from temzoo.denoising_baselines import denoising_report
-    from temzoo.normalization import Normalizer
+    from temzoo.analysis.denoising_baselines import denoising_report
+    from temzoo.zoo.normalization import Normalizer
 
     model = temzoo.load(name)
     card = temzoo.card(model)

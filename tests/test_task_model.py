@@ -10,8 +10,8 @@ import pytest
 
 import temzoo
 import temzoo.tasks as tasks
-from temzoo.normalization import Normalizer
-from temzoo.task_model import TaskModel
+from temzoo.zoo.normalization import Normalizer
+from temzoo.zoo.task_model import TaskModel
 
 
 def _image(size=40, seed=0):
@@ -40,7 +40,7 @@ def test_a_keras_file_alone_predicts_like_the_model_it_was_saved_from(tmp_path):
     # the temzoo loader without a card (it warns) and the bfloat16 copy know the task too
     via_temzoo = temzoo.load(alone / "den.keras")
     assert temzoo.card(via_temzoo)["normalization"] == normalizer.get_config()
-    from temzoo.precision import precision_copy
+    from temzoo.inference.precision import precision_copy
 
     copy = precision_copy(loaded, "mixed_bfloat16")
     assert isinstance(copy, TaskModel) and copy.normalizer == normalizer
@@ -90,12 +90,12 @@ def _source(module):
 
 
 def test_loading_a_model_does_not_reach_the_task_layer():
-    """Everything ``temzoo.pretrained`` (load, card) can import, at any depth, stays below ``temzoo.tasks``."""
-    reached, todo = set(), ["temzoo.pretrained"]
+    """Everything ``temzoo.zoo.pretrained`` (load, card) can import, at any depth, stays below ``temzoo.tasks``."""
+    reached, todo = set(), ["temzoo.zoo.pretrained"]
     while todo:
         module = todo.pop()
         if module not in reached:
             reached.add(module)
             todo.extend(_temzoo_imports(module))
-    assert {"temzoo.serialization", "temzoo.task_model", "temzoo.metrics"} <= reached
+    assert {"temzoo.zoo.serialization", "temzoo.zoo.task_model", "temzoo.zoo.metrics"} <= reached
     assert not [m for m in reached if m.startswith(("temzoo.tasks", "temzoo.finetune", "temzoo.evaluate"))]

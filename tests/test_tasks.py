@@ -8,9 +8,9 @@ import pytest
 
 import temzoo
 import temzoo.tasks as tasks
-from temzoo.cards import export_model, make_card
+from temzoo.zoo.cards import export_model, make_card
 from temzoo.errors import UnknownNameError
-from temzoo.normalization import Normalizer
+from temzoo.zoo.normalization import Normalizer
 from temzoo.tasks.losses import CrossEntropyDice, dice, psnr, ssim
 
 
@@ -152,7 +152,7 @@ def test_backbone_by_path_and_registry_name_carries_normalizer(tmp_path):
         np.testing.assert_array_equal(by_name.get_layer("enc0_0_conv").kernel.numpy(),
                                       generator.get_layer("enc0_0_conv").kernel.numpy())
     finally:
-        from temzoo.pretrained import unregister
+        from temzoo.zoo.pretrained import unregister
 
         unregister("test_tasks_generator")
 

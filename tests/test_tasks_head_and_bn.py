@@ -6,7 +6,7 @@ import pytest
 
 import temzoo
 import temzoo.tasks as tasks
-from temzoo.cards import export_model, make_card
+from temzoo.zoo.cards import export_model, make_card
 
 PRETEXT = {"task": "restore the clean image from a Poisson-noised copy", "noise_model": "poisson"}
 
@@ -26,7 +26,7 @@ def pretrained_path(tmp_path_factory):
 
 
 def batch_norm_layers(model):
-    from temzoo.batch_norm import batch_norm_layers as layers
+    from temzoo.training.batch_norm import batch_norm_layers as layers
 
     return layers(model)
 

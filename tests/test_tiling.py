@@ -6,10 +6,10 @@ import pytest
 
 import temzoo
 import temzoo.tasks as tasks
-from temzoo import tile_layout, tiling
+from temzoo.inference import tile_layout, tiling
 from temzoo.errors import BadInputError, InputSizeError
-from temzoo.normalization import Normalizer
-from temzoo.pretrained import attach_card
+from temzoo.zoo.normalization import Normalizer
+from temzoo.zoo.pretrained import attach_card
 from temzoo.receptive_field import receptive_field
 
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import temzoo
-from temzoo import zoo
+from temzoo.zoo import table as zoo
 from temzoo.errors import UnknownNameError
 
 
@@ -17,7 +17,7 @@ def test_list_models_rows_and_table(monkeypatch):
     logged = []
     handler = logging.Handler(logging.INFO)
     handler.emit = logged.append  # the library logs the table (it never prints); whatever logs.configure did
-    logger = logging.getLogger("temzoo.zoo")
+    logger = logging.getLogger("temzoo.zoo.table")
     monkeypatch.setattr(logger, "level", logging.INFO)
     logger.addHandler(handler)
     try:
@@ -84,12 +84,12 @@ def test_stored_table_lists_every_registered_architecture_with_its_current_confi
     from temzoo.models import registry
 
     table = zoo.architecture_table()
-    assert sorted(table) == registry.list_architectures(), "run `python -m temzoo.zoo` to rewrite the table"
+    assert sorted(table) == registry.list_architectures(), "run `python -m temzoo.zoo.table` to rewrite the table"
     for name, row in table.items():
         entry = registry.architecture(name)
         assert (row["family"], row["kind"]) == (entry["family"], entry["kind"]), name
         assert row["config_hash"] == zoo.config_hash(entry["config"]), (
-            f"{name}'s preset changed since models/architectures.json was written; run `python -m temzoo.zoo`")
+            f"{name}'s preset changed since models/architectures.json was written; run `python -m temzoo.zoo.table`")
 
 
 @pytest.mark.parametrize("name", ["unet_b2_p22", "hrnet_w18_small_skip", "patchgan_16"])

@@ -47,7 +47,7 @@ class AdaptConfig:
         recalibration_batches: precise-BN batches before export when BatchNormalization
             trained (random initial weights); 0 to skip.
         precision: ``"float32"``, ``"mixed_bfloat16"`` or ``"auto"`` (see
-            :func:`temzoo.precision.resolve_precision`); the model is exported in float32.
+            :func:`temzoo.inference.precision.resolve_precision`); the model is exported in float32.
     """
 
     method: str = "auto"
@@ -70,7 +70,7 @@ class AdaptConfig:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method={self.method!r} is not supported; choose one of: {', '.join(METHODS)}.")
-        from temzoo.precision import check_precision
+        from temzoo.inference.precision import check_precision
 
         check_precision(self.precision)
         if self.head not in HEAD_MODES:

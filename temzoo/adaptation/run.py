@@ -299,9 +299,9 @@ def adapt(model, images, *, out, config=None, overwrite=False, progress=None, ca
     import keras
 
     from temzoo import tasks
-    from temzoo.precision import float32_copy, precision_copy, resolve_precision
-    from temzoo.pretrained import attach_card
-    from temzoo.pretrained import card as card_of
+    from temzoo.inference.precision import float32_copy, precision_copy, resolve_precision
+    from temzoo.zoo.pretrained import attach_card
+    from temzoo.zoo.pretrained import card as card_of
     from temzoo.pretraining.checkpoints import CheckpointStore
     from temzoo.tasks.backbone import resolve_model
 
@@ -313,7 +313,7 @@ def adapt(model, images, *, out, config=None, overwrite=False, progress=None, ca
     frames = load_frames(images)
     method = choose_method(config, frames)
     resolved = resolve_model(model)
-    from temzoo.tiling import model_stride
+    from temzoo.inference.tiling import model_stride
 
     patch = _patch_size(config, frames, model_stride(resolved.model))  # refuse too-small images before writing
     manifest = {
@@ -382,7 +382,7 @@ def adapt(model, images, *, out, config=None, overwrite=False, progress=None, ca
 
     recalibrated = 0
     if draft.get("batch_norm") == "train" and config.recalibration_batches:
-        from temzoo.batch_norm import recalibrate_batch_norm
+        from temzoo.training.batch_norm import recalibrate_batch_norm
 
         recalibrated = recalibrate_batch_norm(task_model, (sampler.plain(i) for i in range(config.recalibration_batches)))
     tail = losses[-max(1, len(losses) // 10):] if losses else []

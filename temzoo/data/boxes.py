@@ -15,7 +15,7 @@ model on:
 
 Where two particles' labels touch or overlap, the contact pixels are set to
 background, so that a model learns to keep neighbours apart (what the watershed
-in :mod:`temzoo.particle_analysis` then separates).
+in :mod:`temzoo.analysis.particles` then separates).
 """
 
 import os

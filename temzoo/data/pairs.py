@@ -26,7 +26,7 @@ import temzoo.data.targets as targets_table
 from temzoo.data.augment import dihedral, random_crop
 from temzoo.data.normalize import tf_stats
 from temzoo.errors import BadInputError
-from temzoo.normalization import Normalizer
+from temzoo.zoo.normalization import Normalizer
 
 KERAS_IMAGES = "images"
 KERAS_TARGETS = "segmentation_masks"

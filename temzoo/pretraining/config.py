@@ -70,7 +70,7 @@ class PretrainConfig:
     dose_range: tuple = _field((5.0, 500.0), "Poisson dose range (counts per pixel at the mean intensity), "
                                "drawn log-uniformly per image.", "pair")
     read_noise: float = _field(0.0, "Gaussian read noise std in mean-intensity units.", "float", low=0)
-    normalizer: object = _field(None, "A temzoo.normalization.Normalizer (default: standardize).", "any",
+    normalizer: object = _field(None, "A temzoo.zoo.normalization.Normalizer (default: standardize).", "any",
                                 cli=False)
     augment: bool = _field(True, "Dihedral augmentation of the training patches (crops are always random).",
                            "flag", cli=False)
@@ -100,7 +100,7 @@ class PretrainConfig:
         "batches (precise BN); 0 keeps them as trained. Only the export changes, so a finished run can be "
         "re-exported.", "int", low=0, resumable=True)
     devices: tuple = _field(None, "Explicit devices for a MirroredStrategy, e.g. ['/gpu:0', '/gpu:1'] "
-                            "(default: automatic, see temzoo.distribute).", "any", cli=False, resumable=True)
+                            "(default: automatic, see temzoo.training.distribute).", "any", cli=False, resumable=True)
     jit_compile: bool = _field(False, "XLA on a single device (ignored with several devices).", "flag",
                                resumable=True)
     steps_per_execution: int = _field(1, "Training steps per compiled call (Keras' steps_per_execution).", "int",
@@ -129,7 +129,7 @@ class PretrainConfig:
     @property
     def resolved_normalizer(self):
         """``normalizer``, or the default per-image standardisation."""
-        from temzoo.normalization import Normalizer
+        from temzoo.zoo.normalization import Normalizer
 
         return self.normalizer or Normalizer("standardize")
 

@@ -1,5 +1,5 @@
 """The end of a pretraining run: the float32 generator and its model card, written atomically
-(the card before the model: :func:`temzoo.cards.export_model`)."""
+(the card before the model: :func:`temzoo.zoo.cards.export_model`)."""
 
 import json
 import logging
@@ -12,7 +12,7 @@ logger = logging.getLogger(__name__)
 
 def export_is_stale(model_path, step, recalibration_batches=0):
     """True unless ``model_path``'s card says it is the export of step ``step`` (with the same recalibration)."""
-    from temzoo.cards import card_path, read_card
+    from temzoo.zoo.cards import card_path, read_card
 
     try:
         card = read_card(card_path(model_path))
@@ -28,8 +28,8 @@ def recalibrated_generator(generator, dataset, batches, batch_size):
     """Precise BN on a float32 copy of ``generator`` from ``batches`` fresh training batches
     (the data of the epoch after the last). The training generator keeps its statistics, so
     checkpoints and resumed runs are unaffected. Returns the copy and the card's record."""
-    from temzoo.batch_norm import batch_norm_layers, recalibrate_batch_norm
-    from temzoo.precision import float32_copy
+    from temzoo.training.batch_norm import batch_norm_layers, recalibrate_batch_norm
+    from temzoo.inference.precision import float32_copy
 
     copy = float32_copy(generator, always=True)
     used = recalibrate_batch_norm(copy, (noisy for noisy, _ in dataset.take(batches)))
@@ -46,7 +46,7 @@ def export(trainer, config, data, state, strategy, model_path, resume_changes, l
     ``data``: the run's :class:`~temzoo.pretraining.inputs.PretextData`; ``state``: its final
     :class:`~temzoo.pretraining.callbacks.RunState`; ``log``: the level of the message.
     """
-    from temzoo.cards import card_path, read_card
+    from temzoo.zoo.cards import card_path, read_card
 
     recalibration = config.batch_norm_recalibration_batches
     if os.path.exists(model_path) and not export_is_stale(model_path, state.step, recalibration):
@@ -67,7 +67,7 @@ def export(trainer, config, data, state, strategy, model_path, resume_changes, l
 
 
 def _method_info(trainer, config, strategy):
-    from temzoo.precision import resolve_precision
+    from temzoo.inference.precision import resolve_precision
 
     pix2pix = config.method == "pix2pix"
     info = {
@@ -91,8 +91,8 @@ def _method_info(trainer, config, strategy):
 
 
 def make_card(trainer, config, data, state, strategy):
-    """The model card of the run's generator (:func:`temzoo.cards.make_card`)."""
-    from temzoo.cards import make_card as card_of
+    """The model card of the run's generator (:func:`temzoo.zoo.cards.make_card`)."""
+    from temzoo.zoo.cards import make_card as card_of
     from temzoo.models import registry
 
     return card_of(

@@ -35,7 +35,7 @@ def step_outputs(values):
     ``strategy.reduce("MEAN", value, axis=0)``, which fails on scalars; a
     one-element vector reduces to the mean over replicas, a scalar.
     """
-    from temzoo.distribute import is_multi_worker
+    from temzoo.training.distribute import is_multi_worker
 
     if is_multi_worker(tf.distribute.get_strategy()):
         return {k: tf.reshape(v, [1]) for k, v in values.items()}
@@ -93,8 +93,8 @@ class GeneratorTrainer(keras.Model):
 
         ``generator``: export this model instead (e.g. a copy with recalibrated BatchNormalization).
         """
-        from temzoo.cards import export_model
-        from temzoo.precision import float32_copy
+        from temzoo.zoo.cards import export_model
+        from temzoo.inference.precision import float32_copy
 
         return export_model(float32_copy(generator or self.generator), path, card)
 

@@ -1,9 +1,9 @@
-"""Image-quality metrics of a restoration during pretraining: :mod:`temzoo.metrics`' PSNR and SSIM.
+"""Image-quality metrics of a restoration during pretraining: :mod:`temzoo.zoo.metrics`' PSNR and SSIM.
 
 Pretext targets are normalised images (zero mean and unit variance with the
 default ``Normalizer("standardize")``), so there is no fixed "max value": PSNR and
 SSIM are computed per image with the *data range of the clean target* (its max - min),
-the convention of every temzoo metric (:mod:`temzoo.metrics`); the values do not
+the convention of every temzoo metric (:mod:`temzoo.zoo.metrics`); the values do not
 change if the normaliser shifts or scales the images, and match
 ``skimage.metrics.peak_signal_noise_ratio(clean, restored, data_range=clean.ptp())``.
 The functions here take ``(restored, clean)``, the order of the pretraining code.
@@ -11,7 +11,7 @@ The functions here take ``(restored, clean)``, the order of the pretraining code
 
 import tensorflow as tf
 
-from temzoo import metrics
+from temzoo.zoo import metrics
 
 
 def psnr(restored, clean):

@@ -4,7 +4,7 @@ images from noisy ones, judged by a conditional PatchGAN, plus an L1 term."""
 import keras
 import tensorflow as tf
 
-from temzoo.precision import check_precision, wrap_optimizer
+from temzoo.inference.precision import check_precision, wrap_optimizer
 from temzoo.pretraining import metrics as image_metrics
 from temzoo.pretraining.generator_trainer import (
     GeneratorTrainer,

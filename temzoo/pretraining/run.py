@@ -137,7 +137,7 @@ class _Run:
     """One call of :func:`pretrain`: the steps from the checks to the export, in order."""
 
     def __init__(self, config, out, verbose):
-        from temzoo import distribute
+        from temzoo.training import distribute
 
         self.config, self.out, self.verbose = config, out, verbose
         self.level = logging.INFO if verbose else logging.DEBUG
@@ -261,7 +261,7 @@ class _Run:
 
     def _finish(self, trainer, data, state, resumed_from, resume_changes):
         """The export (the chief's: non-chief workers only take part) and the result."""
-        from temzoo.cards import card_path
+        from temzoo.zoo.cards import card_path
         from temzoo.pretraining import rundir
         from temzoo.pretraining.export import export
 

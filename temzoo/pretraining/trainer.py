@@ -36,7 +36,7 @@ def build_trainer(
     """Build generator (and discriminator), both optimizers and compile, all inside ``strategy.scope()``.
 
     Args:
-        strategy: from :func:`temzoo.distribute.get_strategy`.
+        strategy: from :func:`temzoo.training.distribute.get_strategy`.
         method: ``"pix2pix"`` or ``"autoencoder"``.
         make_generator, make_discriminator: zero-argument callables returning
             new models (called inside the scope and the precision policy).
@@ -49,8 +49,8 @@ def build_trainer(
         The compiled :class:`temzoo.pretraining.Pix2Pix` or
         :class:`temzoo.pretraining.Autoencoder`, its optimizers built.
     """
-    from temzoo.distribute import resolve_jit_compile
-    from temzoo.precision import policy_scope
+    from temzoo.training.distribute import resolve_jit_compile
+    from temzoo.inference.precision import policy_scope
     from temzoo.pretraining.autoencoder import Autoencoder
     from temzoo.pretraining.pix2pix import Pix2Pix, default_optimizer
 

@@ -13,7 +13,7 @@
 
 from temzoo.names import RESTORATION_TASKS
 from temzoo.names import TASKS as TASK_NAMES
-from temzoo.normalization import normalizer_of
+from temzoo.zoo.normalization import normalizer_of
 from temzoo.tasks.background_removal import background_removal
 from temzoo.tasks.denoising import denoising
 from temzoo.tasks.export import save

@@ -1,3 +1,3 @@
-"""Resolve what a user passes as a backbone: :func:`temzoo.resolve.resolve_model` (re-exported here)."""
+"""Resolve what a user passes as a backbone: :func:`temzoo.zoo.resolve.resolve_model` (re-exported here)."""
 
-from temzoo.resolve import ResolvedModel, resolve_model  # noqa: F401
+from temzoo.zoo.resolve import ResolvedModel, resolve_model  # noqa: F401

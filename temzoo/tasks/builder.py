@@ -26,8 +26,8 @@ trainable ones and precise BN before validation (``temzoo.finetune``).
 
 from temzoo.names import BATCH_NORM_MODES, HEAD_MODES, RESTORATION_TASKS
 from temzoo.names import TASKS as TASK_NAMES  # noqa: F401  (re-exported: temzoo.tasks.builder.TASK_NAMES)
-from temzoo.normalization import Normalizer, normalizer_of
-from temzoo.task_model import TaskModel
+from temzoo.zoo.normalization import Normalizer, normalizer_of
+from temzoo.zoo.task_model import TaskModel
 from temzoo.tasks.backbone import resolve_model
 from temzoo.tasks.heads import encoder_layer_names, freeze, freeze_batch_norm, new_head
 
@@ -138,13 +138,13 @@ def build_task_model(
     (``"auto"``: ``"frozen"`` for restoration tasks on trained weights, else ``"train"`` with
     ``bn_momentum``: see :func:`has_trained_weights`); see the module docstring.
 
-    The model is a :class:`~temzoo.task_model.TaskModel`: its own Keras config holds the
+    The model is a :class:`~temzoo.zoo.task_model.TaskModel`: its own Keras config holds the
     task, the normalisation (``normalizer`` if given, else the backbone card's, else
     per-image standardisation) and the scale, so a saved ``.keras`` file predicts
     correctly alone. The draft card (``temzoo.card(model)``) adds the backbone's name,
     source and sha256, the freezing, head and BatchNormalization choices.
     """
-    from temzoo.pretrained import attach_card
+    from temzoo.zoo.pretrained import attach_card
 
     if batch_norm not in BATCH_NORM_MODES:
         raise ValueError(f"batch_norm={batch_norm!r} is not supported; choose one of: {', '.join(BATCH_NORM_MODES)}.")

@@ -1,6 +1,6 @@
 """Save a task model as ``.keras`` plus its card (atomically, with sha256)."""
 
-from temzoo.cards import export_model, make_card
+from temzoo.zoo.cards import export_model, make_card
 
 
 def save(model, path, *, name=None, **fields):
@@ -10,8 +10,8 @@ def save(model, path, *, name=None, **fields):
     ``temzoo.predict`` on the reloaded model normalises as training did.
     Returns the written card.
     """
-    from temzoo.precision import float32_copy
-    from temzoo.pretrained import attach_card, card
+    from temzoo.inference.precision import float32_copy
+    from temzoo.zoo.pretrained import attach_card, card
 
     draft = dict(card(model) or {})
     draft.update(fields)

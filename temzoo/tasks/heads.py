@@ -119,7 +119,7 @@ def unfreeze(model, recompile=True):
     mode when the model's card says ``batch_norm: frozen`` (the default on trained
     weights, see :mod:`temzoo.tasks.builder`). Returns ``model``.
     """
-    from temzoo.pretrained import card
+    from temzoo.zoo.pretrained import card
 
     config = model.get_compile_config() if recompile and model.compiled else None
     for layer in model.layers:
@@ -138,7 +138,7 @@ def freeze_batch_norm(model):
     normalises with the moving statistics and updates neither them nor the scale and
     offset. Returns the number of layers frozen. Recompile a compiled model afterwards.
     """
-    from temzoo.batch_norm import batch_norm_layers
+    from temzoo.training.batch_norm import batch_norm_layers
 
     layers = batch_norm_layers(model)
     for layer in layers:

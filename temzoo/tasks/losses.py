@@ -3,14 +3,14 @@
 Segmentation targets are one-hot (``H x W x num_classes``) or integer label
 maps (``H x W x 1``, as :func:`temzoo.data.supervised_pairs` gives); restoration targets
 are images normalised with the *input's* normalisation statistics. The metrics
-(PSNR, SSIM, IoU, Dice) live in :mod:`temzoo.metrics`, one definition for training and
+(PSNR, SSIM, IoU, Dice) live in :mod:`temzoo.zoo.metrics`, one definition for training and
 evaluation; they are re-exported here under their old names.
 """
 
 import keras
 from keras import ops
 
-from temzoo.metrics import (  # noqa: F401  (re-exported: the metrics' one definition)
+from temzoo.zoo.metrics import (  # noqa: F401  (re-exported: the metrics' one definition)
     SEGMENTATION_METRICS,
     Dice,
     IoU,
@@ -21,7 +21,7 @@ from temzoo.metrics import (  # noqa: F401  (re-exported: the metrics' one defin
     segmentation_metrics,
     ssim,
 )
-from temzoo.metrics import one_hot as _one_hot
+from temzoo.zoo.metrics import one_hot as _one_hot
 
 
 def soft_dice_loss(y_true, y_pred):

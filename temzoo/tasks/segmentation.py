@@ -2,7 +2,7 @@
 
 import keras
 
-from temzoo.metrics import segmentation_metrics
+from temzoo.zoo.metrics import segmentation_metrics
 from temzoo.tasks.builder import build_task_model
 from temzoo.tasks.losses import CrossEntropyDice
 

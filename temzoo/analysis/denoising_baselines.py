@@ -4,14 +4,14 @@ The numbers recorded in the cards of the shipped weights come from
 :func:`denoising_report`: held-out clean images in mean-intensity units
 (non-negative, mean 1, as in the pretext task), Poisson noise at a fixed low
 dose, and PSNR computed per image with the clean image's range as peak
-(``max - min``; :mod:`temzoo.metrics`, the training metric), averaged over images. The Gaussian filter's sigma is tuned on
+(``max - min``; :mod:`temzoo.zoo.metrics`, the training metric), averaged over images. The Gaussian filter's sigma is tuned on
 separate images at the same dose, so the baseline is as good as a Gaussian
 filter can be.
 """
 
 import numpy as np
 
-from temzoo.normalization import Normalizer
+from temzoo.zoo.normalization import Normalizer
 
 DEFAULT_SIGMAS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
 
@@ -36,8 +36,8 @@ def gaussian_filter(image, sigma):
 
 
 def psnr(estimate, clean):
-    """PSNR in dB with the clean image's range as peak: :func:`temzoo.metrics.image_psnr` (float32)."""
-    from temzoo.metrics import image_psnr
+    """PSNR in dB with the clean image's range as peak: :func:`temzoo.zoo.metrics.image_psnr` (float32)."""
+    from temzoo.zoo.metrics import image_psnr
 
     return image_psnr(clean, estimate)
 

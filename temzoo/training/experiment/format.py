@@ -1,6 +1,6 @@
 """Text of the experiment's numbers: values with their decimals, mean ± std, fractions, budgets, tables."""
 
-from temzoo.experiment.settings import METRIC_DECIMALS
+from temzoo.training.experiment.settings import METRIC_DECIMALS
 
 
 def fmt_value(value, metric):

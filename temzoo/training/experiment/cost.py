@@ -3,9 +3,9 @@
 import dataclasses
 
 from temzoo.errors import BadInputError
-from temzoo.experiment.format import budget_text, fmt_fraction
-from temzoo.experiment.grid import all_weights, experiment_grid
-from temzoo.experiment.settings import FULL, OK
+from temzoo.training.experiment.format import budget_text, fmt_fraction
+from temzoo.training.experiment.grid import all_weights, experiment_grid
+from temzoo.training.experiment.settings import FULL, OK
 
 FULL_COMMAND = "python benchmarks/pretraining_effect.py            # or: temzoo-cli experiment --preset full"
 
@@ -32,7 +32,7 @@ def full_grid_text(payload, full=None):
              f"{', '.join(machine['gpus']) or 'none'}): about {seconds / 3600:.0f} h. This is an ESTIMATE, not a "
              "measurement: per model, the measured setup, epoch-1 overhead (tracing), seconds per training step "
              "(scaled by patch area x batch) and seconds per test image of the runs above, summed over the full grid's "
-             "cells (`temzoo.experiment.estimate_seconds`).")
+             "cells (`temzoo.training.experiment.estimate_seconds`).")
     if notes:
         text += " " + "; ".join(notes) + "."
     return text

@@ -1,6 +1,6 @@
-"""The one fine-tuning pipeline, shared by :func:`temzoo.finetune.finetune` and :mod:`temzoo.experiment`.
+"""The one fine-tuning pipeline, shared by :func:`temzoo.finetune.finetune` and :mod:`temzoo.training.experiment`.
 
-    >>> from temzoo import finetune_pipeline as pipeline
+    >>> from temzoo.training import pipeline
     >>> run = pipeline.prepare("unet_pretrained", "synthetic_tem/au_np", "segmentation", train_fraction=0.1,
     ...                        epochs=5, batch_size=8, patch_size=128, learning_rate=2e-3, steps_per_epoch=30)
     >>> history = pipeline.fit(run, epochs=5, learning_rate=2e-3, batch_norm_batches=4)
@@ -142,7 +142,7 @@ def _load_data(dataset, train_fraction, seed, data_dir, dataset_config, validati
 
 def _check_stride(task_model, name, patch_size, val, dataset):
     """The total stride; the validation crop (the validation images' shorter side, down to a multiple of it)."""
-    from temzoo.tiling import model_stride
+    from temzoo.inference.tiling import model_stride
 
     stride = model_stride(task_model)
     if patch_size % stride:
@@ -187,7 +187,7 @@ def prepare(model, dataset, task, *, train_fraction, epochs, batch_size, patch_s
     if task == "segmentation":
         builder_kwargs["num_classes"] = num_classes
     task_model = _with_precision(tasks.build(task, resolved, **builder_kwargs), precision)
-    from temzoo.pretrained import card as card_of
+    from temzoo.zoo.pretrained import card as card_of
 
     normalizer = tasks.normalizer_of(card_of(task_model))
     _, val_patch = _check_stride(task_model, resolved.name, patch_size, val, dataset)
@@ -206,8 +206,8 @@ def prepare(model, dataset, task, *, train_fraction, epochs, batch_size, patch_s
 
 def _with_precision(task_model, precision):
     """``task_model``, or a copy computing under ``precision``, compiled alike, with the same card."""
-    from temzoo.precision import check_precision, precision_copy, resolve_precision
-    from temzoo.pretrained import attach_card, card
+    from temzoo.inference.precision import check_precision, precision_copy, resolve_precision
+    from temzoo.zoo.pretrained import attach_card, card
 
     resolved = resolve_precision(check_precision(precision))
     if resolved == "float32":
@@ -230,11 +230,11 @@ def fit(prepared, *, epochs, learning_rate, callbacks=(), batch_norm_batches=0, 
 
     ``batch_norm_batches``: before each validation, re-estimate BatchNormalization's
     moving statistics from this many training batches (precise BN, see
-    :class:`temzoo.fit_callbacks.PreciseBatchNorm`; 0: keep the moving averages).
+    :class:`temzoo.training.callbacks.PreciseBatchNorm`; 0: keep the moving averages).
     A NaN or infinite loss stops training with :class:`TrainingDivergedError`
     (its message names ``learning_rate``).
     """
-    from temzoo.fit_callbacks import PreciseBatchNorm, StopOnNonFiniteLoss
+    from temzoo.training.callbacks import PreciseBatchNorm, StopOnNonFiniteLoss
 
     first = [StopOnNonFiniteLoss(learning_rate)]
     model = prepared.task_model

@@ -93,9 +93,9 @@ def predict_files(model, inputs, out, *, overwrite=False, overlay=False, tile_si
     """
     from temzoo._version import __version__
     from temzoo.io import iter_frames, write_tiff
-    from temzoo.precision import resolve_precision
-    from temzoo.resolve import resolve_model
-    from temzoo.tiling import is_restoration, predict
+    from temzoo.inference.precision import resolve_precision
+    from temzoo.zoo.resolve import resolve_model
+    from temzoo.inference.tiling import is_restoration, predict
 
     precision = resolve_precision(precision)
     checked = check_inputs([os.fspath(p) for p in inputs], out, max_pixels=max_pixels)  # before the model loads
@@ -148,7 +148,7 @@ def _write_overlays(input_path, paths, restoring, overwrite, max_pixels=None):
     import tifffile
 
     from temzoo.io import iter_frames, write_png
-    from temzoo.plots import overlay, side_by_side
+    from temzoo.inference.plots import overlay, side_by_side
 
     written = []
     with tifffile.TiffFile(paths["tiff"]) as tif:

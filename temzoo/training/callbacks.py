@@ -1,4 +1,4 @@
-"""The Keras callbacks of a fine-tuning run (:mod:`temzoo.finetune_pipeline`).
+"""The Keras callbacks of a fine-tuning run (:mod:`temzoo.training.pipeline`).
 
 * :class:`BestModelExporter`: export the model, with its card, at every new best validation loss;
 * :class:`StopOnNonFiniteLoss`: stop with :class:`temzoo.errors.TrainingDivergedError` on a NaN loss;
@@ -121,7 +121,7 @@ class PreciseBatchNorm(keras.callbacks.Callback):
     remain), and inference-mode predictions then differ from what was
     trained, most at the image border, where zero padding makes the
     features least typical: a false-positive frame (issue 15). Precise BN
-    (:func:`temzoo.batch_norm.recalibrate_batch_norm`) removes the lag; the
+    (:func:`temzoo.training.batch_norm.recalibrate_batch_norm`) removes the lag; the
     validated and exported model uses statistics of its own weights.
     """
 
@@ -132,7 +132,7 @@ class PreciseBatchNorm(keras.callbacks.Callback):
         self._iterator = None
 
     def on_test_begin(self, logs=None):
-        from temzoo.batch_norm import recalibrate_batch_norm
+        from temzoo.training.batch_norm import recalibrate_batch_norm
 
         if self._iterator is None:
             self._iterator = iter(self.inputs)

@@ -2,8 +2,8 @@
 
 import os
 
-from temzoo.experiment.format import fmt_fraction
-from temzoo.experiment.settings import CONVERGENCE_METRIC, INITS, OK, TABLE_METRICS
+from temzoo.training.experiment.format import fmt_fraction
+from temzoo.training.experiment.settings import CONVERGENCE_METRIC, INITS, OK, TABLE_METRICS
 
 
 def _figure(width, height):
@@ -19,7 +19,7 @@ def write_plots(rows, img_dir, prefix="pretraining_effect"):
     """Metric vs labelled fraction per init, learning curves, metric vs receptive field; returns the PNG paths."""
     from matplotlib.ticker import MaxNLocator
 
-    from temzoo.plots import save_figure
+    from temzoo.inference.plots import save_figure
 
     paths = {}
     pre = [r for r in rows if r["study"] == "pretraining" and r["status"] == OK]

@@ -18,10 +18,10 @@ import logging
 import os
 import weakref
 
-from temzoo.cards import card_path, read_card, sha256_file
+from temzoo.zoo.cards import card_path, read_card, sha256_file
 from temzoo.errors import BadInputError, TemzooError, UnknownNameError
 
-WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
 REGISTRY_FILE = os.path.join(WEIGHTS_DIR, "registry.json")
 
 logger = logging.getLogger(__name__)
@@ -120,11 +120,11 @@ def load(name_or_path, compile=False):
     loading always uses ``safe_mode=True``. The model's card is available as
     ``temzoo.card(model)`` and as ``model.temzoo_card``. ``compile=True`` restores
     the training configuration too (it needs the task losses, see
-    :func:`temzoo.serialization.register_custom_objects`).
+    :func:`temzoo.zoo.serialization.register_custom_objects`).
     """
     import keras
 
-    from temzoo.serialization import register_custom_objects
+    from temzoo.zoo.serialization import register_custom_objects
 
     register_custom_objects(compile=compile)
     if isinstance(name_or_path, os.PathLike) or str(name_or_path).endswith(".keras"):
@@ -189,7 +189,7 @@ def card(name_or_model):
     """The card of a loaded model, a registry name or a ``.keras`` path.
 
     A model's card is the one attached to it (:func:`load` attaches the JSON card beside
-    its file), else, for a :class:`temzoo.task_model.TaskModel` (loaded with plain
+    its file), else, for a :class:`temzoo.zoo.task_model.TaskModel` (loaded with plain
     ``keras.saving.load_model``, say), the fields of its own Keras config: task,
     normalisation and scale, all that prediction needs.
     """

@@ -12,7 +12,7 @@ From a model's class probabilities to one row per particle:
    ``split_depth`` pixels higher than the neck between them. ``split_depth=None``
    disables the splitting.
    **Scale**: particles far larger than the model's receptive field come out as
-   specks. A model trained by :func:`temzoo.box_training.train_on_boxes` learns
+   specks. A model trained by :func:`temzoo.analysis.box_training.train_on_boxes` learns
    particles of about ``target_particle_px`` pixels (its card's ``training``);
    with ``scale="auto"`` the image is predicted at downsampling factors
    :data:`SCALES` (box-filter averages) and the factor whose particles come out
@@ -189,7 +189,7 @@ def factor_for_size(size_px, target_px):
 
 def target_particle_px(model):
     """The particle size (px) a model was trained to see, from its card (``None`` if it does not say)."""
-    from temzoo.pretrained import card
+    from temzoo.zoo.pretrained import card
 
     value = ((card(model) or {}).get("training") or {}).get("target_particle_px")
     return float(value) if value else None
@@ -208,7 +208,7 @@ def foreground_at_scale(model, image, *, scale=DEFAULTS["scale"], particle_size_
     ``particle_size_px`` (a rough typical diameter, when you know it) picks the factor directly
     instead of trying each: the one that brings it closest to the model's target size.
     """
-    from temzoo.tiling import predict
+    from temzoo.inference.tiling import predict
 
     if not isinstance(model, _keras_model_type()):
         from temzoo.tasks.backbone import resolve_model
@@ -390,7 +390,7 @@ def overlay_image(image, labels):
     """RGB uint8: particles coloured by id over the grayscale image, outlines in yellow."""
     from skimage import segmentation
 
-    from temzoo.plots import LABEL_COLOURS, to_uint8
+    from temzoo.inference.plots import LABEL_COLOURS, to_uint8
 
     gray = to_uint8(image).astype(np.float32)
     rgb = np.repeat(gray[..., None], 3, axis=-1)

@@ -1,7 +1,7 @@
 """Fine-tune a segmentation model on particle boxes (weak labels) plus synthetic particles.
 
     >>> from temzoo.data.boxes import load_box_folder
-    >>> from temzoo.box_training import train_on_boxes
+    >>> from temzoo.analysis.box_training import train_on_boxes
     >>> examples = load_box_folder("nanoparticle_boxes")          # YOLO labels + images
     >>> model, info = train_on_boxes("unet_pretrained", examples, steps=600)
     >>> temzoo.particles(model, image)
@@ -10,7 +10,7 @@ One training recipe, used by ``benchmarks/particles_real.py`` (cross-validation)
 and ``recipes/ship.py nanoparticles`` (the shipped model):
 
 * scale: each box image is downsampled by the factor of
-  :data:`temzoo.particle_analysis.SCALES` that brings its median box size
+  :data:`temzoo.analysis.particles.SCALES` that brings its median box size
   (``sqrt(w h)``) closest to ``target_particle_px``, so the model learns one
   particle size; ``temzoo.particles(..., scale="auto")`` picks the factor for a
   new image the same way (the target is stored in the card's ``training``);
@@ -49,7 +49,7 @@ DEFAULTS = {
 
 def scale_for(boxes, target):
     """The downsampling factor that brings the median box size (``sqrt(w h)``) closest to ``target`` px."""
-    from temzoo.particle_analysis import factor_for_size
+    from temzoo.analysis.particles import factor_for_size
 
     if target is None or len(boxes) == 0:
         return 1
@@ -110,7 +110,7 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
     import keras
 
     from temzoo.data.boxes import boxes_to_mask
-    from temzoo.pretrained import card as card_of
+    from temzoo.zoo.pretrained import card as card_of
     from temzoo.tasks import normalizer_of, segmentation
 
     if not examples and not (synthetic and synthetic_fraction >= 1):
@@ -128,7 +128,7 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
     samplers, fractions = [], []
     scales = {}
     if examples:
-        from temzoo.particle_analysis import downscale
+        from temzoo.analysis.particles import downscale
 
         images, masks = [], []
         for e in examples:
@@ -166,7 +166,7 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
         "final_loss": float(np.mean(losses[-50:])) if losses else None,
         "seconds": round(time.time() - started, 1),
     }
-    from temzoo.pretrained import attach_card
+    from temzoo.zoo.pretrained import attach_card
 
     attach_card(model, {**(card_of(model) or {}), "training": info})  # temzoo.particles reads the target size
     return model, info

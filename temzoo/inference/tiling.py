@@ -2,15 +2,15 @@
 
 How an image goes through a model:
 
-1. **Normalise** with the model card's :class:`~temzoo.normalization.Normalizer`
+1. **Normalise** with the model card's :class:`~temzoo.zoo.normalization.Normalizer`
    (statistics of the whole image, so every tile is normalised alike).
 2. **Pad** bottom/right by reflection to a multiple of the model's total stride.
 3. **Tile**: each axis is split evenly into the fewest tiles of at most
-   ``tile_size`` pixels (:func:`~temzoo.tile_layout.axis_layout`, CSBDeep's
+   ``tile_size`` pixels (:func:`~temzoo.inference.tile_layout.axis_layout`, CSBDeep's
    ``n_tiles`` idea), tile sides and starts multiples of the stride, so pooling
    grids line up with the untiled image; neighbours overlap by at least
    ``overlap`` pixels, by default the receptive field plus a short blending ramp
-   (see :func:`~temzoo.tile_layout.tile_geometry`), for models with a very large
+   (see :func:`~temzoo.inference.tile_layout.tile_geometry`), for models with a very large
    receptive field the measured *effective* receptive field (see :func:`predict`);
    tiles are at least twice the overlap.
 4. **Blend** in a float32 accumulator: each tile is weighted by a separable
@@ -29,14 +29,14 @@ Only one batch of tiles is in memory at a time; besides the input, its
 normalised padded copy and the output, memory holds two 1-D weight profiles.
 
 **Tile size** (``tile_size=None``): the largest multiple of the stride, at most
-:data:`~temzoo.tile_layout.MAX_TILE`, whose activations fit a memory budget
-(:mod:`temzoo.tile_layout` says how the budget and the activations are estimated).
+:data:`~temzoo.inference.tile_layout.MAX_TILE`, whose activations fit a memory budget
+(:mod:`temzoo.inference.tile_layout` says how the budget and the activations are estimated).
 On ``tf.errors.ResourceExhaustedError`` the prediction restarts with tiles half as
 large (batch size 1), down to the smallest tile the overlap allows.
 
-This module runs the tiles; :mod:`temzoo.tile_layout` (re-exported here) places and
+This module runs the tiles; :mod:`temzoo.inference.tile_layout` (re-exported here) places and
 sizes them. Inference imports nothing from the task layer: models are resolved by
-:mod:`temzoo.resolve`.
+:mod:`temzoo.zoo.resolve`.
 """
 
 import warnings
@@ -45,7 +45,7 @@ import weakref
 import numpy as np
 
 from temzoo.errors import BadInputError, InputSizeError
-from temzoo.tile_layout import (  # noqa: F401  (re-exported: temzoo.tiling.model_stride, ... keep working)
+from temzoo.inference.tile_layout import (  # noqa: F401  (re-exported: temzoo.inference.tiling.model_stride, ... keep working)
     ACTIVATION_FRACTION,
     GPU_BUDGET_BYTES,
     LARGE_RECEPTIVE_FIELD,
@@ -105,12 +105,12 @@ def predict(model, image, *, tile_size=None, overlap=None, batch_size=None, norm
             receptive field is at most :data:`LARGE_RECEPTIVE_FIELD` px and
             ``"effective"`` above, where the exact overlap would multiply the work.
         batch_size: tiles per model call; ``None`` fills the memory budget (1-8).
-        normalizer: a :class:`~temzoo.normalization.Normalizer`; ``None`` uses
+        normalizer: a :class:`~temzoo.zoo.normalization.Normalizer`; ``None`` uses
             the model card's (no normalisation if the model has no card).
         progress: optional ``callable(tiles_done, tiles_total)``.
         precision: ``"float32"`` (default), ``"mixed_bfloat16"``, or ``"auto"``
             (bfloat16 where the hardware computes it natively, see
-            :func:`temzoo.precision.resolve_precision`); the model's weights are
+            :func:`temzoo.inference.precision.resolve_precision`); the model's weights are
             used in a copy computing under that policy. bfloat16 outputs differ
             slightly from float32 ones (8-bit mantissa; on the shipped U-Nets up to
             0.1-0.16 of the output's standard deviation at single pixels).
@@ -153,17 +153,17 @@ def _model_card_normalizer(model, normalizer, precision):
     """The Keras model (computing under ``precision``), its card and the normaliser :func:`predict` uses."""
     import keras
 
-    from temzoo.normalization import Normalizer
-    from temzoo.pretrained import card as card_of
+    from temzoo.zoo.normalization import Normalizer
+    from temzoo.zoo.pretrained import card as card_of
 
     if not isinstance(model, keras.Model):
-        from temzoo.resolve import resolve_model
+        from temzoo.zoo.resolve import resolve_model
 
         model = resolve_model(model, allow_architecture=False).model
     card = card_of(model)
     model = _with_precision(model, precision)
     if normalizer is None:
-        from temzoo.resolve import normalizer_of
+        from temzoo.zoo.resolve import normalizer_of
 
         normalizer = normalizer_of(card, Normalizer("none"))
     return model, card, normalizer
@@ -201,14 +201,14 @@ def _predict_retrying(model, padded, tile, batch, margin, ramp, stride, progress
 
 def _with_precision(model, precision):
     """``model``, or a copy of it computing under ``precision`` (cached per model)."""
-    from temzoo.precision import model_precision, precision_copy, resolve_precision
+    from temzoo.inference.precision import model_precision, precision_copy, resolve_precision
 
     name = resolve_precision(precision)
     if model_precision(model) == name:
         return model
     copies = _precision_cache.setdefault(model, {})
     if name not in copies:
-        from temzoo.pretrained import attach_card, card
+        from temzoo.zoo.pretrained import attach_card, card
 
         copies[name] = precision_copy(model, name)
         if card(model):  # the copy predicts like the model: same task, normaliser, recorded fields
@@ -295,7 +295,7 @@ def _predict_tiles(model, padded, tile, batch, margin, ramp, stride, progress):
     total_y = profile_sum(height * factor, tile_h * factor, [r * factor for r in rows], m, rp)
     total_x = profile_sum(width * factor, tile_w * factor, [c * factor for c in cols], m, rp)
     if (total_y <= 0).any() or (total_x <= 0).any():
-        raise AssertionError("tile weights leave pixels uncovered; this is a bug in temzoo.tiling")
+        raise AssertionError("tile weights leave pixels uncovered; this is a bug in temzoo.inference.tiling")
     inv_x = (1.0 / total_x).astype(np.float32)[None, :, None]
     for row in range(0, output.shape[0], 256):
         output[row:row + 256] *= (1.0 / total_y[row:row + 256]).astype(np.float32)[:, None, None] * inv_x

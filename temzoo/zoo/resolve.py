@@ -10,9 +10,9 @@
 An unknown name raises :class:`temzoo.errors.UnknownNameError` listing the close
 matches among pretrained and architecture names.
 
-This is the zoo layer (it uses :mod:`temzoo.pretrained`, :mod:`temzoo.cards` and
+This is the zoo layer (it uses :mod:`temzoo.zoo.pretrained`, :mod:`temzoo.zoo.cards` and
 :mod:`temzoo.models.registry`, nothing above them), so inference
-(:func:`temzoo.predict`, :func:`temzoo.predict_files.predict_files`) resolves models
+(:func:`temzoo.predict`, :func:`temzoo.inference.predict_files.predict_files`) resolves models
 without importing the task layer; ``temzoo.tasks.backbone`` re-exports it.
 """
 
@@ -20,7 +20,7 @@ import dataclasses
 import os
 
 from temzoo.errors import BadInputError, UnknownNameError
-from temzoo.normalization import normalizer_of  # noqa: F401  (re-exported: the one definition)
+from temzoo.zoo.normalization import normalizer_of  # noqa: F401  (re-exported: the one definition)
 
 
 @dataclasses.dataclass
@@ -40,7 +40,7 @@ def resolve_model(spec, *, allow_architecture=True):
     """Return a :class:`ResolvedModel` for ``spec`` (name, ``.keras`` path or model)."""
     import keras
 
-    import temzoo.pretrained as pretrained
+    import temzoo.zoo.pretrained as pretrained
 
     if isinstance(spec, ResolvedModel):
         return spec
@@ -53,7 +53,7 @@ def resolve_model(spec, *, allow_architecture=True):
             raise BadInputError(f"{path}: temzoo models are .keras files; give a .keras path or a registered name.")
         model = pretrained.load(path)
         card = pretrained.card(model) or {}
-        from temzoo.cards import sha256_file
+        from temzoo.zoo.cards import sha256_file
 
         return ResolvedModel(model, card, "file", card.get("name") or os.path.basename(path), sha256_file(path))
     entries = pretrained.pretrained_entries()

@@ -3,7 +3,7 @@
 import math
 import os
 
-from temzoo.experiment.format import (
+from temzoo.training.experiment.format import (
     budget_text,
     data_text,
     fmt_fraction,
@@ -12,8 +12,8 @@ from temzoo.experiment.format import (
     init_label,
     markdown_table,
 )
-from temzoo.experiment.plots import write_plots
-from temzoo.experiment.settings import (
+from temzoo.training.experiment.plots import write_plots
+from temzoo.training.experiment.settings import (
     CONVERGENCE_FRACTION,
     CONVERGENCE_METRIC,
     FAILED,

@@ -1,4 +1,4 @@
-"""Running the experiment: one fine-tuning run per cell (:mod:`temzoo.finetune_pipeline`), the runs JSON."""
+"""Running the experiment: one fine-tuning run per cell (:mod:`temzoo.training.pipeline`), the runs JSON."""
 
 import dataclasses
 import json
@@ -8,10 +8,10 @@ import os
 import time
 
 from temzoo.errors import BadInputError
-from temzoo.experiment.cost import full_grid_text
-from temzoo.experiment.grid import experiment_grid
-from temzoo.experiment.report import write_results
-from temzoo.experiment.settings import (
+from temzoo.training.experiment.cost import full_grid_text
+from temzoo.training.experiment.grid import experiment_grid
+from temzoo.training.experiment.report import write_results
+from temzoo.training.experiment.settings import (
     CONVERGENCE_FRACTION,
     CONVERGENCE_METRIC,
     FAILED,
@@ -50,10 +50,10 @@ def weights_sha256(weights):
     if not weights:
         return None
     if os.path.exists(weights):
-        from temzoo.cards import sha256_file
+        from temzoo.zoo.cards import sha256_file
 
         return sha256_file(weights)
-    from temzoo import pretrained
+    from temzoo.zoo import pretrained
 
     return pretrained.resolve(weights).get("sha256")
 
@@ -81,16 +81,16 @@ def cell_record(cell):
 def run_cell(cell, data_dir=None, verbose=0):
     """Fine-tune one cell and evaluate it on the test split; returns its record (a JSON-able dict).
 
-    The run is :mod:`temzoo.finetune_pipeline`'s (the one ``temzoo.finetune`` uses),
+    The run is :mod:`temzoo.training.pipeline`'s (the one ``temzoo.finetune`` uses),
     with the cell's budget, a constant learning rate and no precise BatchNorm;
     a cell whose patch is not a multiple of the model's total stride is
     ``not available``.
     """
     import keras
 
-    from temzoo import finetune_pipeline as pipeline
+    from temzoo.training import pipeline as pipeline
     from temzoo.evaluate import evaluate
-    from temzoo.fit_callbacks import EpochClock
+    from temzoo.training.callbacks import EpochClock
     from temzoo.receptive_field import receptive_field
 
     record = cell_record(cell)

@@ -2,7 +2,7 @@
 
 :class:`TaskModel` is a functional ``keras.Model`` (the same layers and graph as before:
 the backbone up to its head's input, then the head) whose ``get_config`` adds ``task``,
-``normalization`` (a :class:`~temzoo.normalization.Normalizer` config) and ``scale``. So a
+``normalization`` (a :class:`~temzoo.zoo.normalization.Normalizer` config) and ``scale``. So a
 ``.keras`` file alone, loaded with plain ``keras.saving.load_model``, knows how to predict:
 :func:`temzoo.card` of the loaded model gives those fields (:meth:`TaskModel.own_card`)
 when no side-car card is attached, and :func:`temzoo.predict` normalises and maps back as
@@ -13,14 +13,14 @@ normaliser live only in the JSON card beside the file, such as the shipped
 ``nanoparticle_*`` weights) load and predict as before through :func:`temzoo.load`, which
 attaches that card.
 
-This module is below the task layer: loading a model (:mod:`temzoo.serialization`) needs it,
+This module is below the task layer: loading a model (:mod:`temzoo.zoo.serialization`) needs it,
 building one (:mod:`temzoo.tasks`) creates it.
 """
 
 import keras
 
 from temzoo.names import TASKS
-from temzoo.normalization import Normalizer
+from temzoo.zoo.normalization import Normalizer
 
 #: The card fields a :class:`TaskModel` keeps in its Keras config.
 OWN_FIELDS = ("task", "normalization", "scale")
@@ -35,7 +35,7 @@ class TaskModel(keras.Model):
 
     Args:
         task: one of :data:`temzoo.names.TASKS`.
-        normalization: the :class:`~temzoo.normalization.Normalizer` (or its config) the
+        normalization: the :class:`~temzoo.zoo.normalization.Normalizer` (or its config) the
             model was trained with; prediction normalises its input the same way.
         scale: output size / input size (2 for 2x super-resolution).
     """

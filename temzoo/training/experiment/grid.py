@@ -3,7 +3,7 @@
 import dataclasses
 
 from temzoo.errors import BadInputError
-from temzoo.experiment.settings import INITS, STUDIES, Budget, DataSpec
+from temzoo.training.experiment.settings import INITS, STUDIES, Budget, DataSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Cell:
 
 def pretraining_method(entry):
     """``pix2pix`` or ``autoencoder`` for a pretrained registry entry (from its card, else its name)."""
-    from temzoo import pretrained
+    from temzoo.zoo import pretrained
 
     try:
         card = pretrained.card(entry["name"]) or {}
@@ -54,7 +54,7 @@ def pretraining_method(entry):
 
 def shipped_weights(entries=None):
     """``{(architecture, method): entry name}`` for the pretrained entries (built-in ones win)."""
-    from temzoo import pretrained
+    from temzoo.zoo import pretrained
 
     entries = pretrained.pretrained_entries() if entries is None else entries
     found = {}

@@ -2,7 +2,7 @@
 
 Pure geometry (:func:`tile_geometry`, :func:`axis_layout`, :func:`window_1d`) and
 the memory budget that sizes the tiles (:func:`choose_tile_size`);
-:mod:`temzoo.tiling` runs the tiles. The algorithm as a whole is described there.
+:mod:`temzoo.inference.tiling` runs the tiles. The algorithm as a whole is described there.
 
 **Overlap**: neighbours overlap by at least ``overlap`` pixels, by default the
 receptive field plus a short blending ramp (:func:`tile_geometry`); for models
@@ -82,7 +82,7 @@ def effective_receptive_field(model):
     A model card's ``effective_receptive_field`` entry, where present, is used instead.
     """
     if model not in _effective_rf_cache:
-        from temzoo.pretrained import card as card_of
+        from temzoo.zoo.pretrained import card as card_of
         from temzoo.receptive_field import effective_receptive_field as measure
 
         recorded = (card_of(model) or {}).get("effective_receptive_field")

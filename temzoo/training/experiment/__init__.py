@@ -1,6 +1,6 @@
 """The paper's experiment as a benchmark: pretrained vs random init, labelled fractions, receptive field.
 
-    >>> from temzoo import experiment
+    >>> from temzoo.training import experiment
     >>> payload = experiment.run_experiment(experiment.QUICK, json_path="runs.json", page_path="docs/results.md")
 
 Two studies, each a grid of *cells* (one fine-tuning run each):
@@ -25,19 +25,19 @@ test images, tiled prediction) and its convergence (epochs and seconds to reach
 std over seeds; :func:`write_plots` and :func:`results_page` turn the runs JSON
 (and nothing else) into PNGs and a markdown page.
 
-The package, one job a module: :mod:`~temzoo.experiment.settings` (budgets,
-datasets, presets), :mod:`~temzoo.experiment.grid` (the cells),
-:mod:`~temzoo.experiment.run` (run a cell with the fine-tuning pipeline of
-:mod:`temzoo.finetune_pipeline`, the runs JSON), :mod:`~temzoo.experiment.report`
-(aggregation, findings, the page), :mod:`~temzoo.experiment.format` (numbers as text), :mod:`~temzoo.experiment.plots` (the PNGs) and
-:mod:`~temzoo.experiment.cost` (the run-time estimate of the full grid). The
+The package, one job a module: :mod:`~temzoo.training.experiment.settings` (budgets,
+datasets, presets), :mod:`~temzoo.training.experiment.grid` (the cells),
+:mod:`~temzoo.training.experiment.run` (run a cell with the fine-tuning pipeline of
+:mod:`temzoo.training.pipeline`, the runs JSON), :mod:`~temzoo.training.experiment.report`
+(aggregation, findings, the page), :mod:`~temzoo.training.experiment.format` (numbers as text), :mod:`~temzoo.training.experiment.plots` (the PNGs) and
+:mod:`~temzoo.training.experiment.cost` (the run-time estimate of the full grid). The
 names below are what ``temzoo-cli experiment`` and
 ``benchmarks/pretraining_effect.py`` use.
 """
 
-from temzoo.experiment.cost import FULL_COMMAND, estimate_seconds, full_grid_text, measured_costs
-from temzoo.experiment.format import fmt_fraction, fmt_mean_std, fmt_value
-from temzoo.experiment.grid import (
+from temzoo.training.experiment.cost import FULL_COMMAND, estimate_seconds, full_grid_text, measured_costs
+from temzoo.training.experiment.format import fmt_fraction, fmt_mean_std, fmt_value
+from temzoo.training.experiment.grid import (
     Cell,
     all_weights,
     check_budgets,
@@ -47,8 +47,8 @@ from temzoo.experiment.grid import (
     receptive_field_grid,
     shipped_weights,
 )
-from temzoo.experiment.plots import write_plots
-from temzoo.experiment.report import (
+from temzoo.training.experiment.plots import write_plots
+from temzoo.training.experiment.report import (
     aggregate,
     findings,
     mean_std,
@@ -56,7 +56,7 @@ from temzoo.experiment.report import (
     stats,
     write_results,
 )
-from temzoo.experiment.run import (
+from temzoo.training.experiment.run import (
     cell_record,
     epochs_to_fraction,
     load_runs,
@@ -66,7 +66,7 @@ from temzoo.experiment.run import (
     seconds_to_fraction,
     weights_sha256,
 )
-from temzoo.experiment.settings import (
+from temzoo.training.experiment.settings import (
     CONVERGENCE_FRACTION,
     CONVERGENCE_METRIC,
     FAILED,

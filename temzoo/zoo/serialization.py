@@ -1,8 +1,8 @@
 """Make every serialisable temzoo object known to Keras before a ``.keras`` file is loaded.
 
 This module is on the inference path (``temzoo.load``, ``temzoo.predict``): it imports the
-model families and their layers, :class:`temzoo.task_model.TaskModel` and the metrics of
-:mod:`temzoo.metrics`, never the task layer (:mod:`temzoo.tasks`). Only a model loaded
+model families and their layers, :class:`temzoo.zoo.task_model.TaskModel` and the metrics of
+:mod:`temzoo.zoo.metrics`, never the task layer (:mod:`temzoo.tasks`). Only a model loaded
 *compiled* for more training needs the task losses (``compile=True``).
 """
 
@@ -20,8 +20,8 @@ def register_custom_objects(compile=False):
     deserialises in a fresh process whatever it contains. ``compile=True`` also
     registers the task losses, which a compiled model's training configuration names.
     """
-    import temzoo.metrics  # noqa: F401
-    import temzoo.task_model  # noqa: F401
+    import temzoo.zoo.metrics  # noqa: F401
+    import temzoo.zoo.task_model  # noqa: F401
     from temzoo.models import registry
 
     registry.family_classes()

@@ -1,0 +1,1 @@
+"""temzoo.analysis: see docs/architecture.md."""

@@ -1,0 +1,1 @@
+"""temzoo.inference: see docs/architecture.md."""

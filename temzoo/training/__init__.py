@@ -1,0 +1,1 @@
+"""temzoo.training: see docs/architecture.md."""

@@ -1,0 +1,1 @@
+"""temzoo.zoo: see docs/architecture.md."""
