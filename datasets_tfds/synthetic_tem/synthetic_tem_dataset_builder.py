@@ -50,6 +50,8 @@ class SyntheticTemConfig(tfds.core.BuilderConfig):
         max_particles: at most this many particles per HRTEM image.
         scan_jitter_px: (low, high) rms per-scan-line offset (STEM), px.
         hrtem_fraction: share of HRTEM images in ``unlabeled``.
+        absorption_range: HRTEM metal's absorptive/elastic potential ratio
+            (default (0.08, 0.2); (0, 0) draws the pure phase objects of version 1.0.0).
     """
 
     family: str = ""
@@ -64,6 +66,7 @@ class SyntheticTemConfig(tfds.core.BuilderConfig):
     max_particles: int = 3
     scan_jitter_px: tuple = (0.0, 0.0)
     hrtem_fraction: float = 0.5
+    absorption_range: tuple | None = None
 
     def __post_init__(self):
         if not self.family:
@@ -92,6 +95,8 @@ class SyntheticTemConfig(tfds.core.BuilderConfig):
             kwargs["pixel_size"] = tuple(self.pixel_size_range)
         if self.dose_range is not None and self.family == "au_np":
             kwargs["dose"] = tuple(self.dose_range)
+        if self.absorption_range is not None:
+            kwargs["absorption"] = tuple(self.absorption_range)
         return HrtemRanges(**kwargs)
 
     def stem_ranges(self):
