@@ -173,7 +173,7 @@ def _imports(path):
 
 
 def test_the_strategy_module_does_not_import_the_pretraining_package():
-    assert not [m for m in _imports(ROOT / "temzoo" / "distribute.py") if m.startswith("temzoo.pretraining")]
+    assert not [m for m in _imports(ROOT / "temzoo" / "training" / "distribute.py") if m.startswith("temzoo.pretraining")]
 
 
 def test_the_config_and_the_run_directory_rules_need_no_tensorflow():

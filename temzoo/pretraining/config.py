@@ -7,25 +7,14 @@ takes one (or its fields as keyword arguments), the run manifest (``OUT/run.json
 :meth:`PretrainConfig.manifest`, and the CLI's options are generated from the fields
 (``cli/pretrain_cmd.py``).
 
-Field metadata (read by :func:`cli_fields` and the checks):
-
-* ``help``: the option's help text (CLI and this docstring); ``python``: a note for
-  Python callers only;
-* ``kind``: ``int``, ``float``, ``choice``, ``flag``, ``pair`` (two floats), ``json`` (a
-  dict, given as a JSON object on the command line), ``path`` (a folder), ``str`` or
-  ``any`` (Python only: arrays, objects);
-* ``low``/``high`` (with ``low_open``/``high_open``) and ``choices``: what is valid;
-* ``resumable``: may change when a run is continued with ``resume=True``;
-* ``manifest``: part of the run's definition in ``run.json`` (default True);
-* ``cli``: a ``temzoo-cli pretrain`` option ``--field-name`` (``"required"``: one the
-  command requires although Python has a default).
+Field metadata: :mod:`temzoo.settings` (the same for every run configuration).
 """
 
 import dataclasses
 import json
-import numbers
 import os
 
+from temzoo import settings
 from temzoo.errors import InputSizeError
 from temzoo.names import PRECISIONS, SCHEDULES
 from temzoo.names import PRETRAIN_METHODS as METHODS
@@ -36,9 +25,7 @@ MANIFEST = "run.json"
 MANIFEST_DEFAULTS = {"learning_rate_schedule": "constant", "batch_norm_recalibration_batches": 0}
 
 
-def _field(default, help, kind, *, cli=True, resumable=False, manifest=True, **rules):
-    meta = {"help": help, "kind": kind, "cli": cli, "resumable": resumable, "manifest": manifest, **rules}
-    return dataclasses.field(default=default, metadata=meta)
+_field = settings.setting
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -110,8 +97,7 @@ class PretrainConfig:
                           low=0, cli=False, manifest=False)
 
     def __post_init__(self):
-        for field in dataclasses.fields(self):
-            object.__setattr__(self, field.name, _checked(field, getattr(self, field.name)))
+        settings.check(self)
         if self.patch_size < 11:
             raise InputSizeError(f"patch_size={self.patch_size} is too small: SSIM needs patches of at least "
                                  "11 pixels.")
@@ -139,12 +125,8 @@ class PretrainConfig:
         return self.steps_per_epoch if self.checkpoint_every is None else self.checkpoint_every
 
     def replace(self, **changes):
-        """A copy with ``changes``; an unknown name fails naming the known ones."""
-        unknown = sorted(set(changes) - set(_names()))
-        if unknown:
-            raise TypeError(f"unknown pretraining setting {', '.join(map(_with_close_names, unknown))}; the "
-                            "settings are the fields of temzoo.pretraining.PretrainConfig.")
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes``; an unknown name fails naming the close ones."""
+        return settings.replace(self, "pretraining", **changes)
 
     def as_dict(self):
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -170,64 +152,6 @@ class PretrainConfig:
         write_text(os.path.join(out, MANIFEST), json.dumps(self.manifest(), indent=2, default=str) + "\n")
 
 
-def _names():
-    return [f.name for f in dataclasses.fields(PretrainConfig)]
-
-
-def _with_close_names(name):
-    from difflib import get_close_matches
-
-    close = get_close_matches(name, _names(), 2)
-    return f"{name!r} (did you mean {', '.join(close)}?)" if close else repr(name)
-
-
-def _checked(field, value):
-    """``value`` as the field stores it (floats as float, pairs as a tuple), or a ValueError saying why not."""
-    name, meta = field.name, field.metadata
-    kind = meta["kind"]
-    if (value is None and field.default is None) or kind == "any":
-        return value
-    if kind == "int":
-        if not isinstance(value, int) or isinstance(value, bool) or ("low" in meta and value < meta["low"]):
-            bound = f" >= {meta['low']}" if "low" in meta else ""
-            raise ValueError(f"{name} must be an integer{bound}, got {value!r}.")
-    elif kind == "float":
-        if not isinstance(value, numbers.Real) or isinstance(value, bool) or not _in_range(float(value), meta):
-            raise ValueError(f"{name} must be a number {_range_text(meta)}, got {value!r}.")
-        return float(value)
-    elif kind == "choice" and value not in meta["choices"]:
-        raise ValueError(f"{name}={value!r} is not supported; choose one of: {', '.join(meta['choices'])}.")
-    elif kind == "pair":
-        try:
-            low, high = (float(v) for v in value)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{name} must be two numbers (low, high), got {value!r}.") from exc
-        return (low, high)
-    elif kind == "json" and not isinstance(value, dict):
-        raise ValueError(f"{name} must be a dict of config changes, got {value!r}.")
-    elif kind in ("str", "path") and not isinstance(value, str | os.PathLike):
-        raise ValueError(f"{name} must be a string, got {value!r}.")
-    elif kind == "flag":
-        return bool(value)
-    return value
-
-
-def _in_range(value, meta):
-    low, high = meta.get("low"), meta.get("high")
-    if low is not None and (value < low or (meta.get("low_open") and value == low)):
-        return False
-    return high is None or (value < high if meta.get("high_open") else value <= high)
-
-
-def _range_text(meta):
-    parts = []
-    if "low" in meta:
-        parts.append(f"{'>' if meta.get('low_open') else '>='} {meta['low']}")
-    if "high" in meta:
-        parts.append(f"{'<' if meta.get('high_open') else '<='} {meta['high']}")
-    return " and ".join(parts)
-
-
 def _describe_images(images):
     """A dataset name as it is, in-memory images as their shape and content hash."""
     if images is None or isinstance(images, str):
@@ -247,23 +171,13 @@ def in_memory_fingerprint(images):
 
 def cli_fields():
     """The fields that are ``temzoo-cli pretrain`` options, in order."""
-    return [f for f in dataclasses.fields(PretrainConfig) if f.metadata["cli"]]
+    return settings.cli_fields(PretrainConfig)
 
 
 # Settings that may change when a run is continued with resume=True (a longer run, other
 # devices); every other setting defines the run and must stay the same.
-RESUMABLE_CHANGES = frozenset(f.name for f in dataclasses.fields(PretrainConfig) if f.metadata["resumable"])
+RESUMABLE_CHANGES = settings.resumable(PretrainConfig)
 
 
-def _field_docs():
-    lines = ["", "    Fields (``temzoo-cli pretrain`` options where marked ``--``):", ""]
-    for f in dataclasses.fields(PretrainConfig):
-        flag = f" (``--{f.name.replace('_', '-')}``)" if f.metadata["cli"] else ""
-        resume = " May change on resume." if f.metadata["resumable"] else ""
-        note = f" {f.metadata['python']}" if "python" in f.metadata else ""
-        lines.append(f"    ``{f.name}`` = ``{f.default!r}``{flag}: {f.metadata['help']}{note}{resume}")
-    return "\n".join(lines) + "\n"
-
-
-PretrainConfig.__doc__ += "\n" + _field_docs()
+PretrainConfig.__doc__ += "\n" + settings.field_docs(PretrainConfig, "pretrain")
 DEFAULTS = PretrainConfig()
