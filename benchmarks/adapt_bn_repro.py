@@ -28,8 +28,8 @@ def main(argv=None):
 
     import temzoo.tasks as tasks
     from temzoo.analysis.denoising_baselines import add_poisson_noise, mean_intensity_units, psnr
-    from temzoo.zoo.normalization import Normalizer
     from temzoo.simulate import simulate_nanoparticles
+    from temzoo.zoo.normalization import Normalizer
 
     rng = np.random.default_rng(0)
     clean_a = mean_intensity_units(simulate_nanoparticles(rng, 256)["clean"])

@@ -104,8 +104,8 @@ def tutorial_loop(model, discriminator, data, steps, warmup):
 def fit_rate(method, model, discriminator, data, steps, warmup, jit_compile, steps_per_execution=1):
     """temzoo's trainer, traced and warmed up by a first ``fit``; returns a function that times
     ``steps`` steps of a further ``fit`` call (the traced function is reused) and returns images/s."""
-    from temzoo.training import distribute
     from temzoo.pretraining import build_trainer
+    from temzoo.training import distribute
 
     g_d = {}
 

@@ -28,8 +28,8 @@ def main(argv=None):
                         help="only re-write docs/results.md and docs/img/ from the existing JSON (no runs)")
     opts = parser.parse_args(argv)
 
-    from temzoo.training import experiment as ex
     from temzoo.logs import configure
+    from temzoo.training import experiment as ex
 
     configure("normal")  # the library's progress lines (logging) on stderr
 

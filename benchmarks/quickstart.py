@@ -95,7 +95,7 @@ def main(argv=None):
         from temzoo import load
 
         border = border_rows(load(result["paths"]["model"]), args.dataset, "test", args.ring, args.data_dir)
-    settings = {**DEFAULTS, **overrides}
+    settings = {k: v for k, v in DEFAULTS.replace(**overrides).as_dict().items() if k not in ('model', 'dataset_config')}
     row = {
         "model": args.model,
         "dataset": args.dataset,

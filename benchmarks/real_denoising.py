@@ -51,7 +51,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
-from temzoo.analysis.denoising_baselines import DEFAULT_SIGMAS, add_poisson_noise, gaussian_filter, psnr  # noqa: E402
+from temzoo.analysis.denoising_baselines import (  # noqa: E402
+    DEFAULT_SIGMAS,
+    add_poisson_noise,
+    gaussian_filter,
+    psnr,
+)
 
 DEFAULT_FOLDER = os.path.join(os.path.dirname(HERE), "..", "shared", "real_micrographs")
 DOSES = (1.0, 2.0, 5.0, 20.0)
@@ -263,9 +268,9 @@ def evaluate(folder, models, doses=DOSES, crop=MAX_CROP, seed=0, exclude=NO_REFE
 
     ``baselines=False`` scores only ``noisy`` and the models (to :func:`merge` with an earlier run).
     """
-    from temzoo.zoo import pretrained
     from temzoo.analysis.denoising_baselines import denoise_with_model
     from temzoo.io import read_image
+    from temzoo.zoo import pretrained
 
     if crop > MAX_CROP:
         raise SystemExit(f"--crop {crop}: the protocol uses crops of at most {MAX_CROP} px.")

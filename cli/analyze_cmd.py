@@ -33,8 +33,8 @@ def analyze(model_name, inputs, out, pixel_size, threshold, min_area, split_dept
     touches_border; _nm columns when the pixel size is known), NAME_histogram.png
     and NAME_overlay.png; and OUT/particles_summary.csv over all inputs.
     """
-    from temzoo.errors import TemzooError
     from temzoo.analysis.particles import DEFAULTS, analyze_files
+    from temzoo.errors import TemzooError
 
     if no_split and split_depth is not None:
         raise click.UsageError("--no-split and --split-depth exclude each other.")

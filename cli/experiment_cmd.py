@@ -35,8 +35,8 @@ def experiment(preset, quick, studies, tasks, models, seeds, datasets, data_dir,
     """
     import os
 
-    from temzoo.training import experiment as ex
     from temzoo.errors import TemzooError
+    from temzoo.training import experiment as ex
 
     preset = "quick" if quick else preset
     out = out or f"experiment_{preset}"

@@ -7,6 +7,7 @@ The options are generated from the fields of :class:`temzoo.pretraining.config.P
 import click
 
 from temzoo.pretraining.config import cli_fields
+
 from .options import config_options
 
 

@@ -129,11 +129,11 @@ def add_real_data(name, benchmark_json):
 def run_recipe(name, runs, data_dir, dataset=None, ship=False, eval_data_dir=None, real_data=None):
     import numpy as np
 
+    from temzoo.analysis.denoising_baselines import denoising_report
+    from temzoo.pretraining import pretrain
     from temzoo.zoo import pretrained
     from temzoo.zoo.cards import export_model, read_card
-    from temzoo.analysis.denoising_baselines import denoising_report
     from temzoo.zoo.normalization import Normalizer
-    from temzoo.pretraining import pretrain
 
     recipe = json.load(open(os.path.join(HERE, f"{name}.json"), encoding="utf-8"))
     args = dict(recipe["pretrain"])
@@ -198,8 +198,8 @@ def register_shipped(name, recipe, model, target, card, extra=None):
     """Record the reference output of the file at ``target``, add it to registry.json, check it reloads."""
     import numpy as np
 
-    from temzoo.zoo import pretrained
     from temzoo.atomic import write_text
+    from temzoo.zoo import pretrained
 
     digest = card["sha256"]
     pretrained.record_reference(model, target, size=64)
@@ -231,10 +231,10 @@ def register_shipped(name, recipe, model, target, card, extra=None):
 def run_box_recipe(name, recipe, runs, boxes, data_dir, ship=False):
     """Train (or reuse) the segmentation model of a ``train_on_boxes`` recipe; with ``ship``, register it."""
     from temzoo import tasks
-    from temzoo.zoo import pretrained
     from temzoo.analysis.box_training import train_on_boxes
-    from temzoo.data.boxes import load_box_folder
     from temzoo.analysis.particles import DEFAULTS as PARTICLE_DEFAULTS
+    from temzoo.data.boxes import load_box_folder
+    from temzoo.zoo import pretrained
 
     run_dir = os.path.join(runs, name)
     run_model = os.path.join(run_dir, "model.keras")

@@ -51,8 +51,8 @@ def evaluate(model, dataset, split="test", *, data_dir=None, dataset_config=None
     """
     from temzoo import data as pipelines
     from temzoo import datasets
-    from temzoo.tasks.backbone import resolve_model
     from temzoo.inference.tiling import is_restoration, predict
+    from temzoo.tasks.backbone import resolve_model
 
     started = time.time()
     if json_path:

@@ -38,11 +38,11 @@ import os
 import sys
 import time
 
-from temzoo.training import pipeline as pipeline
 from temzoo.errors import BadInputError, TrainingDivergedError
+from temzoo.inference.precision import resolve_precision
+from temzoo.training import pipeline as pipeline
+from temzoo.training.config import DEFAULTS, FinetuneConfig  # noqa: F401  (public)
 from temzoo.training.pipeline import learning_rate_schedule
-from temzoo.names import FINETUNE_DEFAULTS
-from temzoo.inference.precision import check_precision, resolve_precision
 from temzoo.training.run_folder import (
     check_output_dir,
     clean_stale_staging,
@@ -59,49 +59,35 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# The fine-tuning defaults live in temzoo.names (the CLI reads them from there too).
-DEFAULTS = FINETUNE_DEFAULTS
 
 
-def finetune(
-    model, dataset="synthetic_tem/au_np", task="segmentation", *, out,
-    train_fraction=DEFAULTS["train_fraction"], epochs=DEFAULTS["epochs"], batch_size=DEFAULTS["batch_size"],
-    patch_size=DEFAULTS["patch_size"], freeze=DEFAULTS["freeze"], learning_rate=DEFAULTS["learning_rate"],
-    schedule=DEFAULTS["schedule"], num_classes=2, seed=DEFAULTS["seed"], data_dir=None, dataset_config=None,
-    steps_per_epoch=DEFAULTS["steps_per_epoch"], validation_steps=None,
-    validation_images=DEFAULTS["validation_images"], test_split=DEFAULTS["test_split"],
-    overlays=DEFAULTS["overlays"], batch_norm_batches=DEFAULTS["batch_norm_batches"], overwrite=False,
-    progress="auto", precision=DEFAULTS["precision"],
-):
+def finetune(model=None, dataset=None, task=None, *, out, config=None, overwrite=False, progress="auto",
+             **settings):
     """Fine-tune ``model`` (pretrained name, architecture name, ``.keras`` path or Keras model).
 
-    Args:
-        dataset: a labelled dataset name (``temzoo.datasets``) with ``train`` and ``validation`` splits.
+    Every setting is a field of :class:`temzoo.training.config.FinetuneConfig` (its
+    docstring lists them with their defaults; ``temzoo-cli finetune``'s options are
+    made from them): pass ``config=FinetuneConfig(...)``, or the fields as keyword
+    arguments (``epochs=2``), which override the config's. ``model``, ``dataset`` and
+    ``task`` may also be given by position. The most used:
+
+        dataset: a labelled dataset name (``temzoo.datasets``) with ``train`` and
+            ``validation`` splits, or a tf.data of examples.
         task: ``segmentation``, ``denoising``, ``background_removal`` or ``super_resolution``.
-        train_fraction: share of the training split used (a seeded, nested subset).
-        data_dir: TFDS data folder (default ``temzoo.datasets.default_data_dir()``).
-        dataset_config: a TFDS BuilderConfig replacing the named one (e.g. a
-            small ``SyntheticTemConfig`` for a quick run).
-        patch_size: training crop size; a multiple of the model's total stride.
-        learning_rate, schedule: Adam's peak rate; ``"cosine"`` decays it to 0
-            over the run, ``"constant"`` keeps it.
-        steps_per_epoch: training steps per epoch (``None``: one pass over the training fraction).
-        validation_images: validate on the first N images of the validation
-            split (``None``: all of it); whole images, cropped to a multiple of the stride.
-        validation_steps: at most this many validation batches per epoch.
+        train_fraction, epochs, steps_per_epoch (0: one pass), batch_size, patch_size,
+        learning_rate, schedule (``"cosine"`` decays to 0 over the run).
+        validation_images: validate on the first N images of the validation split
+            (0: all of it), whole, cropped to a multiple of the stride.
         test_split: evaluate the best model on this split at the end
-            (:func:`temzoo.evaluate.evaluate`, whole images, tiled as
-            ``temzoo.predict``); ``None`` skips it.
-        overlays: how many validation images get a prediction overlay PNG.
-        batch_norm_batches: before each validation, re-estimate BatchNormalization's
-            moving statistics from this many training batches (precise BN; 0: keep
-            the moving averages). See :class:`temzoo.training.callbacks.PreciseBatchNorm`.
-        progress: ``"bar"`` (Keras' progress bar), ``"lines"`` (a ``logging`` INFO
-            line every 10 s), ``None`` (epoch summaries only) or ``"auto"`` (a
-            bar when stdout is a terminal, else lines).
-        precision: ``"float32"``, ``"mixed_bfloat16"`` or ``"auto"`` (bfloat16 where
-            this machine computes it fast, see :func:`temzoo.inference.precision.resolve_precision`);
-            the model is exported in float32.
+            (:func:`temzoo.evaluate.evaluate`, whole images, tiled as ``temzoo.predict``); ``""`` skips it.
+        batch_norm_batches: precise BN before each validation
+            (:class:`temzoo.training.callbacks.PreciseBatchNorm`).
+        precision: ``"float32"``, ``"mixed_bfloat16"`` or ``"auto"``; the model is exported in float32.
+
+    ``out``: the run folder, written into a hidden staging folder that replaces
+    ``out`` only when complete (``overwrite``). ``progress``: ``"bar"`` (Keras'
+    progress bar), ``"lines"`` (a ``logging`` INFO line every 10 s), ``None`` (epoch
+    summaries only) or ``"auto"`` (a bar when stdout is a terminal, else lines).
 
     The steps are :mod:`temzoo.training.pipeline`'s (shared with the experiment).
     Returns a dict: ``validation`` (best epoch's metrics), ``test`` (metrics on
@@ -111,29 +97,32 @@ def finetune(
     Raises :class:`TrainingDivergedError` when the loss becomes NaN or infinite.
     """
     started = time.time()
-    pipeline.check_names(task, schedule)
-    check_precision(precision)
+    positional = {k: v for k, v in (("model", model), ("dataset", dataset), ("task", task)) if v is not None}
+    config = (config or DEFAULTS).replace(**positional, **settings)
+    if config.model is None:
+        raise BadInputError("finetune needs a model: a pretrained name, an architecture name or a .keras file.")
     if progress == "auto":
         progress = "bar" if getattr(sys.stdout, "isatty", lambda: False)() else "lines"
     out = os.fspath(out)
     check_output_dir(out, overwrite)
+    c = config
     run = pipeline.prepare(
-        model, dataset, task, train_fraction=train_fraction, epochs=epochs, batch_size=batch_size,
-        patch_size=patch_size, learning_rate=learning_rate, schedule=schedule, freeze=freeze,
-        num_classes=num_classes, seed=seed, data_dir=data_dir, dataset_config=dataset_config,
-        steps_per_epoch=steps_per_epoch, validation_images=validation_images, validation_steps=validation_steps,
-        precision=precision,
+        c.model, c.dataset, c.task, train_fraction=c.train_fraction, epochs=c.epochs, batch_size=c.batch_size,
+        patch_size=c.patch_size, learning_rate=c.learning_rate, schedule=c.schedule, freeze=c.freeze,
+        num_classes=c.num_classes, seed=c.seed, data_dir=c.data_dir, dataset_config=c.dataset_config,
+        steps_per_epoch=c.steps, validation_images=c.validation_images or None,
+        validation_steps=c.validation_steps, precision=c.precision,
     )
-    settings = {
-        "dataset": dataset if isinstance(dataset, str) else None, "train_fraction": train_fraction,
-        "train_examples": run.train_examples, "epochs": epochs, "steps_per_epoch": run.steps_per_epoch,
-        "batch_size": batch_size, "patch_size": patch_size, "learning_rate": learning_rate, "schedule": schedule,
-        "batch_norm_batches": int(batch_norm_batches or 0), "seed": seed, "validation_images": run.validation_examples,
-        "precision": resolve_precision(precision),
+    recorded = {
+        "dataset": c.dataset if isinstance(c.dataset, str) else None, "train_fraction": c.train_fraction,
+        "train_examples": run.train_examples, "epochs": c.epochs, "steps_per_epoch": run.steps_per_epoch,
+        "batch_size": c.batch_size, "patch_size": c.patch_size, "learning_rate": c.learning_rate,
+        "schedule": c.schedule, "batch_norm_batches": c.batch_norm_batches, "seed": c.seed,
+        "validation_images": run.validation_examples, "precision": resolve_precision(c.precision),
     }
     summary, best_model, overlay_names = write_run(out, overwrite, lambda staging: _train_into(
-        staging, run, settings, dataset=dataset, progress=progress, overlays=overlays, test_split=test_split,
-        data_dir=data_dir, dataset_config=dataset_config, started=started,
+        staging, run, recorded, dataset=c.dataset, progress=progress, overlays=c.overlays,
+        test_split=c.test_split or None, data_dir=c.data_dir, dataset_config=c.dataset_config, started=started,
     ))
     paths = output_paths(out)
     overlay_files = [os.path.join(paths["overlays"], name) for name in overlay_names]
@@ -146,8 +135,8 @@ def _train_into(staging, run, settings, *, dataset, progress, overlays, test_spl
                 started):
     """Train, export the best model and write every output into ``staging``."""
     from temzoo.atomic import write_text
-    from temzoo.training.callbacks import BestModelExporter, StepProgress
     from temzoo.inference.plots import learning_curves
+    from temzoo.training.callbacks import BestModelExporter, StepProgress
     from temzoo.zoo.pretrained import load
 
     paths = output_paths(staging)

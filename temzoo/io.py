@@ -33,10 +33,10 @@ import os
 
 import numpy as np
 
-from temzoo.inference import formats as _formats
 from temzoo.atomic import atomic_path
 from temzoo.atomic import refuse_existing as _refuse_existing
 from temzoo.errors import BadInputError
+from temzoo.inference import formats as _formats
 from temzoo.inference.formats import (  # noqa: F401  (re-exported: temzoo.io.check_pixels, ... keep working)
     DEFAULT_MAX_PIXELS,
     FORMATS_EXTENSIONS,

@@ -34,24 +34,7 @@ CLI_PRECISIONS = tuple(p for p in PRECISIONS if p != "mixed_float16")
 #: Learning-rate schedules of ``finetune``.
 SCHEDULES = ("cosine", "constant")
 
-#: Fine-tuning defaults: README's main command, chosen to fit in about 3 minutes on 2 CPU
-#: cores (``benchmarks/quickstart.py`` measures them). The CLI reads its defaults from here.
-FINETUNE_DEFAULTS = {
-    "train_fraction": 0.1,
-    "epochs": 4,
-    "steps_per_epoch": 20,
-    "batch_size": 8,
-    "patch_size": 128,
-    "freeze": "none",
-    "learning_rate": 2e-3,
-    "schedule": "cosine",
-    "seed": 0,
-    "overlays": 4,
-    "validation_images": 16,
-    "test_split": "test",
-    "batch_norm_batches": 4,
-    "precision": "float32",
-}
+#: Fine-tuning's settings and defaults: temzoo.training.config.FinetuneConfig (TF-free too).
 
 
 def task_or_default(task, restoring):

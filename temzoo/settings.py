@@ -15,6 +15,7 @@ Field metadata:
   dict, given as a JSON object on the command line), ``path`` (a folder), ``str`` or
   ``any`` (Python only: arrays, objects);
 * ``low``/``high`` (with ``low_open``/``high_open``) and ``choices``: what is valid;
+  ``none``: ``None`` is valid too (the field's "not set" meaning, as its help says);
 * ``resumable``: may change when a run is continued;
 * ``manifest``: part of the run's definition (default True);
 * ``cli``: a command-line option ``--field-name`` (``"required"``: one the command
@@ -62,7 +63,7 @@ def checked(field, value):
     """``value`` as the field stores it (floats as float, pairs as a tuple), or a ValueError saying why not."""
     name, meta = field.name, field.metadata
     kind = meta["kind"]
-    if (value is None and field.default is None) or kind == "any":
+    if (value is None and (field.default is None or meta.get("none"))) or kind == "any":
         return value
     if kind == "int":
         if not isinstance(value, int) or isinstance(value, bool) or ("low" in meta and value < meta["low"]):

@@ -13,8 +13,8 @@ from temzoo.adaptation import AdaptConfig, RunExistsError
 from temzoo.adaptation.masking import blind_spot_batch, mask_coordinates, neighbourhood_median
 from temzoo.adaptation.run import choose_method, load_frames
 from temzoo.adaptation.splitting import binomial_split, to_counts
-from temzoo.zoo.cards import export_model, make_card
 from temzoo.errors import BadInputError
+from temzoo.zoo.cards import export_model, make_card
 
 PRETEXT = {"task": "restore the clean image from a Poisson-noised copy", "noise_model": "poisson"}
 TINY = dict(steps=4, batch_size=2, patch_size=16, checkpoint_every=2, recalibration_batches=2)

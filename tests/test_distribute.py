@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from temzoo.training import distribute
 from temzoo.models.patchgan import PatchGANDiscriminator
 from temzoo.models.unet import UNet
 from temzoo.pretraining import build_trainer
+from temzoo.training import distribute
 
 GLOBAL_BATCH = 4
 

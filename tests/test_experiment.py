@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 import temzoo
+from temzoo.errors import BadInputError
 from temzoo.training import experiment as ex
 from temzoo.zoo.cards import export_model, sha256_file
-from temzoo.errors import BadInputError
 
 TINY_AU_NP = {"name": "au_np_exptest", "image_size": 64, "num_train": 8, "num_validation": 2, "num_test": 2,
               "diameter_range_nm": [1.0, 2.5]}

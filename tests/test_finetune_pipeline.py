@@ -105,9 +105,9 @@ def test_fit_traces_the_training_step_once(tiny):
 def test_finetune_trains_in_bfloat16_and_exports_float32(tiny, tmp_path):
     import keras
 
-    from temzoo.zoo import pretrained
     from temzoo.finetune import finetune
     from temzoo.inference.precision import model_precision
+    from temzoo.zoo import pretrained
 
     data_dir, config = tiny
     seen = []

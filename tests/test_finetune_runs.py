@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from temzoo import finetune as ft
-from temzoo.training import run_folder
 from temzoo.errors import BadInputError
+from temzoo.training import run_folder
 
 
 def _write(folder, files):

@@ -112,8 +112,8 @@ def test_loading_an_unbuilt_generated_dataset_says_so(tmp_path):
 
 
 def test_overlays_are_titled_with_the_image_name_and_its_metrics(tmp_path, monkeypatch):
-    from temzoo.inference import plots
     from temzoo.finetune import write_overlays
+    from temzoo.inference import plots
 
     calls = []
     real = plots.titled_panels

@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from temzoo.zoo import metrics
 from temzoo.names import SEGMENTATION_METRICS
+from temzoo.zoo import metrics
 
 
 def _pair(seed=0, shape=(3, 24, 20, 1)):

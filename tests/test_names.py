@@ -14,13 +14,14 @@ def test_names_module_imports_no_tensorflow_or_keras():
 
 
 def test_library_and_cli_use_the_names_module():
+    from temzoo_cli import finetune_cmd, pretrain_cmd
+
     from temzoo import finetune
-    from temzoo.inference import precision
     from temzoo.adaptation import config as adapt_config
     from temzoo.data import targets
+    from temzoo.inference import precision
     from temzoo.pretraining import run as pretrain_run
     from temzoo.tasks import builder, heads
-    from temzoo_cli import finetune_cmd, pretrain_cmd
 
     assert builder.TASK_NAMES is names.TASKS
     assert builder.RESTORATION_TASKS is names.RESTORATION_TASKS
@@ -28,7 +29,7 @@ def test_library_and_cli_use_the_names_module():
     assert precision.PRECISIONS is names.PRECISIONS
     assert pretrain_run.METHODS is names.PRETRAIN_METHODS
     assert adapt_config.METHODS is names.ADAPT_METHODS
-    assert finetune.DEFAULTS is names.FINETUNE_DEFAULTS
+    assert finetune.DEFAULTS.task in names.TASKS and finetune.DEFAULTS.freeze in names.FREEZE_MODES
     assert set(names.TASKS) <= set(targets.TASKS)  # every task has a target feature
     assert set(names.RESTORATION_TASKS) < set(names.TASKS)
     choices = {p.name: getattr(p.type, "choices", None) for p in finetune_cmd.finetune.params}
@@ -36,8 +37,8 @@ def test_library_and_cli_use_the_names_module():
     assert tuple(choices["freeze"]) == names.FREEZE_MODES
     assert tuple(choices["schedule"]) == names.SCHEDULES
     defaults = {p.name: p.default for p in finetune_cmd.finetune.params}
-    for key in ("epochs", "steps_per_epoch", "batch_size", "learning_rate", "train_fraction"):
-        assert defaults[key] == names.FINETUNE_DEFAULTS[key], key
+    for key in ("epochs", "steps_per_epoch", "batch_size", "learning_rate", "train_fraction", "precision"):
+        assert defaults[key] == getattr(finetune.DEFAULTS, key), key
     methods = {p.name: getattr(p.type, "choices", None) for p in pretrain_cmd.pretrain.params}["method"]
     assert tuple(methods) == names.PRETRAIN_METHODS
 

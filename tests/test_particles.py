@@ -7,8 +7,6 @@ import pytest
 import tifffile
 from click.testing import CliRunner
 
-from temzoo.data import boxes as bx
-from temzoo.errors import BadInputError
 from temzoo.analysis.particles import (
     COLUMNS,
     NM_COLUMNS,
@@ -17,6 +15,8 @@ from temzoo.analysis.particles import (
     particle_table,
     pixel_size_nm,
 )
+from temzoo.data import boxes as bx
+from temzoo.errors import BadInputError
 
 
 def disks(shape, centres, radius):

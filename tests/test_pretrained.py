@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import temzoo
+from temzoo.errors import BadInputError, TemzooError, UnknownNameError
 from temzoo.zoo import pretrained
 from temzoo.zoo.cards import card_path, export_model, read_card, sha256_file
-from temzoo.errors import BadInputError, TemzooError, UnknownNameError
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 import temzoo
-from temzoo.zoo.cards import card_path, sha256_file
 from temzoo.errors import BadInputError, InputSizeError, UnknownNameError
 from temzoo.pretraining import pretrain
 from temzoo.pretraining.rundir import RunExistsError
+from temzoo.zoo.cards import card_path, sha256_file
 
 TINY = dict(
     patch_size=32, batch_size=4, epochs=2, steps_per_epoch=3, validation_steps=1, shuffle_buffer=0, samples=2,

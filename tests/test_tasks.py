@@ -8,10 +8,10 @@ import pytest
 
 import temzoo
 import temzoo.tasks as tasks
-from temzoo.zoo.cards import export_model, make_card
 from temzoo.errors import UnknownNameError
-from temzoo.zoo.normalization import Normalizer
 from temzoo.tasks.losses import CrossEntropyDice, dice, psnr, ssim
+from temzoo.zoo.cards import export_model, make_card
+from temzoo.zoo.normalization import Normalizer
 
 
 def tiny_unet():

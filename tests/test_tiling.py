@@ -6,11 +6,11 @@ import pytest
 
 import temzoo
 import temzoo.tasks as tasks
-from temzoo.inference import tile_layout, tiling
 from temzoo.errors import BadInputError, InputSizeError
+from temzoo.inference import tile_layout, tiling
+from temzoo.receptive_field import receptive_field
 from temzoo.zoo.normalization import Normalizer
 from temzoo.zoo.pretrained import attach_card
-from temzoo.receptive_field import receptive_field
 
 
 def _randomise_batchnorm(model, seed=0):

@@ -7,8 +7,8 @@ import sys
 import pytest
 
 import temzoo
-from temzoo.zoo import table as zoo
 from temzoo.errors import UnknownNameError
+from temzoo.zoo import table as zoo
 
 
 def test_list_models_rows_and_table(monkeypatch):

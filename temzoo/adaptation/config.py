@@ -13,6 +13,7 @@ import dataclasses
 # image at dose 5 (docs/adapt.md): binomial with split_fraction 0.8 25.51 dB, 0.5 25.05 dB,
 # blind spot 25.27 dB, the shipped model as it is 24.57 dB.
 from temzoo.names import ADAPT_METHODS as METHODS
+
 HEAD_MODES = ("auto", "keep", "new")
 
 # Default budget. Measured on hrnet_pretrained (docs/adapt.md, benchmarks/adapt.py): one

@@ -300,10 +300,10 @@ def adapt(model, images, *, out, config=None, overwrite=False, progress=None, ca
 
     from temzoo import tasks
     from temzoo.inference.precision import float32_copy, precision_copy, resolve_precision
-    from temzoo.zoo.pretrained import attach_card
-    from temzoo.zoo.pretrained import card as card_of
     from temzoo.pretraining.checkpoints import CheckpointStore
     from temzoo.tasks.backbone import resolve_model
+    from temzoo.zoo.pretrained import attach_card
+    from temzoo.zoo.pretrained import card as card_of
 
     started = time.time()
     config = (config or DEFAULTS).replace(**settings) if settings else (config or DEFAULTS)

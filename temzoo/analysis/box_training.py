@@ -110,8 +110,8 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
     import keras
 
     from temzoo.data.boxes import boxes_to_mask
-    from temzoo.zoo.pretrained import card as card_of
     from temzoo.tasks import normalizer_of, segmentation
+    from temzoo.zoo.pretrained import card as card_of
 
     if not examples and not (synthetic and synthetic_fraction >= 1):
         raise ValueError("no labelled examples: give box examples or synthetic_fraction=1 with a synthetic set.")

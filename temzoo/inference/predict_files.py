@@ -92,10 +92,10 @@ def predict_files(model, inputs, out, *, overwrite=False, overlay=False, tile_si
     Returns the list of written paths.
     """
     from temzoo._version import __version__
-    from temzoo.io import iter_frames, write_tiff
     from temzoo.inference.precision import resolve_precision
-    from temzoo.zoo.resolve import resolve_model
     from temzoo.inference.tiling import is_restoration, predict
+    from temzoo.io import iter_frames, write_tiff
+    from temzoo.zoo.resolve import resolve_model
 
     precision = resolve_precision(precision)
     checked = check_inputs([os.fspath(p) for p in inputs], out, max_pixels=max_pixels)  # before the model loads
@@ -147,8 +147,8 @@ def _write_overlays(input_path, paths, restoring, overwrite, max_pixels=None):
     """Overlays from the input and the TIFF just written, frame by frame."""
     import tifffile
 
-    from temzoo.io import iter_frames, write_png
     from temzoo.inference.plots import overlay, side_by_side
+    from temzoo.io import iter_frames, write_png
 
     written = []
     with tifffile.TiffFile(paths["tiff"]) as tif:

@@ -82,8 +82,8 @@ def effective_receptive_field(model):
     A model card's ``effective_receptive_field`` entry, where present, is used instead.
     """
     if model not in _effective_rf_cache:
-        from temzoo.zoo.pretrained import card as card_of
         from temzoo.receptive_field import effective_receptive_field as measure
+        from temzoo.zoo.pretrained import card as card_of
 
         recorded = (card_of(model) or {}).get("effective_receptive_field")
         _effective_rf_cache[model] = int(recorded) if recorded else measure(model)

@@ -28,8 +28,8 @@ def recalibrated_generator(generator, dataset, batches, batch_size):
     """Precise BN on a float32 copy of ``generator`` from ``batches`` fresh training batches
     (the data of the epoch after the last). The training generator keeps its statistics, so
     checkpoints and resumed runs are unaffected. Returns the copy and the card's record."""
-    from temzoo.training.batch_norm import batch_norm_layers, recalibrate_batch_norm
     from temzoo.inference.precision import float32_copy
+    from temzoo.training.batch_norm import batch_norm_layers, recalibrate_batch_norm
 
     copy = float32_copy(generator, always=True)
     used = recalibrate_batch_norm(copy, (noisy for noisy, _ in dataset.take(batches)))
@@ -92,8 +92,8 @@ def _method_info(trainer, config, strategy):
 
 def make_card(trainer, config, data, state, strategy):
     """The model card of the run's generator (:func:`temzoo.zoo.cards.make_card`)."""
-    from temzoo.zoo.cards import make_card as card_of
     from temzoo.models import registry
+    from temzoo.zoo.cards import make_card as card_of
 
     return card_of(
         trainer.generator,

@@ -93,8 +93,8 @@ class GeneratorTrainer(keras.Model):
 
         ``generator``: export this model instead (e.g. a copy with recalibrated BatchNormalization).
         """
-        from temzoo.zoo.cards import export_model
         from temzoo.inference.precision import float32_copy
+        from temzoo.zoo.cards import export_model
 
         return export_model(float32_copy(generator or self.generator), path, card)
 

@@ -261,9 +261,9 @@ class _Run:
 
     def _finish(self, trainer, data, state, resumed_from, resume_changes):
         """The export (the chief's: non-chief workers only take part) and the result."""
-        from temzoo.zoo.cards import card_path
         from temzoo.pretraining import rundir
         from temzoo.pretraining.export import export
+        from temzoo.zoo.cards import card_path
 
         card = None
         if self.writer:

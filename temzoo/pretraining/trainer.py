@@ -49,10 +49,10 @@ def build_trainer(
         The compiled :class:`temzoo.pretraining.Pix2Pix` or
         :class:`temzoo.pretraining.Autoencoder`, its optimizers built.
     """
-    from temzoo.training.distribute import resolve_jit_compile
     from temzoo.inference.precision import policy_scope
     from temzoo.pretraining.autoencoder import Autoencoder
     from temzoo.pretraining.pix2pix import Pix2Pix, default_optimizer
+    from temzoo.training.distribute import resolve_jit_compile
 
     if method not in PRETRAIN_METHODS:
         raise ValueError(f"method={method!r} is not supported; choose one of: {', '.join(PRETRAIN_METHODS)}.")

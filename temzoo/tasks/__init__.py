@@ -13,13 +13,13 @@
 
 from temzoo.names import RESTORATION_TASKS
 from temzoo.names import TASKS as TASK_NAMES
-from temzoo.zoo.normalization import normalizer_of
 from temzoo.tasks.background_removal import background_removal
 from temzoo.tasks.denoising import denoising
 from temzoo.tasks.export import save
 from temzoo.tasks.heads import FREEZE_MODES, encoder_layer_names, freeze, unfreeze
 from temzoo.tasks.segmentation import segmentation
 from temzoo.tasks.super_resolution import super_resolution
+from temzoo.zoo.normalization import normalizer_of
 
 BUILDERS = {
     "segmentation": segmentation,

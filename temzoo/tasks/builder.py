@@ -26,10 +26,10 @@ trainable ones and precise BN before validation (``temzoo.finetune``).
 
 from temzoo.names import BATCH_NORM_MODES, HEAD_MODES, RESTORATION_TASKS
 from temzoo.names import TASKS as TASK_NAMES  # noqa: F401  (re-exported: temzoo.tasks.builder.TASK_NAMES)
-from temzoo.zoo.normalization import Normalizer, normalizer_of
-from temzoo.zoo.task_model import TaskModel
 from temzoo.tasks.backbone import resolve_model
 from temzoo.tasks.heads import encoder_layer_names, freeze, freeze_batch_norm, new_head
+from temzoo.zoo.normalization import Normalizer, normalizer_of
+from temzoo.zoo.task_model import TaskModel
 
 # BatchNormalization momentum while fine-tuning. Keras' default 0.99 (0.999 in the
 # keras.applications encoders) leaves the moving statistics, which inference uses,

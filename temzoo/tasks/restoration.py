@@ -2,9 +2,9 @@
 
 import keras
 
-from temzoo.zoo.metrics import restoration_metrics
 from temzoo.tasks.builder import build_task_model
 from temzoo.tasks.losses import restoration_loss
+from temzoo.zoo.metrics import restoration_metrics
 
 
 def build_restoration(backbone, task, *, scale=1, freeze="none", loss="l1", learning_rate=1e-3, normalizer=None,

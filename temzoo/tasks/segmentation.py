@@ -2,9 +2,9 @@
 
 import keras
 
-from temzoo.zoo.metrics import segmentation_metrics
 from temzoo.tasks.builder import build_task_model
 from temzoo.tasks.losses import CrossEntropyDice
+from temzoo.zoo.metrics import segmentation_metrics
 
 
 def segmentation(backbone, num_classes=2, *, freeze="none", focal=False, dice_weight=1.0, learning_rate=1e-3,

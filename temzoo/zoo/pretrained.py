@@ -18,8 +18,8 @@ import logging
 import os
 import weakref
 
-from temzoo.zoo.cards import card_path, read_card, sha256_file
 from temzoo.errors import BadInputError, TemzooError, UnknownNameError
+from temzoo.zoo.cards import card_path, read_card, sha256_file
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
 REGISTRY_FILE = os.path.join(WEIGHTS_DIR, "registry.json")

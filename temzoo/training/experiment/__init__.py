@@ -35,7 +35,12 @@ names below are what ``temzoo-cli experiment`` and
 ``benchmarks/pretraining_effect.py`` use.
 """
 
-from temzoo.training.experiment.cost import FULL_COMMAND, estimate_seconds, full_grid_text, measured_costs
+from temzoo.training.experiment.cost import (
+    FULL_COMMAND,
+    estimate_seconds,
+    full_grid_text,
+    measured_costs,
+)
 from temzoo.training.experiment.format import fmt_fraction, fmt_mean_std, fmt_value
 from temzoo.training.experiment.grid import (
     Cell,

@@ -88,10 +88,10 @@ def run_cell(cell, data_dir=None, verbose=0):
     """
     import keras
 
-    from temzoo.training import pipeline as pipeline
     from temzoo.evaluate import evaluate
-    from temzoo.training.callbacks import EpochClock
     from temzoo.receptive_field import receptive_field
+    from temzoo.training import pipeline as pipeline
+    from temzoo.training.callbacks import EpochClock
 
     record = cell_record(cell)
     if not cell.available:
