@@ -126,6 +126,27 @@ def add_real_data(name, benchmark_json):
     print(f"{path}: real_data from {benchmark_json}")
 
 
+def record_effective_receptive_field(name):
+    """Measure the shipped model's effective receptive field and put it in its card (weights untouched),
+    so tiled prediction uses it without measuring (temzoo.inference.tile_layout)."""
+    import time
+
+    from temzoo.receptive_field import EFFECTIVE_TOLERANCE, effective_receptive_field, receptive_field
+    from temzoo.zoo import pretrained
+    from temzoo.zoo.cards import card_path, read_card, write_card
+
+    model = pretrained.load(name)
+    started = time.time()
+    width = int(effective_receptive_field(model))
+    path = card_path(pretrained.weights_path(pretrained.resolve(name)))
+    card = read_card(path)
+    card["effective_receptive_field"] = width
+    card["effective_receptive_field_tolerance"] = EFFECTIVE_TOLERANCE
+    write_card(path, card)
+    print(f"{path}: effective receptive field {width} px (theoretical {receptive_field(model)} px, "
+          f"tolerance {EFFECTIVE_TOLERANCE:g}), measured in {time.time() - started:.1f} s")
+
+
 def run_recipe(name, runs, data_dir, dataset=None, ship=False, eval_data_dir=None, real_data=None):
     import numpy as np
 
@@ -303,6 +324,8 @@ def main(argv=None):
     parser.add_argument("--eval-data-dir", default=None, help="TFDS data dir of the evaluation dataset")
     parser.add_argument("--real-data", default=None, help="benchmarks/real_denoising.py JSON: real-data numbers")
     parser.add_argument("--cards-only", action="store_true", help="only add --real-data to the shipped cards")
+    parser.add_argument("--effective-receptive-field", action="store_true",
+                        help="only measure the shipped models' effective receptive field into their cards")
     opts = parser.parse_args(argv)
     if opts.cards_only and not opts.real_data:
         parser.error("--cards-only needs --real-data JSON")
@@ -311,7 +334,9 @@ def main(argv=None):
     configure("normal")  # temzoo's messages (pretraining: resuming, checkpoints, export) on stderr
     for name in opts.names:
         recipe = json.load(open(os.path.join(HERE, f"{name}.json"), encoding="utf-8"))
-        if opts.cards_only:
+        if opts.effective_receptive_field:
+            record_effective_receptive_field(name)
+        elif opts.cards_only:
             add_real_data(name, opts.real_data)
         elif "train_on_boxes" in recipe:
             run_box_recipe(name, recipe, opts.runs, opts.boxes, opts.data_dir, opts.ship)

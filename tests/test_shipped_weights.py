@@ -191,3 +191,19 @@ def test_shipped_particle_model_finds_bright_and_dark_particles(name):
         assert 14 <= found <= 18, found
         d = np.median(result.diameters())
         assert 0.8 * np.median(2 * radii) <= d <= 1.8 * np.median(2 * radii), (d, 2 * radii)
+
+
+@pytest.mark.parametrize("name", sorted(ENTRIES))
+def test_wide_receptive_field_models_carry_their_effective_receptive_field(name):
+    """Tiled prediction overlaps tiles by the measured effective receptive field when the
+    theoretical one is wide; the shipped cards carry it (recipes/ship.py
+    --effective-receptive-field), so prediction does not measure it on first use."""
+    from temzoo.inference import tile_layout
+    from temzoo.receptive_field import EFFECTIVE_TOLERANCE
+
+    card = read_card(card_path(pretrained.weights_path(ENTRIES[name])))
+    if card["receptive_field"] <= tile_layout.LARGE_RECEPTIVE_FIELD:
+        return
+    width = card.get("effective_receptive_field")
+    assert isinstance(width, int) and 0 < width <= card["receptive_field"], (name, width)
+    assert card["effective_receptive_field_tolerance"] == EFFECTIVE_TOLERANCE
