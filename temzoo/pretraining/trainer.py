@@ -99,7 +99,7 @@ def trainer_from_config(strategy, config):
 
 def networks(trainer):
     """The trainer's models: the generator, and the discriminator of pix2pix."""
-    return [trainer.generator] + ([trainer.discriminator] if hasattr(trainer, "discriminator") else [])
+    return list(trainer.networks)
 
 
 def checkpoint_objects(trainer):
