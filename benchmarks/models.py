@@ -78,11 +78,14 @@ def _batch(model, batch, size):
     return xs if len(xs) > 1 else xs[0]
 
 
-def throughput(model, batch, size, steps, xla):
-    """(forward images/s, train images/s)."""
+def throughput(model, batch, size, steps, xla, fused_bn=False):
+    """(forward images/s, train images/s); ``fused_bn``: the training step is traced with
+    BatchNormalization through TensorFlow's fused kernel (:mod:`temzoo.fused_batch_norm`)."""
     import keras
     import numpy as np
     import tensorflow as tf
+
+    from temzoo.fused_batch_norm import fused_batch_norm
 
     x = _batch(model, batch, size)
     forward = tf.function(lambda x: model(x, training=False), jit_compile=xla)
@@ -96,7 +99,8 @@ def throughput(model, batch, size, steps, xla):
 
     target = np.zeros(y.shape, np.float32)
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="mse", jit_compile=xla)
-    model.train_on_batch(x, target)  # traces (and compiles with XLA)
+    with fused_batch_norm([model], enabled=fused_bn):
+        model.train_on_batch(x, target)  # traces (and compiles with XLA)
     start = time.perf_counter()
     for _ in range(steps):
         loss = model.train_on_batch(x, target)
@@ -113,6 +117,8 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10, help="timed steps after one warm-up step")
     parser.add_argument("--xla", choices=("both", "on", "off"), default="both")
+    parser.add_argument("--fused-bn", action="store_true",
+                        help="add a training column with BatchNormalization through the fused kernel (no XLA)")
     parser.add_argument("--matmul", type=int, default=None, help="matmul size (default 2048 on CPU, 8192 on GPU)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     parser.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
@@ -150,6 +156,10 @@ def main(argv=None):
             row[f"train img/s {tag}"] = train
             row[f"fwd % matmul {tag}"] = 100 * fwd * gflop_img * 1e9 / peak
             row[f"train % matmul {tag}"] = 100 * 3 * train * gflop_img * 1e9 / peak
+        if args.fused_bn:
+            fwd, train = throughput(model, args.batch, args.size, args.steps, False, fused_bn=True)
+            row["train img/s fusedbn"] = train
+            row["train % matmul fusedbn"] = 100 * 3 * train * gflop_img * 1e9 / peak
         print(row, flush=True)
         rows.append(row)
         del model
@@ -162,6 +172,8 @@ def _report(rows, modes, args, n, peak):
     for xla in modes:
         tag = "xla" if xla else "noxla"
         columns += [f"fwd img/s {tag}", f"train img/s {tag}", f"fwd % matmul {tag}", f"train % matmul {tag}"]
+    if args.fused_bn:
+        columns += ["train img/s fusedbn", "train % matmul fusedbn"]
     table = markdown_table(rows, columns)
     print(table, flush=True)
     info = machine()
@@ -170,12 +182,14 @@ def _report(rows, modes, args, n, peak):
     setting = f"--size {args.size} --batch {args.batch} --steps {args.steps} --xla {args.xla}"
     text = (
         "## Model throughput\n\n"
-        f"`python benchmarks/models.py {setting}"
+        f"`python benchmarks/models.py {setting}" + (" --fused-bn" if args.fused_bn else "")
         + (f" --models {args.models}" if args.models else "")
         + f"`, measured {info['date']} on {device}, TensorFlow {info['tensorflow']}{load}. "
         f"Reference: float32 {n}x{n} matmul (XLA) at {peak / 1e9:.1f} GFLOP/s. GFLOP/img counts "
         "2 x multiply-adds of convolutions and dense layers at this size; training is counted as 3x "
         "forward. Goal (issue 2): training >= 35 % of the matmul rate for mid-size models."
+        + (" `fusedbn`: the training step traced with BatchNormalization through TensorFlow's fused kernel "
+           "(`temzoo.fused_batch_norm`, what the pretraining trainers do; same updates)." if args.fused_bn else "")
         + ("" if info["gpus"] else " On a shared CPU both rates are lower bounds and noisy; the goal is for GPUs.")
         + f"\n\n{table}\n"
     )

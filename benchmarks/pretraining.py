@@ -22,6 +22,7 @@ a busy machine affects all rows alike.
 
     python benchmarks/pretraining.py                       # CPU setting: 64 px, batch 4, 20 steps, 3 rounds
     python benchmarks/pretraining.py --size 256 --batch 16 --steps 100   # GPU setting
+    python benchmarks/pretraining.py --profile      # where a step's time goes (TensorFlow profiler)
 """
 
 import argparse
@@ -136,6 +137,90 @@ def fit_rate(method, model, discriminator, data, steps, warmup, jit_compile, ste
     return measure
 
 
+def op_group(op):
+    """The kind of a TensorFlow op (oneDNN prefixes removed), for :func:`op_time_by_group`."""
+    if "BackpropInput" in op:
+        return "convolution backward (input)"
+    if "BackpropFilter" in op:
+        return "convolution backward (filter)"
+    if "Conv2D" in op or "Pool" in op:
+        return "convolution forward (and pooling)"
+    if "FusedBatchNorm" in op:
+        return "fused batch norm (forward + gradient)"
+    if "Assign" in op or "ResourceApply" in op:
+        return "optimizer updates"
+    return "element-wise and reductions (Keras BatchNormalization, activations, losses)"
+
+
+def op_time_by_group(logdir, steps):
+    """Milliseconds per step of TensorFlow op time from a profiler trace, by kind of op.
+
+    Summed over threads (inter-op parallel ops overlap), so the shares, not the sum,
+    compare with wall time. Input-pipeline and function-call events are left out.
+    """
+    import collections
+    import glob
+
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    space = xplane_pb2.XSpace()
+    with open(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0], "rb") as f:
+        space.ParseFromString(f.read())
+    by_op = collections.Counter()
+    for plane in space.planes:
+        for line in plane.lines:
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                if ":" not in name:
+                    continue
+                op = name.rsplit(":", 1)[-1].removeprefix("_MklNative").removeprefix("_Mkl")
+                if not op[:1].isupper() or any(s in op for s in ("Dataset", "Iterator", "Process", "Run", "Make",
+                                                                 "Prefetch", "Take", "Root", "DoCompute", "MapAnd")):
+                    continue
+                by_op[op] += event.duration_ps / 1e9 / steps
+    groups = collections.Counter()
+    for op, ms in by_op.items():
+        groups[op_group(op)] += ms
+    return groups, by_op
+
+
+def profile(args, data):
+    """Trace ``args.steps`` steps of each configuration with the TensorFlow profiler; print op time by kind."""
+    import tempfile
+
+    import tensorflow as tf
+
+    spe = args.steps_per_execution
+    common = (args.model, args.discriminator, data, args.steps, args.warmup)
+    configs = {
+        "tutorial loop": lambda: tutorial_loop(*common),
+        "Pix2Pix.fit, fused_batch_norm=False": lambda: fit_rate("pix2pix", *common, False, fused_batch_norm=False),
+        "Pix2Pix.fit": lambda: fit_rate("pix2pix", *common, False),
+        f"Pix2Pix.fit, steps_per_execution={spe}": lambda: fit_rate("pix2pix", *common, False, spe),
+        "Autoencoder.fit, fused_batch_norm=False": lambda: fit_rate(
+            "autoencoder", *common, False, fused_batch_norm=False),
+        "Autoencoder.fit": lambda: fit_rate("autoencoder", *common, False),
+    }
+    rows = []
+    for name, prepare in configs.items():
+        measure = prepare()
+        with tempfile.TemporaryDirectory() as logdir:
+            tf.profiler.experimental.start(logdir)
+            start = time.perf_counter()
+            measure()
+            wall = (time.perf_counter() - start) * 1000 / args.steps
+            tf.profiler.experimental.stop()
+            groups, _ = op_time_by_group(logdir, args.steps)
+        total = sum(groups.values())
+        row = {"configuration": name, "wall ms/step (profiled)": round(wall, 1), "op ms/step": round(total, 1)}
+        row.update({group: f"{ms:.1f} ({100 * ms / total:.0f} %)" for group, ms in groups.most_common()})
+        rows.append(row)
+        print(row, flush=True)
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    print(markdown_table(rows, columns))
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_docs_option(parser)
@@ -148,6 +233,12 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; the median is reported")
     parser.add_argument("--steps-per-execution", type=int, default=5)
     parser.add_argument("--xla", action="store_true", help="add rows with jit_compile=True (XLA)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="TensorFlow intra- and inter-op threads (0: TensorFlow's default). With 1, the "
+                             "images per CPU-second column measures the work of a step, whatever else runs")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead of timing: trace --steps steps of each configuration with the TensorFlow "
+                             "profiler and print the op time per step by kind of op")
     parser.add_argument("--json", default=os.path.join(os.path.dirname(__file__), "results", "pretraining.json"))
     parser.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
     parser.add_argument("--note", default="", help="a sentence added to the docs section (e.g. how busy the machine was)")
@@ -163,7 +254,15 @@ def main(argv=None):
         return
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     data = make_data(args.size, args.batch)
+    if args.profile:
+        profile(args, data)
+        return
     spe = args.steps_per_execution
     common = (args.model, args.discriminator, data, args.steps, args.warmup)
     configs = [
@@ -182,6 +281,7 @@ def main(argv=None):
             ("Autoencoder.fit + XLA", "autoencoder", lambda: fit_rate("autoencoder", *common, True)),
         ]
     rates = {name: [] for name, _, _ in configs}
+    cpu_rates = {name: [] for name, _, _ in configs}
     t0 = time.perf_counter()
     load_before = os.getloadavg()
     measures = {}
@@ -190,11 +290,15 @@ def main(argv=None):
         measures[name] = prepare()
         print(f"prepared {name} in {time.perf_counter() - start:.1f} s", flush=True)
     for round_index in range(args.rounds):
-        for name, _, _ in configs:
+        # Alternate the order, so a load that rises or falls during a round favours no row.
+        for name, _, _ in (configs if round_index % 2 == 0 else configs[::-1]):
+            cpu = time.process_time()
             rates[name].append(measures[name]())
-            print(f"round {round_index + 1}/{args.rounds}  {name:48s} {rates[name][-1]:8.1f} img/s", flush=True)
+            cpu_rates[name].append(args.steps * args.batch / (time.process_time() - cpu))
+            print(f"round {round_index + 1}/{args.rounds}  {name:48s} {rates[name][-1]:8.1f} img/s "
+                  f"{cpu_rates[name][-1]:8.1f} img/CPU-s", flush=True)
     payload = {
-        "machine": machine(), "setting": vars(args), "rates": rates,
+        "machine": machine(), "setting": vars(args), "rates": rates, "cpu_rates": cpu_rates,
         "methods": {name: method for name, method, _ in configs},
         "seconds": round(time.perf_counter() - t0, 1),
         "load_average": {"before": load_before, "after": os.getloadavg()},
@@ -217,11 +321,24 @@ def summarize(payload):
     rows = []
     for name in names:
         median = statistics.median(rates[name])
+        paired = [a / b for a, b in zip(rates[name], rates[tutorial], strict=True)]
+        pix2pix = methods[name] == "pix2pix"
         rows.append({
             "configuration": name, "method": methods[name], "images_per_s": round(median, 2),
             "min": round(min(rates[name]), 2), "max": round(max(rates[name]), 2),
-            "vs_tutorial": round(median / baseline, 3) if methods[name] == "pix2pix" else None,
+            "vs_tutorial": round(median / baseline, 3) if pix2pix else None,
+            # Each round's ratio to the tutorial's run of the same round: measured close in
+            # time, so less affected by a load that changes between rounds.
+            "paired_ratio_median": round(statistics.median(paired), 3) if pix2pix else None,
+            "rounds_faster": f"{sum(r > 1 for r in paired)}/{len(paired)}" if pix2pix else None,
         })
+        if payload.get("cpu_rates"):
+            # Images per CPU-second of this process: the work per image, less sensitive to other jobs
+            # (with --threads 1 nothing spins idle).
+            cpu = payload["cpu_rates"]
+            rows[-1]["img_per_cpu_s"] = round(statistics.median(cpu[name]), 2)
+            rows[-1]["cpu_vs_tutorial"] = (round(statistics.median(cpu[name]) / statistics.median(cpu[tutorial]), 3)
+                                           if pix2pix else None)
     best = max((r for r in rows if r["method"] == "pix2pix" and r["configuration"] != tutorial),
                key=lambda r: r["images_per_s"])
     tutorial_max = max(rates[tutorial])
@@ -234,14 +351,17 @@ def summarize(payload):
     else:
         verdict = "NOT met"
     summary = (f"Best Pix2Pix configuration: {best['configuration']}, median {best['vs_tutorial']:.2f}x the "
-               f"tutorial loop. Goal >= {GOAL}x: {verdict}.")
+               f"tutorial loop (median of per-round ratios {best['paired_ratio_median']:.2f}x, faster in "
+               f"{best['rounds_faster']} rounds). Goal >= {GOAL}x: {verdict}.")
     return rows, summary, verdict == "met"
 
 
 def report(payload, args):
     rows, summary, met = summarize(payload)
     payload["rows"], payload["goal_met"] = rows, met
-    table = markdown_table(rows, ["configuration", "method", "images_per_s", "min", "max", "vs_tutorial"])
+    table = markdown_table(rows, ["configuration", "method", "images_per_s", "min", "max", "vs_tutorial",
+                                  "paired_ratio_median", "rounds_faster"]
+                           + (["img_per_cpu_s", "cpu_vs_tutorial"] if payload.get("cpu_rates") else []))
     print()
     print(table)
     print(summary)
