@@ -217,7 +217,17 @@ def profile(args, data):
         rows.append(row)
         print(row, flush=True)
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    print(markdown_table(rows, columns))
+    table = markdown_table(rows, columns)
+    print(table)
+    if not args.no_docs:
+        info = machine()
+        write_section("pretraining_profile", (
+            "## Where a pretraining step's time goes (`benchmarks/pretraining.py --profile`)\n\n"
+            f"`python benchmarks/pretraining.py --profile --steps {args.steps}`: {args.model} generator, "
+            f"{args.discriminator} discriminator, {args.size}x{args.size}, batch {args.batch}; {info['cpus']} CPUs, "
+            f"TensorFlow {info['tensorflow']}, {info['date']}. TensorFlow op time per step from the profiler, "
+            "summed over threads (so above the wall time), by kind of op, with its share.\n\n"
+            f"{table}\n"), force=args.force_docs)
     return rows
 
 
@@ -353,6 +363,12 @@ def summarize(payload):
     summary = (f"Best Pix2Pix configuration: {best['configuration']}, median {best['vs_tutorial']:.2f}x the "
                f"tutorial loop (median of per-round ratios {best['paired_ratio_median']:.2f}x, faster in "
                f"{best['rounds_faster']} rounds). Goal >= {GOAL}x: {verdict}.")
+    if payload.get("cpu_rates"):
+        best_cpu = max((r for r in rows if r["method"] == "pix2pix" and r["configuration"] != tutorial),
+                       key=lambda r: r["cpu_vs_tutorial"])
+        summary += (f" Per CPU-second (the work per image): best {best_cpu['configuration']}, "
+                    f"{best_cpu['cpu_vs_tutorial']:.2f}x the tutorial loop; goal >= {GOAL}x "
+                    f"{'met' if best_cpu['cpu_vs_tutorial'] >= GOAL else 'NOT met'} by this measure.")
     return rows, summary, verdict == "met"
 
 
@@ -374,6 +390,13 @@ def report(payload, args):
     load_text = (f" Load average (1 min) before/after: {load['before'][0]:.1f}/{load['after'][0]:.1f} on "
                  f"{info['cpus']} CPUs." if load else "")
     note = f" {args.note}" if args.note else ""
+    threads = setting.get("threads")
+    command = "python benchmarks/pretraining.py" + "".join(
+        f" --{key.replace('_', '-')} {setting[key]}" for key in ("size", "batch", "steps", "rounds", "threads")
+        if setting.get(key))
+    note = (f" `{command}`." + (f" TensorFlow ran {threads} intra-/inter-op thread(s), so `img_per_cpu_s` "
+                                "(images per CPU-second of the process) measures the work per image whatever "
+                                "else runs; `cpu_vs_tutorial` is its ratio." if threads else "") + note)
     text = (
         "## Pretraining throughput (`benchmarks/pretraining.py`)\n\n"
         f"Pix2Pix ({setting['model']} generator, {setting['discriminator']} discriminator) and the autoencoder "
