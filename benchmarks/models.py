@@ -63,11 +63,17 @@ def matmul_flops(n, repeats=10):
     fn = tf.function(lambda a, b: tf.matmul(a, b), jit_compile=True)
     fn(a, b).numpy()
     best = float("inf")
+    clock = time.process_time if CPU_CLOCK else time.perf_counter
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn(a, b).numpy()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, clock() - start)
     return 2 * n**3 / best
+
+
+# --threads: time by the process's CPU seconds instead of the wall clock (one thread: the work,
+# whatever else runs on the machine).
+CPU_CLOCK = False
 
 
 def _batch(model, batch, size):
@@ -91,21 +97,23 @@ def throughput(model, batch, size, steps, xla, fused_bn=False):
     forward = tf.function(lambda x: model(x, training=False), jit_compile=xla)
     y = forward(x)
     keras.ops.convert_to_numpy(y)
-    start = time.perf_counter()
+    clock = time.process_time if CPU_CLOCK else time.perf_counter
+    start = clock()
     for _ in range(steps):
         out = forward(x)
     keras.ops.convert_to_numpy(out)
-    fwd = batch * steps / (time.perf_counter() - start)
+    fwd = batch * steps / (clock() - start)
 
     target = np.zeros(y.shape, np.float32)
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="mse", jit_compile=xla)
     with fused_batch_norm([model], enabled=fused_bn):
         model.train_on_batch(x, target)  # traces (and compiles with XLA)
-    start = time.perf_counter()
+    clock = time.process_time if CPU_CLOCK else time.perf_counter
+    start = clock()
     for _ in range(steps):
         loss = model.train_on_batch(x, target)
     float(np.asarray(loss))
-    train = batch * steps / (time.perf_counter() - start)
+    train = batch * steps / (clock() - start)
     return fwd, train
 
 
@@ -117,6 +125,9 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10, help="timed steps after one warm-up step")
     parser.add_argument("--xla", choices=("both", "on", "off"), default="both")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="TensorFlow intra-/inter-op threads; when set, rates are per CPU-second of this "
+                             "process (matmul too), which a loaded machine does not distort")
     parser.add_argument("--fused-bn", action="store_true",
                         help="add a training column with BatchNormalization through the fused kernel (no XLA)")
     parser.add_argument("--matmul", type=int, default=None, help="matmul size (default 2048 on CPU, 8192 on GPU)")
@@ -126,6 +137,12 @@ def main(argv=None):
 
     import keras
     import tensorflow as tf
+
+    global CPU_CLOCK
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+        CPU_CLOCK = True
 
     from temzoo.models import registry
 
@@ -179,7 +196,8 @@ def _report(rows, modes, args, n, peak):
     info = machine()
     device = ", ".join(info["gpus"]) or f"CPU only ({info['cpus']} cores)"
     load = f", 1-min load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
-    setting = f"--size {args.size} --batch {args.batch} --steps {args.steps} --xla {args.xla}"
+    setting = f"--size {args.size} --batch {args.batch} --steps {args.steps} --xla {args.xla}" + (
+        f" --threads {args.threads} (rates per CPU-second)" if args.threads else "")
     text = (
         "## Model throughput\n\n"
         f"`python benchmarks/models.py {setting}" + (" --fused-bn" if args.fused_bn else "")
