@@ -32,7 +32,6 @@ import time
 
 from _report import add_docs_option, machine, markdown_table, write_json, write_section
 
-
 GOAL = 1.2  # issue 19: Pix2Pix.fit >= 1.2x the tutorial loop
 
 

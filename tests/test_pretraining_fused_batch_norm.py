@@ -20,6 +20,18 @@ def _bn_model(seed):
     return keras.Model(x, y)
 
 
+def _training_step(model, bn, upstream, fused):
+    @tf.function
+    def step(x):
+        with fused_batch_norm([model], enabled=fused), tf.GradientTape() as tape:
+            tape.watch(x)
+            y = model(x, training=True)
+            loss = tf.reduce_sum(y * upstream)
+        return y, tape.gradient(loss, [x, bn.gamma, bn.beta])
+
+    return step
+
+
 @pytest.mark.parametrize("batch", [1, 3])
 def test_fused_training_call_matches_keras(batch):
     """Output, gradients (input, gamma, beta) and moving statistics equal Keras' own training call."""
@@ -34,14 +46,7 @@ def test_fused_training_call_matches_keras(batch):
         bn.gamma.assign(gamma)
         bn.beta.assign(np.arange(5, dtype="float32"))
 
-        @tf.function
-        def step(x):
-            with fused_batch_norm([model], enabled=fused), tf.GradientTape() as tape:
-                tape.watch(x)
-                y = model(x, training=True)
-                loss = tf.reduce_sum(y * upstream)
-            return y, tape.gradient(loss, [x, bn.gamma, bn.beta])
-
+        step = _training_step(model, bn, upstream, fused)
         y, grads = step(x)
         ops = {op.type for op in step.get_concrete_function(x).graph.get_operations()}
         assert ("FusedBatchNormV3" in ops) == fused
