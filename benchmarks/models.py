@@ -63,11 +63,17 @@ def matmul_flops(n, repeats=10):
     fn = tf.function(lambda a, b: tf.matmul(a, b), jit_compile=True)
     fn(a, b).numpy()
     best = float("inf")
+    clock = time.process_time if CPU_CLOCK else time.perf_counter
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn(a, b).numpy()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, clock() - start)
     return 2 * n**3 / best
+
+
+# --threads: time by the process's CPU seconds instead of the wall clock (one thread: the work,
+# whatever else runs on the machine).
+CPU_CLOCK = False
 
 
 def _batch(model, batch, size):
@@ -78,30 +84,36 @@ def _batch(model, batch, size):
     return xs if len(xs) > 1 else xs[0]
 
 
-def throughput(model, batch, size, steps, xla):
-    """(forward images/s, train images/s)."""
+def throughput(model, batch, size, steps, xla, fused_bn=False):
+    """(forward images/s, train images/s); ``fused_bn``: the training step is traced with
+    BatchNormalization through TensorFlow's fused kernel (:mod:`temzoo.fused_batch_norm`)."""
     import keras
     import numpy as np
     import tensorflow as tf
+
+    from temzoo.fused_batch_norm import fused_batch_norm
 
     x = _batch(model, batch, size)
     forward = tf.function(lambda x: model(x, training=False), jit_compile=xla)
     y = forward(x)
     keras.ops.convert_to_numpy(y)
-    start = time.perf_counter()
+    clock = time.process_time if CPU_CLOCK else time.perf_counter
+    start = clock()
     for _ in range(steps):
         out = forward(x)
     keras.ops.convert_to_numpy(out)
-    fwd = batch * steps / (time.perf_counter() - start)
+    fwd = batch * steps / (clock() - start)
 
     target = np.zeros(y.shape, np.float32)
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="mse", jit_compile=xla)
-    model.train_on_batch(x, target)  # traces (and compiles with XLA)
-    start = time.perf_counter()
+    with fused_batch_norm([model], enabled=fused_bn):
+        model.train_on_batch(x, target)  # traces (and compiles with XLA)
+    clock = time.process_time if CPU_CLOCK else time.perf_counter
+    start = clock()
     for _ in range(steps):
         loss = model.train_on_batch(x, target)
     float(np.asarray(loss))
-    train = batch * steps / (time.perf_counter() - start)
+    train = batch * steps / (clock() - start)
     return fwd, train
 
 
@@ -113,6 +125,11 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10, help="timed steps after one warm-up step")
     parser.add_argument("--xla", choices=("both", "on", "off"), default="both")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="TensorFlow intra-/inter-op threads; when set, rates are per CPU-second of this "
+                             "process (matmul too), which a loaded machine does not distort")
+    parser.add_argument("--fused-bn", action="store_true",
+                        help="add a training column with BatchNormalization through the fused kernel (no XLA)")
     parser.add_argument("--matmul", type=int, default=None, help="matmul size (default 2048 on CPU, 8192 on GPU)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     parser.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
@@ -120,6 +137,12 @@ def main(argv=None):
 
     import keras
     import tensorflow as tf
+
+    global CPU_CLOCK
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+        CPU_CLOCK = True
 
     from temzoo.models import registry
 
@@ -150,6 +173,10 @@ def main(argv=None):
             row[f"train img/s {tag}"] = train
             row[f"fwd % matmul {tag}"] = 100 * fwd * gflop_img * 1e9 / peak
             row[f"train % matmul {tag}"] = 100 * 3 * train * gflop_img * 1e9 / peak
+        if args.fused_bn:
+            fwd, train = throughput(model, args.batch, args.size, args.steps, False, fused_bn=True)
+            row["train img/s fusedbn"] = train
+            row["train % matmul fusedbn"] = 100 * 3 * train * gflop_img * 1e9 / peak
         print(row, flush=True)
         rows.append(row)
         del model
@@ -162,20 +189,25 @@ def _report(rows, modes, args, n, peak):
     for xla in modes:
         tag = "xla" if xla else "noxla"
         columns += [f"fwd img/s {tag}", f"train img/s {tag}", f"fwd % matmul {tag}", f"train % matmul {tag}"]
+    if args.fused_bn:
+        columns += ["train img/s fusedbn", "train % matmul fusedbn"]
     table = markdown_table(rows, columns)
     print(table, flush=True)
     info = machine()
     device = ", ".join(info["gpus"]) or f"CPU only ({info['cpus']} cores)"
     load = f", 1-min load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
-    setting = f"--size {args.size} --batch {args.batch} --steps {args.steps} --xla {args.xla}"
+    setting = f"--size {args.size} --batch {args.batch} --steps {args.steps} --xla {args.xla}" + (
+        f" --threads {args.threads} (rates per CPU-second)" if args.threads else "")
     text = (
         "## Model throughput\n\n"
-        f"`python benchmarks/models.py {setting}"
+        f"`python benchmarks/models.py {setting}" + (" --fused-bn" if args.fused_bn else "")
         + (f" --models {args.models}" if args.models else "")
         + f"`, measured {info['date']} on {device}, TensorFlow {info['tensorflow']}{load}. "
         f"Reference: float32 {n}x{n} matmul (XLA) at {peak / 1e9:.1f} GFLOP/s. GFLOP/img counts "
         "2 x multiply-adds of convolutions and dense layers at this size; training is counted as 3x "
         "forward. Goal (issue 2): training >= 35 % of the matmul rate for mid-size models."
+        + (" `fusedbn`: the training step traced with BatchNormalization through TensorFlow's fused kernel "
+           "(`temzoo.fused_batch_norm`, what the pretraining trainers do; same updates)." if args.fused_bn else "")
         + ("" if info["gpus"] else " On a shared CPU both rates are lower bounds and noisy; the goal is for GPUs.")
         + f"\n\n{table}\n"
     )

@@ -54,6 +54,10 @@ class Pix2Pix(GeneratorTrainer):
 
     step_metric_names = ("g_loss", "g_gan", "g_l1", "d_loss", "d_real_acc", "d_fake_acc")
 
+    @property
+    def networks(self):
+        return [self.generator, self.discriminator]
+
     def compile(
         self,
         g_optimizer=None,
@@ -62,6 +66,7 @@ class Pix2Pix(GeneratorTrainer):
         precision="float32",
         jit_compile=False,
         steps_per_execution=1,
+        fused_batch_norm=True,
     ):
         """Set optimizers and loss weight; builds both optimizers (call inside the strategy scope).
 
@@ -71,6 +76,9 @@ class Pix2Pix(GeneratorTrainer):
             precision: the models' dtype policy; ``"mixed_float16"`` wraps the
                 optimizers in ``LossScaleOptimizer``.
             jit_compile: XLA; single device only.
+            steps_per_execution: training steps per call of the traced function.
+            fused_batch_norm: train BatchNormalization layers through TensorFlow's fused
+                kernel (:mod:`temzoo.fused_batch_norm`): same updates, less time.
         """
         check_precision(precision)
         self.g_optimizer = wrap_optimizer(g_optimizer or default_optimizer(), precision)
@@ -80,7 +88,7 @@ class Pix2Pix(GeneratorTrainer):
         self.d_optimizer.build(self.discriminator.trainable_variables)
         # Keras' own optimizer slot is the (already built) generator optimizer,
         # so fit() builds nothing else.
-        self._compile_common(self.g_optimizer, precision, jit_compile, steps_per_execution)
+        self._compile_common(self.g_optimizer, precision, jit_compile, steps_per_execution, fused_batch_norm)
 
     def _pix2pix_losses(self, noisy, clean, training):
         fake = self.generator(noisy, training=training)
@@ -104,7 +112,7 @@ class Pix2Pix(GeneratorTrainer):
     def train_step(self, data):
         noisy, clean = data[0], data[1]
         replicas = num_replicas()
-        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+        with self._training_graph(), tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             values = self._pix2pix_losses(noisy, clean, training=True)
             # Gradients are summed over replicas: differentiate the per-replica
             # share of the global-batch mean.
