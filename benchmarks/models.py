@@ -86,12 +86,12 @@ def _batch(model, batch, size):
 
 def throughput(model, batch, size, steps, xla, fused_bn=False):
     """(forward images/s, train images/s); ``fused_bn``: the training step is traced with
-    BatchNormalization through TensorFlow's fused kernel (:mod:`temzoo.fused_batch_norm`)."""
+    BatchNormalization through TensorFlow's fused kernel (:mod:`temzoo.training.fused_batch_norm`)."""
     import keras
     import numpy as np
     import tensorflow as tf
 
-    from temzoo.fused_batch_norm import fused_batch_norm
+    from temzoo.training.fused_batch_norm import fused_batch_norm
 
     x = _batch(model, batch, size)
     forward = tf.function(lambda x: model(x, training=False), jit_compile=xla)
@@ -207,7 +207,7 @@ def _report(rows, modes, args, n, peak):
         "2 x multiply-adds of convolutions and dense layers at this size; training is counted as 3x "
         "forward. Goal (issue 2): training >= 35 % of the matmul rate for mid-size models."
         + (" `fusedbn`: the training step traced with BatchNormalization through TensorFlow's fused kernel "
-           "(`temzoo.fused_batch_norm`, what the pretraining trainers do; same updates)." if args.fused_bn else "")
+           "(`temzoo.training.fused_batch_norm`, what the pretraining trainers do; same updates)." if args.fused_bn else "")
         + ("" if info["gpus"] else " On a shared CPU both rates are lower bounds and noisy; the goal is for GPUs.")
         + f"\n\n{table}\n"
     )

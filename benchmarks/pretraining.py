@@ -9,7 +9,7 @@ Rows (images/s, training, after warm-up):
   as in https://www.tensorflow.org/tutorials/generative/pix2pix (without its
   per-step ``tf.summary`` writes, which would only slow the baseline down);
 * ``Pix2Pix.fit``: temzoo's trainer as built by default (BatchNormalization
-  through TensorFlow's fused kernel, :mod:`temzoo.fused_batch_norm`), with
+  through TensorFlow's fused kernel, :mod:`temzoo.training.fused_batch_norm`), with
   ``fused_batch_norm=False`` (Keras' own BatchNormalization ops, what the
   tutorial loop runs), and with ``steps_per_execution``; ``--xla`` adds XLA
   rows (``jit_compile``, single device only; slower on CPUs);

@@ -1,4 +1,4 @@
-"""temzoo.fused_batch_norm: BatchNormalization trained through FusedBatchNormV3 computes what Keras does,
+"""temzoo.training.fused_batch_norm: BatchNormalization trained through FusedBatchNormV3 computes what Keras does,
 and the pretraining trainers use it (traced once per fit)."""
 
 import keras
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from temzoo.fused_batch_norm import batch_norm_layers, fused_batch_norm
 from temzoo.models.patchgan import PatchGANDiscriminator
 from temzoo.models.unet import UNet
 from temzoo.pretraining import Autoencoder, Pix2Pix
+from temzoo.training.fused_batch_norm import batch_norm_layers, fused_batch_norm
 
 
 def _bn_model(seed):

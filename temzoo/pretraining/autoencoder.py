@@ -34,7 +34,7 @@ class Autoencoder(GeneratorTrainer):
         """Args: optimizer (default Adam(2e-4, beta_1=0.5)), loss ``"l1"`` or ``"l2"``,
         precision (``"mixed_float16"`` adds loss scaling), jit_compile (single device only),
         steps_per_execution, fused_batch_norm (BatchNormalization through TensorFlow's fused
-        kernel, :mod:`temzoo.fused_batch_norm`: same updates, less time)."""
+        kernel, :mod:`temzoo.training.fused_batch_norm`: same updates, less time)."""
         if loss not in LOSSES:
             raise ValueError(f"loss={loss!r} is not supported; choose one of: {', '.join(map(repr, LOSSES))}.")
         check_precision(precision)

@@ -80,9 +80,9 @@ class GeneratorTrainer(keras.Model):
 
     def _training_graph(self):
         """Context for tracing the training step: BatchNormalization through the fused kernel
-        (:mod:`temzoo.fused_batch_norm`; same updates, one kernel instead of a dozen ops) unless
+        (:mod:`temzoo.training.fused_batch_norm`; same updates, one kernel instead of a dozen ops) unless
         ``compile(fused_batch_norm=False)``."""
-        from temzoo.fused_batch_norm import fused_batch_norm
+        from temzoo.training.fused_batch_norm import fused_batch_norm
 
         return fused_batch_norm(self.networks, enabled=getattr(self, "fused_batch_norm", True))
 

@@ -78,7 +78,7 @@ class Pix2Pix(GeneratorTrainer):
             jit_compile: XLA; single device only.
             steps_per_execution: training steps per call of the traced function.
             fused_batch_norm: train BatchNormalization layers through TensorFlow's fused
-                kernel (:mod:`temzoo.fused_batch_norm`): same updates, less time.
+                kernel (:mod:`temzoo.training.fused_batch_norm`): same updates, less time.
         """
         check_precision(precision)
         self.g_optimizer = wrap_optimizer(g_optimizer or default_optimizer(), precision)

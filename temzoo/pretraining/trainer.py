@@ -46,7 +46,7 @@ def build_trainer(
         precision: ``"float32"``, ``"mixed_float16"`` or ``"mixed_bfloat16"``.
         jit_compile: XLA on a single device; ignored under a replicating strategy.
         fused_batch_norm: train BatchNormalization through TensorFlow's fused kernel
-            (:mod:`temzoo.fused_batch_norm`; same updates, less time).
+            (:mod:`temzoo.training.fused_batch_norm`; same updates, less time).
 
     Returns:
         The compiled :class:`temzoo.pretraining.Pix2Pix` or
