@@ -67,8 +67,9 @@ def uptime():
 class Curve:
     """PSNR of an in-training model every ``every`` steps, with training time net of evaluations."""
 
-    def __init__(self, noisy, reference, dose, every):
+    def __init__(self, noisy, reference, dose, every, steps=None):
         self.noisy, self.reference, self.dose, self.every = noisy, reference, dose, every
+        self.steps = set(steps or ())
         self.rows, self.eval_wall, self.eval_cpu = [], 0.0, 0.0
         self.t0, self.c0 = time.time(), time.process_time()
 
@@ -79,7 +80,7 @@ class Curve:
         return psnr(temzoo.predict(model, self.noisy) / self.dose, self.reference)
 
     def __call__(self, step, model):
-        if step % self.every:
+        if (step not in self.steps) if self.steps else step % self.every:
             return
         t, c = time.time(), time.process_time()
         value = self.score(model)
@@ -92,7 +93,7 @@ class Curve:
 def run_adapt(model, noisy, reference, dose, opts, method, out):
     import temzoo
 
-    curve = Curve(noisy, reference, dose, opts.eval_every)
+    curve = Curve(noisy, reference, dose, opts.eval_every, opts.eval_steps and [*opts.eval_steps, opts.steps])
     result = temzoo.adapt(model, noisy, out=out, overwrite=True, steps=opts.steps, method=method,
                           checkpoint_every=0, callback=curve, seed=opts.seed, **settings(opts.set))
     final = curve.score(temzoo.load(result.model_path))  # the exported model (after precise BN if any)
@@ -140,6 +141,8 @@ def main(argv=None):
     parser.add_argument("--doses", nargs="+", type=float, default=[2.0, 5.0])
     parser.add_argument("--steps", type=int, default=None, help="steps per run (default: adapt's default budget)")
     parser.add_argument("--eval-every", type=int, default=25)
+    parser.add_argument("--eval-steps", nargs="*", type=int, default=None,
+                        help="evaluate temzoo's runs at these steps (and the last) instead of every --eval-every")
     parser.add_argument("--method", default="auto", help="adapt's method for adapt_pretrained/adapt_random")
     parser.add_argument("--compare-methods", nargs="*", default=[],
                         help="further methods to run from the pretrained model (e.g. blind_spot binomial)")
