@@ -10,11 +10,11 @@ import dataclasses
 from temzoo.names import ADAPT_METHODS as METHODS
 from temzoo.names import CLI_PRECISIONS, HEAD_MODES
 
-# Default budget. Measured on hrnet_pretrained (docs/adapt.md, benchmarks/adapt.py): one
-# step of 8 patches of 96x96 px costs 0.58 CPU-core-seconds (process CPU time, steps 20-60,
-# taken on the shared 2-core machine at load average 12-15); at ~1.7 cores' worth of useful
-# parallelism on 2 idle cores that is ~0.34 s a step, so 250 steps plus ~20 s of loading,
-# tracing and export make about 2 minutes.
+# Default budget (docs/adapt.md, benchmarks/adapt.py): 250 steps of hrnet_pretrained on a
+# 512 px micrograph took 181-207 CPU-seconds (process user+sys, loading and tracing included,
+# taken under load on the shared 2-core machine); on 2 idle cores that is at least ~90-105 s
+# of wall time, plus imports and export: about 2 minutes. A step's cost does not depend on
+# the image's size.
 DEFAULT_STEPS = 250
 
 
