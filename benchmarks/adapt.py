@@ -67,8 +67,9 @@ def uptime():
 class Curve:
     """PSNR of an in-training model every ``every`` steps, with training time net of evaluations."""
 
-    def __init__(self, noisy, reference, dose, every):
+    def __init__(self, noisy, reference, dose, every, steps=None):
         self.noisy, self.reference, self.dose, self.every = noisy, reference, dose, every
+        self.steps = set(steps or ())
         self.rows, self.eval_wall, self.eval_cpu = [], 0.0, 0.0
         self.t0, self.c0 = time.time(), time.process_time()
 
@@ -79,7 +80,7 @@ class Curve:
         return psnr(temzoo.predict(model, self.noisy) / self.dose, self.reference)
 
     def __call__(self, step, model):
-        if step % self.every:
+        if (step not in self.steps) if self.steps else step % self.every:
             return
         t, c = time.time(), time.process_time()
         value = self.score(model)
@@ -92,7 +93,7 @@ class Curve:
 def run_adapt(model, noisy, reference, dose, opts, method, out):
     import temzoo
 
-    curve = Curve(noisy, reference, dose, opts.eval_every)
+    curve = Curve(noisy, reference, dose, opts.eval_every, opts.eval_steps and [*opts.eval_steps, opts.steps])
     result = temzoo.adapt(model, noisy, out=out, overwrite=True, steps=opts.steps, method=method,
                           checkpoint_every=0, callback=curve, seed=opts.seed, **settings(opts.set))
     final = curve.score(temzoo.load(result.model_path))  # the exported model (after precise BN if any)
@@ -100,6 +101,16 @@ def run_adapt(model, noisy, reference, dose, opts, method, out):
         curve.rows[-1]["psnr"] = final
     return {"method": result.method, "curve": curve.rows, "psnr": final, "card_head": result.card.get("head"),
             "batch_norm": result.card.get("batch_norm")}
+
+
+def _loads(payload, key):
+    """``payload[key]`` as a list of load triples (one per invocation)."""
+    item = payload.get(key) or []
+    return list(item) if item and isinstance(item[0], list) else [item] if item else []
+
+
+def _after(previous, load):
+    return _loads(previous, "load_after") + [load] if previous else load
 
 
 def settings(pairs):
@@ -140,6 +151,8 @@ def main(argv=None):
     parser.add_argument("--doses", nargs="+", type=float, default=[2.0, 5.0])
     parser.add_argument("--steps", type=int, default=None, help="steps per run (default: adapt's default budget)")
     parser.add_argument("--eval-every", type=int, default=25)
+    parser.add_argument("--eval-steps", nargs="*", type=int, default=None,
+                        help="evaluate temzoo's runs at these steps (and the last) instead of every --eval-every")
     parser.add_argument("--method", default="auto", help="adapt's method for adapt_pretrained/adapt_random")
     parser.add_argument("--compare-methods", nargs="*", default=[],
                         help="further methods to run from the pretrained model (e.g. blind_spot binomial)")
@@ -185,6 +198,9 @@ def main(argv=None):
     payload = {"command": "python benchmarks/adapt.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                "machine": machine(), "load_before": uptime(), "settings": {**vars(opts), "adapt_defaults": DEFAULTS.as_dict()},
                "records": records}
+    if previous:  # --resume: keep the earlier invocations' commands and loads
+        payload["commands"] = previous.get("commands", [previous["command"]]) + [payload["command"]]
+        payload["load_before"] = _loads(previous, "load_before") + [payload["load_before"]]
     import temzoo
 
     shipped = temzoo.load(PRETRAINED)
@@ -220,30 +236,52 @@ def main(argv=None):
                 print(f"  PSNR {record['psnr']:.2f} dB (noisy {record['psnr_noisy']:.2f}), "
                       f"{record['wall_seconds']:.0f} s, load {record['load']}", flush=True)
                 records.append(record)
-                payload["load_after"] = uptime()
+                payload["load_after"] = _after(previous, uptime())
                 write_json(opts.json, payload)
-    payload["load_after"] = uptime()
+    payload["load_after"] = _after(previous, uptime())
     write_json(opts.json, payload)
     if not opts.no_docs:
         render(payload)
 
 
 # ----------------------------------------------------------------------------- report
-def summary(payload):
-    """Rows per (dose, run): mean PSNR over images, and per image."""
-    records = payload["records"]
+RUNS = ("shipped", "adapt_pretrained", "adapt_random", "peer_n2v")
+
+
+def per_image(payload):
+    """One row per (image, dose): PSNR of each run, the gains of ``adapt_pretrained`` and the step at
+    which it first reached the peer's final PSNR."""
+    by = {(r["image"], r["dose"], r["run"]): r for r in payload["records"]}
     rows = []
-    for dose in sorted({r["dose"] for r in records}):
-        for run in dict.fromkeys(r["run"] for r in records):
-            chosen = [r for r in records if r["dose"] == dose and r["run"] == run]
-            if not chosen:
-                continue
-            row = {"dose": dose, "run": run, "images": len(chosen), "mean PSNR (dB)": float(np.mean([r["psnr"] for r in chosen])),
-                   "noisy (dB)": float(np.mean([r["psnr_noisy"] for r in chosen]))}
-            for r in chosen:
-                row[r["image"].split("__")[0] + ":" + r["image"].split("__")[-1][:12]] = r["psnr"]
-            rows.append(row)
+    for image, dose in dict.fromkeys((r["image"], r["dose"]) for r in payload["records"]):
+        runs = {run: by[(image, dose, run)] for run in RUNS if (image, dose, run) in by}
+        first = next(iter(runs.values()))
+        row = {"image": image.split(".")[0], "dose": dose, "noisy": first["psnr_noisy"]}
+        row.update({run: rec["psnr"] for run, rec in runs.items()})
+        adapted, shipped, peer = runs.get("adapt_pretrained"), runs.get("shipped"), runs.get("peer_n2v")
+        if adapted and shipped:
+            row["gain vs shipped"] = adapted["psnr"] - shipped["psnr"]
+        if adapted and peer:
+            row["gain vs peer"] = adapted["psnr"] - peer["psnr"]
+            step = steps_to_reach(adapted["curve"], peer["psnr"])
+            row["step reaching peer's final"] = (f"{step} of {peer['curve'][-1]['step']}" if step is not None
+                                                 else "not reached")
+        rows.append(row)
     return rows
+
+
+def means(rows):
+    """Per dose: the mean of each column over the images that have it, with their number."""
+    out = []
+    for dose in sorted({r["dose"] for r in rows}):
+        chosen = [r for r in rows if r["dose"] == dose]
+        row = {"image": "mean", "dose": dose}
+        for key in ("noisy", *RUNS, "gain vs shipped", "gain vs peer"):
+            values = [r[key] for r in chosen if key in r]
+            if values:
+                row[key] = f"{np.mean(values):.2f} ({len(values)})"
+        out.append(row)
+    return out
 
 
 def load_range(payload):
@@ -264,27 +302,31 @@ def steps_to_reach(curve, target):
     return None
 
 
+def _two_decimals(rows):
+    return [{k: f"{v:.2f}" if isinstance(v, float) and k != "dose" else v for k, v in row.items()} for row in rows]
+
+
 def render(payload):
+    import re
+
     from temzoo.atomic import write_text
 
-    rows = summary(payload)
+    rows = per_image(payload)
     columns = list(dict.fromkeys(k for r in rows for k in r))
+    records = payload["records"]
+    steps = sorted({r["curve"][-1]["step"] for r in records if r["curve"]})
     lines = [
         "### Measured: PSNR after adaptation on one noisy real micrograph",
         "",
-        f"Command: `{payload['command']}`; {payload['machine'].get('cpus')} CPUs, load average (1 min) "
-        f"{load_range(payload)} (a shared machine: timings are under load). Crops of "
-        f"{sorted({r['crop'] for r in payload['records']})} px, {payload['settings']['steps']} steps for every run.",
+        f"Commands: {'; '.join(f'`{c}`' for c in payload.get('commands', [payload['command']]))}. "
+        f"{payload['machine'].get('cpus')} CPUs, load average (1 min) {load_range(payload)} (a shared machine: "
+        f"timings are under load). Central crops of {sorted({r['crop'] for r in records})} px, "
+        f"{steps} steps per trained run. PSNR in dB; means over the images that have the run (their number "
+        "in brackets).",
         "",
-        markdown_table(rows, columns),
+        markdown_table(_two_decimals(rows) + means(rows), columns),
         "",
     ]
-    goal = goal_rows(payload)
-    if goal:
-        lines += ["Per image and dose: gains of `adapt_pretrained` and the step at which it first reached the peer's "
-                  "final PSNR.", "", markdown_table(goal, list(goal[0])), ""]
-    import re
-
     begin, end = "<!-- begin adapt-results (benchmarks/adapt.py) -->", "<!-- end adapt-results -->"
     block = begin + "\n" + "\n".join(lines).strip() + "\n" + end
     text = open(PAGE, encoding="utf-8").read() if os.path.exists(PAGE) else "# Adapting to your micrographs\n"
@@ -294,58 +336,39 @@ def render(payload):
     plot(payload)
 
 
-def goal_rows(payload):
-    by = {(r["image"], r["dose"], r["run"]): r for r in payload["records"]}
-    out = []
-    for (image, dose, run), rec in by.items():
-        if run != "adapt_pretrained":
-            continue
-        shipped, peer = by.get((image, dose, "shipped")), by.get((image, dose, "peer_n2v"))
-        row = {"image": image, "dose": dose, "adapt (dB)": rec["psnr"],
-               "gain vs shipped": rec["psnr"] - shipped["psnr"] if shipped else None,
-               "gain vs peer": rec["psnr"] - peer["psnr"] if peer else None}
-        if peer:
-            step = steps_to_reach(rec["curve"], peer["psnr"])
-            row["steps to peer's final"] = step if step is not None else "not reached"
-            row["peer steps"] = peer["curve"][-1]["step"] if peer["curve"] else None
-        out.append(row)
-    return out
-
-
 def plot(payload):
+    """One panel per (image, dose) with a trained run: each run's PSNR against steps / CPU-seconds."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     from temzoo.atomic import atomic_path
 
-    records = payload["records"]
-    doses = sorted({r["dose"] for r in records})
-    colours = {"adapt_pretrained": "tab:blue", "adapt_random": "tab:orange", "peer_n2v": "tab:green",
-               "shipped": "black"}
+    by = {(r["image"], r["dose"], r["run"]): r for r in payload["records"]}
+    panels = list(dict.fromkeys((r["image"], r["dose"]) for r in payload["records"] if r["curve"]))
+    if not panels:
+        return
+    colours = {"adapt_pretrained": "tab:blue", "adapt_random": "tab:orange", "peer_n2v": "tab:green"}
+    cols = min(4, len(panels))
+    rows = -(-len(panels) // cols)
     for key, label, name in (("step", "steps", "adapt_psnr_steps.png"),
-                             ("cpu_seconds", "training CPU-seconds (process time, taken under load)", "adapt_psnr_time.png")):
-        fig = Figure(figsize=(5 * len(doses), 4), dpi=100)
+                             ("cpu_seconds", "training CPU-seconds (under load)", "adapt_psnr_time.png")):
+        fig = Figure(figsize=(4 * cols, 3.3 * rows), dpi=90)
         FigureCanvasAgg(fig)
-        axes = np.atleast_1d(fig.subplots(1, len(doses)))
-        for ax, dose in zip(axes, doses, strict=True):
-            runs = dict.fromkeys(r["run"] for r in records if r["dose"] == dose)
-            for run in runs:
-                chosen = [r for r in records if r["dose"] == dose and r["run"] == run]
-                colour = colours.get(run)
-                if run == "shipped":
-                    ax.axhline(np.mean([r["psnr"] for r in chosen]), color="black", ls="--", label="shipped as is")
-                    continue
-                curves = [r["curve"] for r in chosen if r["curve"]]
-                if not curves:
-                    continue
-                n = min(len(c) for c in curves)
-                xs = np.mean([[row[key] for row in c[:n]] for c in curves], axis=0)
-                ys = np.mean([[row["psnr"] for row in c[:n]] for c in curves], axis=0)
-                ax.plot(xs, ys, marker="o", ms=3, color=colour, label=run)
-            ax.set_title(f"dose {dose:g} counts/pixel (mean of {len({r['image'] for r in records})} images)")
-            ax.set_xlabel(label)
-            ax.set_ylabel("PSNR (dB)")
-            ax.legend(fontsize=8)
+        axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+        for ax, (image, dose) in zip(axes, panels, strict=False):
+            if (image, dose, "shipped") in by:
+                ax.axhline(by[(image, dose, "shipped")]["psnr"], color="black", ls="--", label="shipped as is")
+            for run, colour in colours.items():
+                record = by.get((image, dose, run))
+                if record and record["curve"]:
+                    ax.plot([row[key] for row in record["curve"]], [row["psnr"] for row in record["curve"]],
+                            marker="o", ms=3, color=colour, label=run)
+            ax.set_title(f"{image.split('__')[-1].split('.')[0][:22]}, dose {dose:g}", fontsize=9)
+            ax.set_xlabel(label, fontsize=8)
+            ax.set_ylabel("PSNR (dB)", fontsize=8)
+            ax.legend(fontsize=7)
+        for ax in axes[len(panels):]:
+            ax.set_visible(False)
         fig.tight_layout()
         with atomic_path(os.path.join(IMG_DIR, name)) as tmp:
             fig.savefig(tmp, format="png")

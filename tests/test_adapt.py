@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 import temzoo
 from temzoo.adaptation import AdaptConfig, RunExistsError
+from temzoo.adaptation.inputs import choose_method, load_frames
 from temzoo.adaptation.masking import blind_spot_batch, mask_coordinates, neighbourhood_median
-from temzoo.adaptation.run import choose_method, load_frames
 from temzoo.adaptation.splitting import binomial_split, to_counts
 from temzoo.errors import BadInputError
 from temzoo.zoo.cards import export_model, make_card
@@ -166,3 +166,16 @@ def test_adapt_trains_in_bfloat16_and_exports_float32(generator_path, counts, tm
     assert np.isfinite(temzoo.predict(loaded, counts)).all()
     with pytest.raises(ValueError, match="precision"):
         AdaptConfig(precision="half")
+
+
+def test_cli_options_are_generated_from_the_config():
+    import dataclasses
+
+    from temzoo_cli.adapt_cmd import adapt as command
+
+    options = {p.name: p for p in command.params}
+    for field in dataclasses.fields(AdaptConfig):
+        assert options[field.name].default == field.default, field.name
+        assert options[field.name].help == field.metadata["help"], field.name
+    assert tuple(options["head"].type.choices) == ("auto", "keep", "new")
+    assert "batch_size: Patches per step." in AdaptConfig.__doc__

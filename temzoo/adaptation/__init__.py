@@ -13,8 +13,10 @@ No clean targets: the training signal comes from the noisy images themselves, by
   Noise2Void with N2V2's median-of-neighbours replacement.
 
 ``method="auto"`` (default) splits where every frame holds counts and masks otherwise.
-Settings and defaults: :class:`temzoo.adaptation.config.AdaptConfig`. The training
-loop, checkpoints and export: :mod:`temzoo.adaptation.run`.
+Settings and defaults: :class:`temzoo.adaptation.config.AdaptConfig`. Inputs and the
+method they allow: :mod:`~temzoo.adaptation.inputs`; the output folder (resume, refusals):
+:mod:`~temzoo.adaptation.folder`; training batches: :mod:`~temzoo.adaptation.sampler`; the
+training loop, checkpoints and export: :mod:`temzoo.adaptation.run`.
 """
 
 from temzoo.adaptation.config import DEFAULTS, METHODS, AdaptConfig

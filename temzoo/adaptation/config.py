@@ -1,86 +1,74 @@
 """Names and defaults of self-supervised adaptation: one frozen config (no TensorFlow import).
 
-The library (:func:`temzoo.adapt`), the CLI (``temzoo-cli adapt``), the run manifest
-(``DIR/run.json``) and the model card all derive from :class:`AdaptConfig`, so a default
-is written once, here.
+The library (:func:`temzoo.adapt`), the CLI (``temzoo-cli adapt``, whose options are
+generated from the fields below), the run manifest (``DIR/run.json``) and the model card
+all derive from :class:`AdaptConfig`, so a default and its help text are written once, here.
 """
 
 import dataclasses
 
-# "blind_spot": Noise2Void masking with N2V2's median replacement; "binomial": split each
-# pixel's counts into two independent halves (Noise2Noise from one exposure);
-# "auto": binomial where the input holds counts, else blind_spot. Measured on a real HRTEM
-# image at dose 5 (docs/adapt.md): binomial with split_fraction 0.8 25.51 dB, 0.5 25.05 dB,
-# blind spot 25.27 dB, the shipped model as it is 24.57 dB.
 from temzoo.names import ADAPT_METHODS as METHODS
+from temzoo.names import CLI_PRECISIONS, HEAD_MODES
 
-HEAD_MODES = ("auto", "keep", "new")
-
-# Default budget. Measured on hrnet_pretrained (docs/adapt.md, benchmarks/adapt.py): one
-# step of 8 patches of 96x96 px costs 0.58 CPU-core-seconds (process CPU time, steps 20-60,
-# taken on the shared 2-core machine at load average 12-15); at ~1.7 cores' worth of useful
-# parallelism on 2 idle cores that is ~0.34 s a step, so 250 steps plus ~20 s of loading,
-# tracing and export make about 2 minutes.
+# Default budget (docs/adapt.md, benchmarks/adapt.py): 250 steps of hrnet_pretrained on a
+# 512 px micrograph took 181-207 CPU-seconds (process user+sys, loading and tracing included,
+# taken under load on the shared 2-core machine); on 2 idle cores that is at least ~90-105 s
+# of wall time, plus imports and export: about 2 minutes. A step's cost does not depend on
+# the image's size.
 DEFAULT_STEPS = 250
+
+
+def _setting(default, help, *, low=None, choices=None, cli_choices=None):
+    """A field of :class:`AdaptConfig` with its help text (the CLI's and the docstring's), its
+    smallest value (integers) and its choices (``cli_choices``: those offered on the command line)."""
+    meta = {"help": help, "low": low, "choices": choices, "cli_choices": cli_choices or choices}
+    return dataclasses.field(default=default, metadata=meta)
 
 
 @dataclasses.dataclass(frozen=True)
 class AdaptConfig:
-    """Every setting of an adaptation run.
+    """Every setting of an adaptation run (fields below; ``temzoo-cli adapt --help`` shows the same)."""
 
-    Args:
-        method: one of :data:`METHODS`.
-        steps: optimisation steps (the budget).
-        batch_size, patch_size: patches per step and their side in pixels (rounded down
-            to a multiple of the model's stride; smaller images give smaller patches).
-        learning_rate: Adam's initial rate, decayed to 0 over ``steps`` (cosine).
-        mask_fraction: blind spot: share of each patch's pixels that are masked and scored.
-        neighbourhood: blind spot: side of the square window whose median (centre pixel
-            excluded, N2V2) replaces a masked pixel.
-        split_fraction: binomial: probability that a count goes to the input half.
-        gain: data units per detected count (counts = (image - offset) / gain);
-            ``None``: the input must hold whole numbers (counts) for ``binomial``.
-        offset: data value of zero counts (dark level).
-        head: ``auto``/``keep``/``new``, as for :func:`temzoo.tasks.denoising`.
-        seed: seeds the patches, masks and splits (each step's from ``(seed, step)``).
-        checkpoint_every: steps between checkpoints (0: only at the end).
-        keep_checkpoints: how many checkpoints to keep.
-        recalibration_batches: precise-BN batches before export when BatchNormalization
-            trained (random initial weights); 0 to skip.
-        precision: ``"float32"``, ``"mixed_bfloat16"`` or ``"auto"`` (see
-            :func:`temzoo.inference.precision.resolve_precision`); the model is exported in float32.
-    """
-
-    method: str = "auto"
-    steps: int = DEFAULT_STEPS
-    batch_size: int = 8
-    patch_size: int = 96
-    learning_rate: float = 2e-4
-    mask_fraction: float = 0.02
-    neighbourhood: int = 5
-    split_fraction: float = 0.8
-    gain: float | None = None
-    offset: float = 0.0
-    head: str = "auto"
-    seed: int = 0
-    checkpoint_every: int = 50
-    keep_checkpoints: int = 2
-    recalibration_batches: int = 20
-    precision: str = "float32"
+    method: str = _setting(
+        "auto", "binomial: split each pixel's counts into two independent halves, one the input and one the "
+        "target (Noise2Noise from one exposure; needs counts); blind_spot: Noise2Void masking with N2V2's "
+        "median replacement; auto: binomial where every frame holds counts, else blind_spot.", choices=METHODS)
+    steps: int = _setting(DEFAULT_STEPS, "Optimisation steps, the budget (the default takes about 2 minutes "
+                          "on 2 idle CPU cores; the cost of a step does not depend on the image's size).", low=1)
+    batch_size: int = _setting(8, "Patches per step.", low=1)
+    patch_size: int = _setting(96, "Training patch side in pixels (rounded down to a multiple of the model's "
+                               "stride; smaller images give smaller patches).", low=8)
+    learning_rate: float = _setting(2e-4, "Adam's initial rate, decayed to 0 over the steps (cosine).")
+    mask_fraction: float = _setting(0.02, "blind_spot: share of each patch's pixels that are masked and scored.")
+    neighbourhood: int = _setting(5, "blind_spot: side (odd) of the square window whose median, the centre "
+                                  "pixel excluded (N2V2), replaces a masked pixel.", low=3)
+    split_fraction: float = _setting(0.8, "binomial: probability that a count goes to the input half.")
+    gain: float | None = _setting(None, "binomial: data units per detected count, for files of scaled counts "
+                                  "(counts = (value - offset) / gain); unset: the pixels must be whole numbers.")
+    offset: float = _setting(0.0, "binomial: data value of zero counts (dark level).")
+    head: str = _setting("auto", "auto/keep: keep the model's trained denoising output layer (auto: when it has "
+                         "one); new: attach a new, randomly initialised one.", choices=HEAD_MODES)
+    seed: int = _setting(0, "Seeds the patches, masks and splits (each step's from (seed, step)).")
+    checkpoint_every: int = _setting(50, "Steps between checkpoints (0: only at the end); an interrupted run "
+                                     "resumes when re-run with the same settings.", low=0)
+    keep_checkpoints: int = _setting(2, "How many checkpoints to keep.", low=1)
+    recalibration_batches: int = _setting(20, "Precise-BN batches before export when BatchNormalization trained "
+                                          "(random initial weights); 0 to skip.", low=0)
+    precision: str = _setting(
+        "float32", "auto: mixed_bfloat16 where the CPU (AVX512-BF16/AMX) or GPU computes bfloat16 natively, else "
+        "float32 (temzoo.inference.precision.resolve_precision). The model is written in float32 either way.",
+        cli_choices=CLI_PRECISIONS)
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"method={self.method!r} is not supported; choose one of: {', '.join(METHODS)}.")
         from temzoo.inference.precision import check_precision
 
         check_precision(self.precision)
-        if self.head not in HEAD_MODES:
-            raise ValueError(f"head={self.head!r} is not supported; choose one of: {', '.join(HEAD_MODES)}.")
-        for key, low in (("steps", 1), ("batch_size", 1), ("patch_size", 8), ("neighbourhood", 3),
-                         ("checkpoint_every", 0), ("keep_checkpoints", 1), ("recalibration_batches", 0)):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{key} must be an integer >= {low}, got {value!r}.")
+        for field in dataclasses.fields(self):
+            value, low, choices = getattr(self, field.name), field.metadata["low"], field.metadata["choices"]
+            if choices is not None and value not in choices:
+                raise ValueError(f"{field.name}={value!r} is not supported; choose one of: {', '.join(choices)}.")
+            if low is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
+                raise ValueError(f"{field.name} must be an integer >= {low}, got {value!r}.")
         if self.neighbourhood % 2 == 0:
             raise ValueError(f"neighbourhood must be odd (a window centred on the pixel), got {self.neighbourhood}.")
         if not 0 < self.mask_fraction <= 0.25:
@@ -98,5 +86,8 @@ class AdaptConfig:
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
 
+
+AdaptConfig.__doc__ += "\n\n    Args:\n" + "\n".join(
+    f"        {f.name}: {f.metadata['help']} Default {f.default!r}." for f in dataclasses.fields(AdaptConfig))
 
 DEFAULTS = AdaptConfig()
