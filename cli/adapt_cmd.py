@@ -5,12 +5,13 @@ The settings' options (``--method``, ``--steps``, ...) are generated from the fi
 are written once, there.
 """
 
-import dataclasses
 import sys
 
 import click
 
-from temzoo.adaptation.config import AdaptConfig
+from temzoo.adaptation.config import cli_fields
+
+from .options import config_options
 
 
 class _StepBar:
@@ -34,31 +35,13 @@ class _StepBar:
             self.bar = None
 
 
-def _option_type(field):
-    meta = field.metadata
-    if meta["cli_choices"] is not None:
-        return click.Choice(meta["cli_choices"])
-    if field.type is int:
-        return click.IntRange(meta["low"]) if meta["low"] is not None else int
-    return float  # float and float | None
-
-
-def config_options(command):
-    """Decorate ``command`` with one option per :class:`AdaptConfig` field (``--batch-size`` for ``batch_size``)."""
-    for field in reversed(dataclasses.fields(AdaptConfig)):
-        command = click.option("--" + field.name.replace("_", "-"), field.name, type=_option_type(field),
-                               default=field.default, show_default=field.default is not None,
-                               help=field.metadata["help"])(command)
-    return command
-
-
 @click.command()
 @click.option("--model", "model_name", default="hrnet_pretrained", show_default=True,
               help="Pretrained name, .keras file (e.g. an earlier adaptation) or architecture name (random weights).")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder (OUT/model.keras).")
 @click.option("--overwrite", is_flag=True, help="Replace a different or finished run in --out.")
-@config_options
+@config_options(cli_fields())
 def adapt(model_name, inputs, out, overwrite, **settings):
     """Adapt a denoiser to noisy micrographs INPUTS, without clean references.
 

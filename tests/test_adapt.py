@@ -178,4 +178,4 @@ def test_cli_options_are_generated_from_the_config():
         assert options[field.name].default == field.default, field.name
         assert options[field.name].help == field.metadata["help"], field.name
     assert tuple(options["head"].type.choices) == ("auto", "keep", "new")
-    assert "batch_size: Patches per step." in AdaptConfig.__doc__
+    assert "``batch_size`` = ``8`` (``--batch-size``): Patches per step." in AdaptConfig.__doc__
