@@ -9,14 +9,9 @@ from click.testing import CliRunner
 
 from temzoo.data import boxes as bx
 from temzoo.errors import BadInputError
-from temzoo.particle_analysis import (
-    COLUMNS,
-    NM_COLUMNS,
-    compare_to_boxes,
-    instances,
-    particle_table,
-    pixel_size_nm,
-)
+from temzoo.particle_analysis import COLUMNS, NM_COLUMNS, instances, particle_table
+from temzoo.particle_files import read_pixel_size_nm as pixel_size_nm
+from temzoo.particle_scoring import compare_to_boxes
 
 
 def disks(shape, centres, radius):
@@ -271,28 +266,43 @@ def test_analyze_rejects_a_restoration_model_and_bad_options(tmp_path, tiny_mode
 
 
 # ----------------------------------------------------------------------------- scale
-def test_downscale_averages_blocks_and_upscale_restores_the_shape():
-    from temzoo.particle_analysis import downscale, upscale_to
+def test_rescale_resizes_keeps_levels_and_upscale_restores_the_shape():
+    from temzoo.particle_scale import rescale, upscale_to
 
     image = np.arange(35, dtype=np.float32).reshape(5, 7)
-    small = downscale(image, 2)
-    assert small.shape == (3, 4) and small[0, 0] == pytest.approx(image[:2, :2].mean())
-    assert downscale(image, 1) is not None and downscale(image, 1).shape == (5, 7)
-    assert upscale_to(small, 2, image.shape).shape == (5, 7)
-    flat = np.full((4, 4), 0.7, np.float32)
-    np.testing.assert_allclose(upscale_to(flat, 4, (15, 13)), 0.7, atol=1e-6)
+    assert rescale(image, 2).shape == (2, 4) and rescale(image, 0.5).shape == (10, 14)
+    assert rescale(image, 1) is not None and rescale(image, 1).shape == (5, 7)
+    flat = np.full((40, 30), 0.7, np.float32)
+    np.testing.assert_allclose(rescale(flat, 1.4142), 0.7, atol=1e-5)
+    np.testing.assert_allclose(upscale_to(rescale(flat, 4), (40, 30)), 0.7, atol=1e-5)
+    assert upscale_to(rescale(image, 2), image.shape).shape == (5, 7)
 
 
 def test_box_images_are_scaled_to_the_target_particle_size():
-    from temzoo.box_training import scale_for
+    from temzoo.box_training import scale_for, training_factors
 
     def boxes(size):
         return np.array([[0, 0, size, size], [10, 10, 10 + size, 10 + size]], float)
 
-    assert scale_for(boxes(8), 16) == 1
+    assert scale_for(boxes(8), 16) == 0.5
     assert scale_for(boxes(30), 16) == 2
     assert scale_for(boxes(70), 16) == 4
     assert scale_for(boxes(70), None) == 1 and scale_for(np.zeros((0, 4)), 16) == 1
+    # training sees each image at the target size and the jitter either side ...
+    np.testing.assert_allclose(training_factors(boxes(32), 16, 1.5, (2048, 2048), 128), [2 / 1.5, 2, 3])
+    np.testing.assert_allclose(training_factors(boxes(32), 16, 1.0, (2048, 2048), 128), [2])
+    # ... but never smaller than a crop
+    np.testing.assert_allclose(training_factors(boxes(64), 16, 2.0, (640, 640), 128), [2, 4])
+
+
+def test_auto_scale_keeps_the_estimate_of_the_factor_whose_particles_fit_the_target():
+    from temzoo.particle_scale import choose_factor
+
+    # at factor 1 the particles measure 40 px (2.5 x the target), at 2 they measure 36 px (18 px seen: close)
+    assert choose_factor({1.0: 40.0, 2.0: 36.0, 4.0: None}, 16) == 2
+    # small particles: at factor 1 they are 9 px, so the image is enlarged (0.5)
+    assert choose_factor({1.0: 9.0, 2.0: None, 4.0: None}, 16) == 0.5
+    assert choose_factor({1.0: None, 2.0: None}, 16) == 1 and choose_factor({1.0: 30.0}, None) == 1
 
 
 def test_particles_at_a_forced_scale_are_measured_in_full_image_pixels(tiny_model):
@@ -301,24 +311,26 @@ def test_particles_at_a_forced_scale_are_measured_in_full_image_pixels(tiny_mode
     image = np.random.default_rng(2).random((50, 44)).astype(np.float32)
     result = temzoo.particles(tiny_model, image, scale=2, threshold=0.5)
     assert result.scale == 2 and result.labels.shape == image.shape and result.foreground.shape == image.shape
+    assert temzoo.particles(tiny_model, image, scale=1.5).labels.shape == image.shape
     assert temzoo.particles(tiny_model, image).scale == 1  # no target size in its card: native scale
-    with pytest.raises(BadInputError, match="downsampling factor"):
-        temzoo.particles(tiny_model, image, scale=1.5)
+    for bad in (0, -2, "big", True):
+        with pytest.raises(BadInputError, match="resampling factor"):
+            temzoo.particles(tiny_model, image, scale=bad)
 
 
 def test_analyze_scale_option(tmp_path, tiny_model):
     tifffile.imwrite(tmp_path / "x.tif", np.random.default_rng(3).random((40, 40)).astype(np.float32))
     result = run("--model", tiny_model, "--out", tmp_path / "o", "--scale", "2", tmp_path / "x.tif")
     assert result.exit_code == 0, result.output
-    assert list(csv.DictReader(open(tmp_path / "o" / "particles_summary.csv")))[0]["scale"] == "2"
+    assert float(list(csv.DictReader(open(tmp_path / "o" / "particles_summary.csv")))[0]["scale"]) == 2
     bad = run("--model", tiny_model, "--out", tmp_path / "o2", "--scale", "big", tmp_path / "x.tif")
     assert bad.exit_code != 0 and "--scale" in bad.output
 
 
 def test_a_known_particle_size_picks_the_factor():
-    from temzoo.particle_analysis import factor_for_size
+    from temzoo.particle_scale import factor_for_size
 
-    assert [factor_for_size(s, 16) for s in (6, 16, 30, 40, 64, 200)] == [1, 1, 2, 2, 4, 4]
+    assert [factor_for_size(s, 16) for s in (6, 16, 30, 40, 64, 200)] == [0.5, 1, 2, 2.8284, 4, 8]
     assert factor_for_size(64, None) == 1
 
 

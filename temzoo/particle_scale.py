@@ -1,0 +1,153 @@
+"""The scale a particle model sees an image at: resampling and choosing the factor.
+
+A model trained by :func:`temzoo.box_training.train_on_boxes` learns particles of
+about ``target_particle_px`` pixels (its card's ``training``), give or take the
+training's scale jitter. Real micrographs hold particles of 4 to 160 pixels, so
+an image is resampled by a factor of :data:`SCALES` (half-octave steps from 1/2,
+i.e. upsampled twice, to 8) before the model sees it, and the probabilities are
+resized back to the full image, so everything is measured in the image's own
+pixels.
+
+``scale="auto"`` (:func:`choose_factor`): the model predicts at the coarse factors
+:data:`COARSE` (those leaving at least 32 pixels); at each, the particles it finds
+(connected components of the foreground, border ones left out) measure a median
+diameter ``d`` in the image's pixels, and ``d / target`` is that factor's estimate
+of the right one. The estimate of the factor whose own particles came out
+closest to the target size (in log) is kept and, if it is not a factor already
+predicted, the model predicts once more there. A known particle size
+(``particle_size_px``) or a forced ``scale`` skips the search.
+"""
+
+import logging
+
+import numpy as np
+
+from temzoo.errors import BadInputError
+
+log = logging.getLogger(__name__)
+
+SCALES = tuple(round(2.0 ** (k / 2), 4) for k in range(-2, 7))  # 0.5, 0.7071, 1, ..., 8
+COARSE = (1.0, 2.0, 4.0, 8.0)
+MIN_SIDE = 32  # smallest side (px) an image is resampled to
+
+
+def rescale(image, factor):
+    """``image`` resampled to ``1/factor`` of its size (``factor`` > 1 shrinks, with anti-aliasing)."""
+    from skimage.transform import resize
+
+    image = np.asarray(image, np.float32)
+    if float(factor) == 1.0:
+        return image
+    shape = tuple(max(1, int(round(n / float(factor)))) for n in image.shape)
+    return resize(image, shape, order=1, mode="reflect", anti_aliasing=float(factor) > 1).astype(np.float32)
+
+
+def upscale_to(foreground, shape):
+    """Bilinear resize of a probability map predicted at another scale back to ``shape``."""
+    from skimage.transform import resize
+
+    if tuple(foreground.shape) == tuple(shape):
+        return np.asarray(foreground, np.float32)
+    return resize(foreground, shape, order=1, mode="edge", anti_aliasing=False).astype(np.float32)
+
+
+def factor_for_size(size_px, target_px):
+    """The factor of :data:`SCALES` that brings particles of ``size_px`` closest (in log) to ``target_px``."""
+    if not target_px or not size_px or size_px <= 0:
+        return 1.0
+    return min(SCALES, key=lambda f: abs(np.log(size_px / f / target_px)))
+
+
+def target_particle_px(model):
+    """The particle size (px) a model was trained to see, from its card (``None`` if it does not say)."""
+    from temzoo.pretrained import card
+
+    value = ((card(model) or {}).get("training") or {}).get("target_particle_px")
+    return float(value) if value else None
+
+
+def median_diameter(foreground, threshold, min_area):
+    """Median equivalent diameter (px) of the foreground's components not touching the border, or ``None``."""
+    from skimage import measure, morphology
+
+    mask = foreground > threshold
+    if min_area > 1:
+        mask = morphology.remove_small_objects(mask, max_size=int(min_area) - 1)
+    labels = measure.label(mask, connectivity=2)
+    height, width = mask.shape
+    sizes = [r.equivalent_diameter_area for r in measure.regionprops(labels)
+             if r.bbox[0] > 0 and r.bbox[1] > 0 and r.bbox[2] < height and r.bbox[3] < width]
+    return float(np.median(sizes)) if sizes else None
+
+
+def choose_factor(sizes, target):
+    """The factor to predict at, from ``{factor: median diameter in image pixels (or None)}`` at the coarse factors.
+
+    Each factor's particles give an estimate ``d / target``; the estimate of the factor
+    whose particles came out closest to the target size is kept, snapped to :data:`SCALES`.
+    """
+    measured = {f: d for f, d in sizes.items() if d}
+    if not measured or not target:
+        return min(sizes, default=1.0)
+    best = min(measured, key=lambda f: abs(np.log(measured[f] / f / target)))
+    return factor_for_size(measured[best], target)
+
+
+def _checked_scale(scale):
+    if scale == "auto":
+        return scale
+    if isinstance(scale, bool) or not isinstance(scale, int | float | np.integer | np.floating) or not scale > 0:
+        raise BadInputError(f"scale must be 'auto' or a positive resampling factor (e.g. 2), got {scale!r}.")
+    return float(scale)
+
+
+def foreground_at_scale(model, image, *, scale="auto", particle_size_px=None, threshold=0.5, min_area=5,
+                        tile_size=None, progress=None, keep=None):
+    """Foreground probability of ``image`` (full size) and the factor used (see the module docstring).
+
+    ``keep``: optional dict that receives ``{factor: full-size foreground}`` of every factor predicted.
+    """
+    from temzoo.particle_analysis import foreground_probability
+    from temzoo.tasks.backbone import resolve_model
+    from temzoo.tiling import predict
+
+    import keras
+
+    if not isinstance(model, keras.Model):
+        model = resolve_model(model, allow_architecture=False).model
+    target = target_particle_px(model)
+    scale = _checked_scale(scale)
+    if particle_size_px is not None:
+        if not float(particle_size_px) > 0:
+            raise BadInputError(f"the particle size must be positive, got {particle_size_px}.")
+        if not target:
+            log.warning("%s does not say which particle size it learnt; particle_size_px is ignored", model.name)
+        scale = factor_for_size(float(particle_size_px), target)
+    if scale == "auto" and not target:
+        scale = 1.0
+    maps = {} if keep is None else keep
+
+    def at(factor):
+        if factor not in maps:
+            probabilities = predict(model, rescale(image, factor), tile_size=tile_size, progress=progress)
+            if probabilities.ndim != 3 or probabilities.shape[-1] < 2:
+                raise BadInputError(
+                    "the model does not output class probabilities (H x W x classes); particles() needs a segmentation "
+                    "model such as 'nanoparticles' or one fine-tuned with task 'segmentation'."
+                )
+            maps[factor] = upscale_to(foreground_probability(probabilities), image.shape)
+        return maps[factor]
+
+    if scale != "auto":
+        return at(scale), scale
+    factor = auto_factor(at, image.shape, target, threshold=threshold, min_area=min_area)
+    return at(factor), factor
+
+
+def auto_factor(at, shape, target, *, threshold=0.5, min_area=5):
+    """The factor ``scale="auto"`` picks for an image of ``shape``; ``at(factor)`` gives the full-size foreground."""
+    coarse = [f for f in COARSE if min(shape) / f >= MIN_SIDE] or [1.0]
+    sizes = {f: median_diameter(at(f), threshold, min_area) for f in coarse}
+    factor = choose_factor(sizes, target)
+    log.info("scale: median particle %s px at factors %s (target %.0f px): factor %.3g", sizes, coarse, target, factor)
+    return factor
