@@ -78,21 +78,24 @@ def score_image(foreground, boxes, post, factor=1):
 
 
 def cache_factors(shape):
-    """The factors cached per test image: every factor of SCALES leaving >= 32 px and <= 2048 px a side."""
-    from temzoo.particle_scale import MIN_SIDE, SCALES
+    """The factors cached per test image: every factor ``scale="auto"`` may use."""
+    from temzoo.particle_scale import allowed_factors
 
-    return [f for f in SCALES if min(shape) / f >= MIN_SIDE and max(shape) / f <= 2048]
+    return allowed_factors(shape)
 
 
-def pick_factor(rule, maps, example, target, post):
-    """The factor a scale rule picks: ``auto`` (temzoo.particles' rule), ``boxes`` (from the annotation: an oracle)."""
+def pick_factor(rule, maps, example, target, post, measured=None):
+    """The factor a scale rule picks: ``auto`` (temzoo.particles' rule, comparing with the model's ``measured``
+    particle size), ``auto-target`` (the same comparing with the target size), ``boxes`` (from the annotation:
+    an oracle)."""
     from temzoo.box_training import scale_for
     from temzoo.particle_scale import auto_factor
 
     if rule == "boxes":
         return scale_for(example["boxes"], target)
-    if rule == "auto":
-        return auto_factor(maps.__getitem__, example["image"].shape, target, threshold=post["threshold"])
+    if rule in ("auto", "auto-target"):
+        size = measured if rule == "auto" and measured else target
+        return auto_factor(maps.__getitem__, example["image"].shape, size, threshold=post["threshold"])
     return float(rule)
 
 
@@ -118,7 +121,7 @@ def aggregate(per_image):
     }
 
 
-def cached_foreground(cache, key, examples, train_fn):
+def cached_foreground(cache, key, examples, train_fn, train_examples=(), target=None):
     """Foreground probabilities of ``examples`` at every factor of :func:`cache_factors`, from the model
     ``train_fn()`` trains; cached as ``CACHE/KEY/NAME.npz`` (uint8) with the training info."""
     from temzoo.particle_scale import foreground_at_scale
@@ -153,6 +156,14 @@ def cached_foreground(cache, key, examples, train_fn):
             np.savez_compressed(paths[e["name"]], **{f"{f:.4f}": np.round(fg * 255).astype(np.uint8)
                                                       for f, fg in maps.items()})
             print(f"  {e['name']}: cached {len(maps)} scales", flush=True)
+    if train_examples and target and "measured_particle_px" not in info:  # models trained before it was recorded
+        from temzoo import pretrained
+        from temzoo.box_training import measured_particle_px
+
+        model = pretrained.load(os.path.join(folder, "model.keras"))
+        info["measured_particle_px"] = measured_particle_px(model, train_examples, target)
+        with open(info_path, "w") as f:
+            json.dump(info, f, indent=1, default=str)
     return {n: _load_cached(p) for n, p in paths.items()}, info
 
 
@@ -222,7 +233,9 @@ def main(argv=None):
         def train():
             return pretrained.load(opts.model), {"model": opts.model, "seconds": 0.0}
         fgs, info = cached_foreground(opts.cache, "model_" + label.replace(" ", "_").replace("/", "_"), examples, train)
-        runs = {label: [(names, fgs)]}
+        from temzoo.particle_scale import measured_particle_px
+
+        runs = {label: [(names, fgs, measured_particle_px(pretrained.load(opts.model)))]}
         seen_note = {label: "a trained model, scored on every image (seen in training if it was trained on them)"}
     else:
         folds = folds_of(names, opts.folds, opts.seed)
@@ -236,7 +249,7 @@ def main(argv=None):
                 key = f"{variant}{tag}"
                 fgs, info = cached_foreground(opts.cache, key, examples, train)
                 trainings[key] = info
-                runs[variant].append((names, fgs))
+                runs[variant].append((names, fgs, info.get("measured_particle_px")))
                 seen_note[variant] = "no real image in training; scored on all images"
                 continue
             for k, test in enumerate(folds):
@@ -249,9 +262,10 @@ def main(argv=None):
                     return train_on_boxes(spec["backbone"], [by_name[n] for n in train_names],
                                           synthetic_fraction=opts.synthetic_fraction, **common)
                 print(f"{variant} fold {k + 1}/{opts.folds}: train on {len(train_names)}, test {test}", flush=True)
-                fgs, info = cached_foreground(opts.cache, key, [by_name[n] for n in test], train)
+                fgs, info = cached_foreground(opts.cache, key, [by_name[n] for n in test], train,
+                                              [by_name[n] for n in train_names], common["target_particle_px"])
                 trainings[key] = info
-                runs[variant].append((test, fgs))
+                runs[variant].append((test, fgs, info.get("measured_particle_px")))
             seen_note[variant] = f"{opts.folds}-fold leave-images-out; each model trained on <= {opts.train_images} images"
 
     from temzoo.box_training import median_box_size
@@ -259,29 +273,28 @@ def main(argv=None):
     target = common["target_particle_px"]
     for variant, parts, rule, (depth, post) in [(v, p, r, d) for v, p in runs.items() for r in rules
                                                 for d in posts.items()]:
-        if True:
-            per_image = []
-            for test, fgs in parts:
-                for n in test:
-                    factor = pick_factor(rule, fgs[n], by_name[n], target, post)
-                    if factor not in fgs[n]:
-                        raise SystemExit(f"{n}: factor {factor} not cached (cached: {sorted(fgs[n])})")
-                    s = score_image(fgs[n][factor], by_name[n]["boxes"], post, factor)
-                    s.update(image=n, scale=factor, scale_from_boxes=scale_for(by_name[n]["boxes"], target),
-                             box_median_px=median_box_size(by_name[n]["boxes"]),
-                             pred_median_px=float(np.median(s["pred_all"])) if len(s["pred_all"]) else None)
-                    per_image.append(s)
-            label = variant + ("" if rule == "auto" else f" (scale={rule})") + (
-                "" if len(depths) == 1 else f" (split {depth:g})")
-            row = {"variant": label, **aggregate(per_image), "evaluation": seen_note[variant]}
-            rows[label] = row
-            per_image_all[label] = [
-                {k: (v if not isinstance(v, np.ndarray) else None) for k, v in s.items()
-                 if k not in ("pred_diameters", "true_diameters", "pred_all", "true_all")} for s in per_image
-            ]
-            print(f"{label}: F1 {row['f1']:.3f} (P {row['precision']:.3f}, R {row['recall']:.3f}), "
-                  f"median diameter error {row['median_diameter_error']:.3f}, W1/median {row['wasserstein_rel']:.3f}",
-                  flush=True)
+        per_image = []
+        for test, fgs, measured in parts:
+            for n in test:
+                factor = pick_factor(rule, fgs[n], by_name[n], target, post, measured)
+                if factor not in fgs[n]:
+                    raise SystemExit(f"{n}: factor {factor} not cached (cached: {sorted(fgs[n])})")
+                s = score_image(fgs[n][factor], by_name[n]["boxes"], post, factor)
+                s.update(image=n, scale=factor, scale_from_boxes=scale_for(by_name[n]["boxes"], target),
+                         box_median_px=median_box_size(by_name[n]["boxes"]),
+                         pred_median_px=float(np.median(s["pred_all"])) if len(s["pred_all"]) else None)
+                per_image.append(s)
+        label = variant + ("" if rule == "auto" else f" (scale={rule})") + (
+            "" if len(depths) == 1 else f" (split {depth:g})")
+        row = {"variant": label, **aggregate(per_image), "evaluation": seen_note[variant]}
+        rows[label] = row
+        per_image_all[label] = [
+            {k: (v if not isinstance(v, np.ndarray) else None) for k, v in s.items()
+             if k not in ("pred_diameters", "true_diameters", "pred_all", "true_all")} for s in per_image
+        ]
+        print(f"{label}: F1 {row['f1']:.3f} (P {row['precision']:.3f}, R {row['recall']:.3f}), "
+              f"median diameter error {row['median_diameter_error']:.3f}, W1/median {row['wasserstein_rel']:.3f}",
+              flush=True)
 
     uptime_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     columns = ["variant", "images", "true_particles", "predicted", "precision", "recall", "f1", "f1_per_image_mean",

@@ -14,7 +14,9 @@ and ``recipes/ship.py nanoparticles`` (the shipped model):
   also ``scale_jitter`` times larger and smaller (three copies, crops drawn from
   any), so the model learns particles of ``target / jitter`` to
   ``target * jitter`` pixels; ``temzoo.particles(..., scale="auto")`` resamples a
-  new image to that range (the target is stored in the card's ``training``);
+  new image to that range (the target is stored in the card's ``training``, with
+  ``measured_particle_px``, the size the trained model's particles come out at
+  on its own box images: :func:`measured_particle_px`);
 * labels: :func:`temzoo.data.boxes.boxes_to_mask` (inscribed ellipses by
   default), whole images normalised by the model's normaliser (as
   :func:`temzoo.predict` does at prediction), then random ``patch_size`` crops
@@ -110,6 +112,27 @@ def synthetic_examples(name, count, data_dir=None):
     return images, masks
 
 
+def measured_particle_px(model, examples, target):
+    """The median particle diameter (px) the trained ``model`` finds in its box images at their target scale.
+
+    Weak labels and the threshold make predicted particles somewhat smaller (or larger) than
+    their boxes; ``scale="auto"`` compares the particles it finds with this size rather than with
+    ``target`` (``None`` without examples or target).
+    """
+    from temzoo.particle_scale import foreground_at_scale, median_diameter
+
+    if not target or not examples:
+        return None
+    ratios = []
+    for e in examples:
+        factor = scale_for(e["boxes"], target)
+        foreground, _ = foreground_at_scale(model, e["image"], scale=factor)
+        size = median_diameter(foreground, 0.5, 5)
+        if size:
+            ratios.append(size / median_box_size(e["boxes"]))
+    return round(float(target * np.median(ratios)), 2) if ratios else None
+
+
 def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DEFAULTS["batch_size"],
                    patch_size=DEFAULTS["patch_size"], learning_rate=DEFAULTS["learning_rate"],
                    synthetic=DEFAULTS["synthetic"], synthetic_fraction=DEFAULTS["synthetic_fraction"],
@@ -180,6 +203,7 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
         losses.append(float(model.train_on_batch(x, y, return_dict=True)["loss"]))
         if log_every and (step + 1) % log_every == 0:
             log.info("step %d/%d: loss %.4f (%.0f s)", step + 1, steps, np.mean(losses[-log_every:]), time.time() - started)
+    measured = measured_particle_px(model, examples, target_particle_px)
     info = {
         "backbone": backbone if isinstance(backbone, str) else getattr(backbone, "name", "model"),
         "box_images": [e.get("name") for e in examples],
@@ -188,7 +212,7 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
         "learning_rate": learning_rate, "schedule": "cosine", "synthetic": synthetic if synthetic_fraction else None,
         "synthetic_fraction": synthetic_fraction if synthetic else 0.0, "synthetic_images": synthetic_images,
         "mask_kind": mask_kind, "seed": seed, "target_particle_px": target_particle_px,
-        "scale_jitter": scale_jitter, "scales": scales,
+        "scale_jitter": scale_jitter, "scales": scales, "measured_particle_px": measured,
         "final_loss": float(np.mean(losses[-50:])) if losses else None,
         "seconds": round(time.time() - started, 1), "cpu_seconds": round(time.process_time() - cpu_started, 1),
     }

@@ -11,8 +11,10 @@ pixels.
 ``scale="auto"`` (:func:`choose_factor`): the model predicts at the coarse factors
 :data:`COARSE` (those leaving at least 32 pixels); at each, the particles it finds
 (connected components of the foreground, border ones left out) measure a median
-diameter ``d`` in the image's pixels, and ``d / target`` is that factor's estimate
-of the right one. The estimate of the factor whose own particles came out
+diameter ``d`` in the image's pixels, and ``d / size`` is that factor's estimate
+of the right one (never enlarging an image beyond :data:`MAX_AUTO_SIDE`), where ``size`` is the particle size the model measured on its
+own training images at the target scale (card: ``measured_particle_px``; weak
+labels make predictions somewhat smaller than the boxes), else the target. The estimate of the factor whose own particles came out
 closest to the target size (in log) is kept and, if it is not a factor already
 predicted, the model predicts once more there. A known particle size
 (``particle_size_px``) or a forced ``scale`` skips the search.
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 SCALES = tuple(round(2.0 ** (k / 2), 4) for k in range(-2, 7))  # 0.5, 0.7071, 1, ..., 8
 COARSE = (1.0, 2.0, 4.0, 8.0)
 MIN_SIDE = 32  # smallest side (px) an image is resampled to
+MAX_AUTO_SIDE = 2048  # scale="auto" enlarges no image beyond this (a forced scale may)
 
 
 def rescale(image, factor):
@@ -66,6 +69,15 @@ def target_particle_px(model):
     return float(value) if value else None
 
 
+def measured_particle_px(model):
+    """The size (px) the model's particles come out at on its training images at the target scale (card), else
+    the target size: what ``scale="auto"`` compares the particles it finds with."""
+    from temzoo.pretrained import card
+
+    value = ((card(model) or {}).get("training") or {}).get("measured_particle_px")
+    return float(value) if value else target_particle_px(model)
+
+
 def median_diameter(foreground, threshold, min_area):
     """Median equivalent diameter (px) of the foreground's components not touching the border, or ``None``."""
     from skimage import measure, morphology
@@ -80,17 +92,23 @@ def median_diameter(foreground, threshold, min_area):
     return float(np.median(sizes)) if sizes else None
 
 
-def choose_factor(sizes, target):
+def allowed_factors(shape):
+    """The factors of :data:`SCALES` ``scale="auto"`` may use for an image of ``shape``."""
+    allowed = [f for f in SCALES if min(shape) / f >= MIN_SIDE and (f >= 1 or max(shape) / f <= MAX_AUTO_SIDE)]
+    return allowed or [1.0]
+
+
+def choose_factor(sizes, target, allowed=SCALES):
     """The factor to predict at, from ``{factor: median diameter in image pixels (or None)}`` at the coarse factors.
 
     Each factor's particles give an estimate ``d / target``; the estimate of the factor
-    whose particles came out closest to the target size is kept, snapped to :data:`SCALES`.
+    whose particles came out closest to the target size is kept, snapped to ``allowed``.
     """
     measured = {f: d for f, d in sizes.items() if d}
     if not measured or not target:
         return min(sizes, default=1.0)
     best = min(measured, key=lambda f: abs(np.log(measured[f] / f / target)))
-    return factor_for_size(measured[best], target)
+    return min(allowed, key=lambda f: abs(np.log(measured[best] / f / target)))
 
 
 def _checked_scale(scale):
@@ -107,11 +125,11 @@ def foreground_at_scale(model, image, *, scale="auto", particle_size_px=None, th
 
     ``keep``: optional dict that receives ``{factor: full-size foreground}`` of every factor predicted.
     """
+    import keras
+
     from temzoo.particle_analysis import foreground_probability
     from temzoo.tasks.backbone import resolve_model
     from temzoo.tiling import predict
-
-    import keras
 
     if not isinstance(model, keras.Model):
         model = resolve_model(model, allow_architecture=False).model
@@ -140,7 +158,7 @@ def foreground_at_scale(model, image, *, scale="auto", particle_size_px=None, th
 
     if scale != "auto":
         return at(scale), scale
-    factor = auto_factor(at, image.shape, target, threshold=threshold, min_area=min_area)
+    factor = auto_factor(at, image.shape, measured_particle_px(model), threshold=threshold, min_area=min_area)
     return at(factor), factor
 
 
@@ -148,6 +166,6 @@ def auto_factor(at, shape, target, *, threshold=0.5, min_area=5):
     """The factor ``scale="auto"`` picks for an image of ``shape``; ``at(factor)`` gives the full-size foreground."""
     coarse = [f for f in COARSE if min(shape) / f >= MIN_SIDE] or [1.0]
     sizes = {f: median_diameter(at(f), threshold, min_area) for f in coarse}
-    factor = choose_factor(sizes, target)
+    factor = choose_factor(sizes, target, allowed_factors(shape))
     log.info("scale: median particle %s px at factors %s (target %.0f px): factor %.3g", sizes, coarse, target, factor)
     return factor

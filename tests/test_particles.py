@@ -303,6 +303,12 @@ def test_auto_scale_keeps_the_estimate_of_the_factor_whose_particles_fit_the_tar
     # small particles: at factor 1 they are 9 px, so the image is enlarged (0.5)
     assert choose_factor({1.0: 9.0, 2.0: None, 4.0: None}, 16) == 0.5
     assert choose_factor({1.0: None, 2.0: None}, 16) == 1 and choose_factor({1.0: 30.0}, None) == 1
+    # ... unless the image is already large: auto enlarges none beyond MAX_AUTO_SIDE
+    from temzoo.particle_scale import allowed_factors
+
+    assert choose_factor({1.0: 9.0}, 16, allowed_factors((2048, 2048))) == 1
+    assert min(allowed_factors((640, 640))) == 0.5 and max(allowed_factors((640, 640))) == 8
+    assert max(allowed_factors((100, 300))) == 2.8284
 
 
 def test_particles_at_a_forced_scale_are_measured_in_full_image_pixels(tiny_model):
