@@ -86,16 +86,17 @@ def cache_factors(shape):
 
 def pick_factor(rule, maps, example, target, post, measured=None):
     """The factor a scale rule picks: ``auto`` (temzoo.particles' rule, comparing with the model's ``measured``
-    particle size), ``auto-target`` (the same comparing with the target size), ``boxes`` (from the annotation:
-    an oracle)."""
+    particle size), ``auto-target`` (the same comparing with the target size), ``auto-count`` (the count rule of
+    :func:`temzoo.particle_scale.auto_factor`), ``boxes`` (from the annotation: an oracle)."""
     from temzoo.box_training import scale_for
     from temzoo.particle_scale import auto_factor
 
     if rule == "boxes":
         return scale_for(example["boxes"], target)
-    if rule in ("auto", "auto-target"):
-        size = measured if rule == "auto" and measured else target
-        return auto_factor(maps.__getitem__, example["image"].shape, size, threshold=post["threshold"])
+    if rule.startswith("auto"):  # auto, auto-count: measured size; auto-target: the target size
+        size = measured if rule != "auto-target" and measured else target
+        return auto_factor(maps.__getitem__, example["image"].shape, size, threshold=post["threshold"],
+                           rule="count" if rule == "auto-count" else "fit")
     return float(rule)
 
 

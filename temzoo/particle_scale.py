@@ -80,6 +80,12 @@ def measured_particle_px(model):
 
 def median_diameter(foreground, threshold, min_area):
     """Median equivalent diameter (px) of the foreground's components not touching the border, or ``None``."""
+    sizes = diameters(foreground, threshold, min_area)
+    return float(np.median(sizes)) if len(sizes) else None
+
+
+def diameters(foreground, threshold, min_area):
+    """Equivalent diameters (px) of the foreground's components not touching the border."""
     from skimage import measure, morphology
 
     mask = foreground > threshold
@@ -87,9 +93,8 @@ def median_diameter(foreground, threshold, min_area):
         mask = morphology.remove_small_objects(mask, max_size=int(min_area) - 1)
     labels = measure.label(mask, connectivity=2)
     height, width = mask.shape
-    sizes = [r.equivalent_diameter_area for r in measure.regionprops(labels)
-             if r.bbox[0] > 0 and r.bbox[1] > 0 and r.bbox[2] < height and r.bbox[3] < width]
-    return float(np.median(sizes)) if sizes else None
+    return np.array([r.equivalent_diameter_area for r in measure.regionprops(labels)
+                     if r.bbox[0] > 0 and r.bbox[1] > 0 and r.bbox[2] < height and r.bbox[3] < width], np.float64)
 
 
 def allowed_factors(shape):
@@ -162,10 +167,22 @@ def foreground_at_scale(model, image, *, scale="auto", particle_size_px=None, th
     return at(factor), factor
 
 
-def auto_factor(at, shape, target, *, threshold=0.5, min_area=5):
-    """The factor ``scale="auto"`` picks for an image of ``shape``; ``at(factor)`` gives the full-size foreground."""
+def auto_factor(at, shape, target, *, threshold=0.5, min_area=5, rule="fit"):
+    """The factor ``scale="auto"`` picks for an image of ``shape``; ``at(factor)`` gives the full-size foreground.
+
+    ``rule="fit"``: :func:`choose_factor` over the coarse factors' median sizes. ``rule="count"``: the
+    coarse factor that finds the most particles within a factor 2 of ``target`` (as the model saw
+    them) gives the estimate (its median size / ``target``).
+    """
     coarse = [f for f in COARSE if min(shape) / f >= MIN_SIDE] or [1.0]
-    sizes = {f: median_diameter(at(f), threshold, min_area) for f in coarse}
+    found = {f: diameters(at(f), threshold, min_area) for f in coarse}
+    sizes = {f: float(np.median(d)) if len(d) else None for f, d in found.items()}
+    if rule == "count" and target:
+        counts = {f: int(((d / f >= target / 2) & (d / f <= target * 2)).sum()) for f, d in found.items()}
+        best = max(coarse, key=lambda f: counts[f])
+        sizes = {best: sizes[best]} if counts[best] else sizes
+    elif rule not in ("fit", "count"):
+        raise ValueError(f"rule must be 'fit' or 'count', got {rule!r}.")
     factor = choose_factor(sizes, target, allowed_factors(shape))
     log.info("scale: median particle %s px at factors %s (target %.0f px): factor %.3g", sizes, coarse, target, factor)
     return factor

@@ -347,3 +347,19 @@ def test_analyze_particle_size_needs_a_pixel_size(tmp_path, tiny_model):
     ok = run("--model", tiny_model, "--out", tmp_path / "o", "--particle-size", "5", "--pixel-size", "0.5",
              tmp_path / "x.tif")
     assert ok.exit_code == 0, ok.output
+
+
+def test_auto_factor_rules_fit_and_count_read_the_models_particles_at_coarse_factors():
+    from temzoo.particle_scale import auto_factor
+
+    shape = (256, 256)
+    small = disks(shape, [(20 + 40 * i, 20 + 40 * j) for i in range(6) for j in range(5)], 4.5)  # 30 of ~9 px
+    large = disks(shape, [(60, 60), (60, 190), (190, 60), (190, 190)], 15)  # 4 of ~30 px
+    maps = {1.0: small.astype(np.float32), 2.0: large.astype(np.float32),
+            4.0: np.zeros(shape, np.float32), 8.0: np.zeros(shape, np.float32)}
+    # fit: at factor 2 the model saw 15 px particles (closest to 13): estimate 30 / 13 -> 2
+    assert auto_factor(maps.__getitem__, shape, 13.0) == 2
+    # count: factor 1 finds the most particles within 2x of 13 px: estimate 9 / 13 -> 0.71 (enlarge)
+    assert auto_factor(maps.__getitem__, shape, 13.0, rule="count") == pytest.approx(0.7071)
+    with pytest.raises(ValueError, match="rule"):
+        auto_factor(maps.__getitem__, shape, 13.0, rule="best")
