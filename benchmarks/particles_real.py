@@ -173,7 +173,7 @@ def _load_cached(path):
     return {float(k): data[k].astype(np.float32) / 255.0 for k in data.files}
 
 
-def main(argv=None):
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=DEFAULT_DATA, help="the nanoparticle_boxes folder")
     parser.add_argument("--folds", type=int, default=3)
@@ -201,30 +201,13 @@ def main(argv=None):
     parser.add_argument("--cache", default=os.path.join(ROOT, "runs", "particles_real"))
     parser.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results", "particles_real.json"))
     parser.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
-    opts = parser.parse_args(argv)
-    import logging
+    return parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("absl").setLevel(logging.WARNING)
 
-    from temzoo.box_training import scale_for, train_on_boxes
-    from temzoo.data.boxes import load_box_folder
-
-    started = time.time()
-    uptime_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    examples = load_box_folder(opts.data)
-    by_name = {e["name"]: e for e in examples}
-    names = sorted(by_name)
-    depths = opts.split_depth or [2.0]
-    posts = {d: {"threshold": opts.threshold, "split_depth": d} for d in depths}
-    rules = opts.scale_rule or ["auto"]
-    common = dict(steps=opts.steps, batch_size=opts.batch_size, patch_size=opts.patch_size, seed=opts.seed,
-                  mask_kind=opts.mask_kind, data_dir=opts.data_dir, target_particle_px=opts.target_particle_px or None,
-                  scale_jitter=opts.scale_jitter)
-    tag = f"_s{opts.steps}_p{opts.patch_size}_t{opts.target_particle_px:g}_j{opts.scale_jitter:g}"
-    # previous rows of other variants/labels are kept, so variants can run in separate calls
-    results = json.load(open(opts.json)) if os.path.exists(opts.json) else {}
-    rows, per_image_all, trainings = results.get("rows", {}), results.get("per_image", {}), results.get("trainings", {})
+def train_runs(opts, examples, by_name, names, common, tag, trainings):
+    """Train (or load from the cache) the models of ``opts.variants`` (or ``--model``); return their
+    ``{label: [(test names, foregrounds per name and factor, measured particle size)]}`` and a note per label."""
+    from temzoo.box_training import train_on_boxes
 
     if opts.model:
         from temzoo import pretrained
@@ -269,9 +252,14 @@ def main(argv=None):
                 runs[variant].append((test, fgs, info.get("measured_particle_px")))
             seen_note[variant] = f"{opts.folds}-fold leave-images-out; each model trained on <= {opts.train_images} images"
 
-    from temzoo.box_training import median_box_size
+    return runs, seen_note
 
-    target = common["target_particle_px"]
+
+def score_runs(runs, rules, posts, by_name, target, seen_note, rows, per_image_all):
+    """Score every run under every scale rule and post-processing into ``rows`` and ``per_image_all``."""
+    from temzoo.box_training import median_box_size, scale_for
+
+    depths = sorted({post["split_depth"] for post in posts.values()}, key=str)
     for variant, parts, rule, (depth, post) in [(v, p, r, d) for v, p in runs.items() for r in rules
                                                 for d in posts.items()]:
         per_image = []
@@ -296,6 +284,36 @@ def main(argv=None):
         print(f"{label}: F1 {row['f1']:.3f} (P {row['precision']:.3f}, R {row['recall']:.3f}), "
               f"median diameter error {row['median_diameter_error']:.3f}, W1/median {row['wasserstein_rel']:.3f}",
               flush=True)
+
+
+
+def main(argv=None):
+    opts = parse_args(argv)
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("absl").setLevel(logging.WARNING)
+
+    from temzoo.data.boxes import load_box_folder
+
+    started = time.time()
+    uptime_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    examples = load_box_folder(opts.data)
+    by_name = {e["name"]: e for e in examples}
+    names = sorted(by_name)
+    depths = opts.split_depth or [2.0]
+    posts = {d: {"threshold": opts.threshold, "split_depth": d} for d in depths}
+    rules = opts.scale_rule or ["auto"]
+    common = dict(steps=opts.steps, batch_size=opts.batch_size, patch_size=opts.patch_size, seed=opts.seed,
+                  mask_kind=opts.mask_kind, data_dir=opts.data_dir, target_particle_px=opts.target_particle_px or None,
+                  scale_jitter=opts.scale_jitter)
+    tag = f"_s{opts.steps}_p{opts.patch_size}_t{opts.target_particle_px:g}_j{opts.scale_jitter:g}"
+    # previous rows of other variants/labels are kept, so variants can run in separate calls
+    results = json.load(open(opts.json)) if os.path.exists(opts.json) else {}
+    rows, per_image_all, trainings = results.get("rows", {}), results.get("per_image", {}), results.get("trainings", {})
+
+    runs, seen_note = train_runs(opts, examples, by_name, names, common, tag, trainings)
+    score_runs(runs, rules, posts, by_name, common["target_particle_px"], seen_note, rows, per_image_all)
 
     uptime_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     columns = ["variant", "images", "true_particles", "predicted", "precision", "recall", "f1", "f1_per_image_mean",

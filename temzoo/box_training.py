@@ -112,6 +112,26 @@ def synthetic_examples(name, count, data_dir=None):
     return images, masks
 
 
+def box_training_images(examples, normalizer, target, jitter, patch_size, mask_kind, scales):
+    """Normalised images and label masks of the box ``examples`` at their :func:`training_factors`
+    (``scales`` receives the factors per image name)."""
+    from temzoo.data.boxes import boxes_to_mask
+    from temzoo.particle_scale import rescale
+
+    images, masks = [], []
+    for e in examples:
+        factors = training_factors(e["boxes"], target, jitter, e["image"].shape, patch_size)
+        scales[e.get("name", len(scales))] = [round(f, 3) for f in factors]
+        for factor in factors:
+            image = rescale(e["image"], factor)
+            # boxes follow the image's actual size change
+            ratio = np.array(image.shape[::-1] * 2, np.float64) / np.array(e["image"].shape[::-1] * 2)
+            boxes = np.asarray(e["boxes"], np.float64) * ratio
+            images.append(normalizer.before(image)[0])
+            masks.append(boxes_to_mask(boxes, image.shape, kind=mask_kind, image=image))
+    return images, masks
+
+
 def measured_particle_px(model, examples, target):
     """The median particle diameter (px) the trained ``model`` finds in its box images at their target scale.
 
@@ -153,7 +173,6 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
     """
     import keras
 
-    from temzoo.data.boxes import boxes_to_mask
     from temzoo.pretrained import card as card_of
     from temzoo.tasks import normalizer_of, segmentation
 
@@ -172,19 +191,8 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
     samplers, fractions = [], []
     scales = {}
     if examples:
-        from temzoo.particle_scale import rescale
-
-        images, masks = [], []
-        for e in examples:
-            factors = training_factors(e["boxes"], target_particle_px, scale_jitter, e["image"].shape, patch_size)
-            scales[e.get("name", len(scales))] = [round(f, 3) for f in factors]
-            for factor in factors:
-                image = rescale(e["image"], factor)
-                # boxes follow the image's actual size change
-                ratio = np.array(image.shape[::-1] * 2, np.float64) / np.array(e["image"].shape[::-1] * 2)
-                boxes = np.asarray(e["boxes"], np.float64) * ratio
-                images.append(normalizer.before(image)[0])
-                masks.append(boxes_to_mask(boxes, image.shape, kind=mask_kind, image=image))
+        images, masks = box_training_images(examples, normalizer, target_particle_px, scale_jitter, patch_size,
+                                            mask_kind, scales)
         samplers.append(_crop_sampler(images, masks, patch_size, rng))
         fractions.append(1.0 - (synthetic_fraction if synthetic else 0.0))
     if synthetic and synthetic_fraction > 0:

@@ -363,3 +363,22 @@ def test_auto_factor_rules_fit_and_count_read_the_models_particles_at_coarse_fac
     assert auto_factor(maps.__getitem__, shape, 13.0, rule="count") == pytest.approx(0.7071)
     with pytest.raises(ValueError, match="rule"):
         auto_factor(maps.__getitem__, shape, 13.0, rule="best")
+
+
+def test_train_on_boxes_sees_each_image_at_three_scales_and_records_what_auto_needs():
+    import temzoo
+    from temzoo.box_training import train_on_boxes
+    from temzoo.particle_scale import measured_particle_px, target_particle_px
+
+    rng = np.random.default_rng(4)
+    centres = [(24 + 40 * i, 24 + 40 * j) for i in range(4) for j in range(4)]
+    image = (disks((160, 160), centres, 8) * 1.0 + rng.normal(0, 0.1, (160, 160))).astype(np.float32)
+    boxes = np.array([[cx - 8, cy - 8, cx + 9, cy + 9] for cy, cx in centres], float)
+    model, info = train_on_boxes(temzoo.build("unet_b2_p22", base_filters=4), [{"name": "a", "image": image,
+                                 "boxes": boxes}], steps=2, batch_size=2, patch_size=32, synthetic=None,
+                                 target_particle_px=8.0, scale_jitter=1.5, log_every=0)
+    np.testing.assert_allclose(info["scales"]["a"], [17 / 8 / 1.5, 17 / 8, 17 / 8 * 1.5], rtol=1e-3)
+    assert info["cpu_seconds"] > 0 and info["steps"] == 2
+    assert target_particle_px(model) == 8.0
+    # the size its particles come out at on its own images (untrained here: any value, or the target if none)
+    assert measured_particle_px(model) == (info["measured_particle_px"] or 8.0)
