@@ -144,7 +144,7 @@ def particles(model, image, *, pixel_size_nm=None, threshold=DEFAULTS["threshold
         model: a segmentation model: Keras model, pretrained name (e.g. ``"nanoparticles"``) or ``.keras`` path.
         pixel_size_nm: adds the ``_nm`` columns.
         threshold, min_area, split_depth: see :func:`instances` (``split_depth`` in the image's pixels is
-            multiplied by the downsampling factor).
+            multiplied by the resampling factor when it is above 1).
         scale: ``"auto"`` or a resampling factor (2: the model sees the image at half size); see
             :mod:`temzoo.particle_scale`.
         particle_size_px: a rough typical particle diameter in pixels, if known: chooses the factor
