@@ -18,7 +18,7 @@ for every variant) and evaluated on the fold's images, never seen in training:
 * ``synthetic_only``: ``unet_pretrained`` on synthetic_tem/au_np only (no real labels),
   trained once and evaluated on all images.
 
-Scores (:func:`temzoo.analysis.particles.compare_to_boxes`): particles from
+Scores (:func:`temzoo.analysis.scoring.compare_to_boxes`): particles from
 :func:`temzoo.analysis.particles.instances` (threshold 0.5, watershed split) matched
 one-to-one to the boxes at box IoU >= 0.5, border-touching particles excluded on
 both sides; precision, recall and F1 pooled over all test particles (and F1 per
@@ -67,13 +67,37 @@ def folds_of(names, k, seed):
 
 
 def score_image(foreground, boxes, post, factor=1):
-    from temzoo.analysis.particles import compare_to_boxes, instances, particle_table
+    from temzoo.analysis.particles import instances, particle_table
+    from temzoo.analysis.scoring import compare_to_boxes
 
     post = dict(post)
     if post.get("split_depth") is not None:
-        post["split_depth"] = post["split_depth"] * factor  # as temzoo.particles does
+        post["split_depth"] = post["split_depth"] * max(factor, 1)  # as temzoo.particles does
     labels = instances(foreground, **post)
     return compare_to_boxes(particle_table(labels), boxes, foreground.shape)
+
+
+def cache_factors(shape):
+    """The factors cached per test image: every factor ``scale="auto"`` may use."""
+    from temzoo.analysis.scale import allowed_factors
+
+    return allowed_factors(shape)
+
+
+def pick_factor(rule, maps, example, target, post, measured=None):
+    """The factor a scale rule picks: ``auto`` (temzoo.particles' rule, comparing with the model's ``measured``
+    particle size), ``auto-target`` (the same comparing with the target size), ``auto-count`` (the count rule of
+    :func:`temzoo.analysis.scale.auto_factor`), ``boxes`` (from the annotation: an oracle)."""
+    from temzoo.analysis.box_training import scale_for
+    from temzoo.analysis.scale import auto_factor
+
+    if rule == "boxes":
+        return scale_for(example["boxes"], target)
+    if rule.startswith("auto"):  # auto, auto-count: measured size; auto-target: the target size
+        size = measured if rule != "auto-target" and measured else target
+        return auto_factor(maps.__getitem__, example["image"].shape, size, threshold=post["threshold"],
+                           rule="count" if rule == "auto-count" else "fit")
+    return float(rule)
 
 
 def aggregate(per_image):
@@ -98,36 +122,58 @@ def aggregate(per_image):
     }
 
 
-def cached_foreground(cache, key, examples, train_fn):
-    """Foreground probabilities (and scale factors) of ``examples`` from the model ``train_fn()`` trains, cached."""
-    from temzoo.analysis.particles import foreground_at_scale
+def cached_foreground(cache, key, examples, train_fn, train_examples=(), target=None):
+    """Foreground probabilities of ``examples`` at every factor of :func:`cache_factors`, from the model
+    ``train_fn()`` trains; cached as ``CACHE/KEY/NAME.npz`` (uint8) with the training info."""
+    from temzoo.analysis.scale import foreground_at_scale
 
     folder = os.path.join(cache, key)
     paths = {e["name"]: os.path.join(folder, e["name"] + ".npz") for e in examples}
     info_path = os.path.join(folder, "train.json")
     info = json.load(open(info_path)) if os.path.exists(info_path) else None
     if info is None or not all(os.path.exists(p) for p in paths.values()):
-        load_before = load_average()
-        model, info = train_fn()
-        info["load_before"], info["load_after_training"] = load_before, load_average()
-        os.makedirs(folder, exist_ok=True)
+        if info is not None and os.path.exists(os.path.join(folder, "model.keras")):
+            from temzoo.zoo import pretrained
+
+            model = pretrained.load(os.path.join(folder, "model.keras"))
+        else:
+            load_before = load_average()
+            model, info = train_fn()
+            info["load_before"], info["load_after_training"] = load_before, load_average()
+            os.makedirs(folder, exist_ok=True)
+            from temzoo import tasks
+
+            tasks.save(model, os.path.join(folder, "model.keras"), name=key, training=info)
+            with open(info_path, "w") as f:
+                json.dump(info, f, indent=1, default=str)
+            print(f"  {key}: trained {info['seconds']:.0f} s ({info.get('cpu_seconds')} CPU-s), "
+                  f"load {info['load_before']} -> {info['load_after_training']}", flush=True)
         for e in examples:
-            fg, factor = foreground_at_scale(model, e["image"])
-            np.savez_compressed(paths[e["name"]], fg=np.round(fg * 255).astype(np.uint8), factor=factor)
-        info["load_after"] = load_average()
+            if os.path.exists(paths[e["name"]]):
+                continue
+            maps = {}
+            for factor in cache_factors(e["image"].shape):
+                foreground_at_scale(model, e["image"], scale=factor, keep=maps)
+            np.savez_compressed(paths[e["name"]], **{f"{f:.4f}": np.round(fg * 255).astype(np.uint8)
+                                                      for f, fg in maps.items()})
+            print(f"  {e['name']}: cached {len(maps)} scales", flush=True)
+    if train_examples and target and "measured_particle_px" not in info:  # models trained before it was recorded
+        from temzoo.analysis.box_training import measured_particle_px
+        from temzoo.zoo import pretrained
+
+        model = pretrained.load(os.path.join(folder, "model.keras"))
+        info["measured_particle_px"] = measured_particle_px(model, train_examples, target)
         with open(info_path, "w") as f:
             json.dump(info, f, indent=1, default=str)
-        print(f"  {key}: trained {info['seconds']:.0f} s, load {info['load_before']} -> {info['load_after_training']}",
-              flush=True)
     return {n: _load_cached(p) for n, p in paths.items()}, info
 
 
 def _load_cached(path):
     data = np.load(path)
-    return data["fg"].astype(np.float32) / 255.0, int(data["factor"])
+    return {float(k): data[k].astype(np.float32) / 255.0 for k in data.files}
 
 
-def main(argv=None):
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=DEFAULT_DATA, help="the nanoparticle_boxes folder")
     parser.add_argument("--folds", type=int, default=3)
@@ -138,6 +184,11 @@ def main(argv=None):
     parser.add_argument("--synthetic-fraction", type=float, default=0.25)
     parser.add_argument("--target-particle-px", type=float, default=16.0,
                         help="particle size the models learn (images downsampled to it); 0: native scale")
+    parser.add_argument("--scale-jitter", type=float, default=1.4142,
+                        help="training sees each box image at its target scale and this factor either side")
+    parser.add_argument("--scale-rule", action="append", default=None,
+                        help="how the prediction scale is chosen, repeatable: auto (temzoo.particles' rule, default), "
+                             "boxes (from the annotated median box size: an oracle, for diagnosis) or a factor")
     parser.add_argument("--mask-kind", default="ellipse", choices=("ellipse", "refined"))
     parser.add_argument("--variants", default="pretrained,random,synthetic_only")
     parser.add_argument("--split-depth", type=float, action="append", default=None,
@@ -150,34 +201,27 @@ def main(argv=None):
     parser.add_argument("--cache", default=os.path.join(ROOT, "runs", "particles_real"))
     parser.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results", "particles_real.json"))
     parser.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
-    opts = parser.parse_args(argv)
-    import logging
+    parser.add_argument("--force-docs", action="store_true",
+                        help="write docs/benchmarks.md under load too (scores do not depend on it; training times do)")
+    return parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("absl").setLevel(logging.WARNING)
 
-    from temzoo.analysis.box_training import scale_for, train_on_boxes
-    from temzoo.data.boxes import load_box_folder
-
-    started = time.time()
-    uptime_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    examples = load_box_folder(opts.data)
-    by_name = {e["name"]: e for e in examples}
-    names = sorted(by_name)
-    depths = opts.split_depth or [2.0]
-    posts = {d: {"threshold": opts.threshold, "split_depth": d} for d in depths}
-    common = dict(steps=opts.steps, batch_size=opts.batch_size, patch_size=opts.patch_size, seed=opts.seed,
-                  mask_kind=opts.mask_kind, data_dir=opts.data_dir, target_particle_px=opts.target_particle_px or None)
-    # previous rows of other variants/labels are kept, so variants can run in separate calls
-    results = json.load(open(opts.json)) if os.path.exists(opts.json) else {}
-    rows, per_image_all, trainings = results.get("rows", {}), results.get("per_image", {}), results.get("trainings", {})
+def train_runs(opts, examples, by_name, names, common, tag, trainings):
+    """Train (or load from the cache) the models of ``opts.variants`` (or ``--model``); return their
+    ``{label: [(test names, foregrounds per name and factor, measured particle size)]}`` and a note per label."""
+    from temzoo.analysis.box_training import train_on_boxes
 
     if opts.model:
-        from temzoo.analysis.particles import foreground_at_scale
+        from temzoo.zoo import pretrained
 
         label = opts.label or os.path.basename(opts.model)
-        fgs = {n: foreground_at_scale(opts.model, by_name[n]["image"]) for n in names}
-        runs = {label: [(names, fgs)]}
+
+        def train():
+            return pretrained.load(opts.model), {"model": opts.model, "seconds": 0.0}
+        fgs, info = cached_foreground(opts.cache, "model_" + label.replace(" ", "_").replace("/", "_"), examples, train)
+        from temzoo.analysis.scale import measured_particle_px
+
+        runs = {label: [(names, fgs, measured_particle_px(pretrained.load(opts.model)))]}
         seen_note = {label: "a trained model, scored on every image (seen in training if it was trained on them)"}
     else:
         folds = folds_of(names, opts.folds, opts.seed)
@@ -188,48 +232,90 @@ def main(argv=None):
             if spec.get("synthetic_only"):
                 def train(spec=spec):
                     return train_on_boxes(spec["backbone"], [], synthetic_fraction=1.0, **common)
-                key = f"{variant}_s{opts.steps}_p{opts.patch_size}_t{opts.target_particle_px:g}"
+                key = f"{variant}{tag}"
                 fgs, info = cached_foreground(opts.cache, key, examples, train)
                 trainings[key] = info
-                runs[variant].append((names, fgs))
+                runs[variant].append((names, fgs, info.get("measured_particle_px")))
                 seen_note[variant] = "no real image in training; scored on all images"
                 continue
             for k, test in enumerate(folds):
                 pool = [n for n in names if n not in test]
                 rng = np.random.default_rng(opts.seed + k)
                 train_names = sorted(rng.choice(pool, size=min(opts.train_images, len(pool)), replace=False))
-                key = (f"{variant}_f{k}of{opts.folds}_n{opts.train_images}_s{opts.steps}_p{opts.patch_size}"
-                       f"_sf{opts.synthetic_fraction:g}_{opts.mask_kind}_t{opts.target_particle_px:g}")
+                key = f"{variant}_f{k}of{opts.folds}_n{opts.train_images}_sf{opts.synthetic_fraction:g}_{opts.mask_kind}{tag}"
 
                 def train(spec=spec, train_names=train_names):
                     return train_on_boxes(spec["backbone"], [by_name[n] for n in train_names],
                                           synthetic_fraction=opts.synthetic_fraction, **common)
                 print(f"{variant} fold {k + 1}/{opts.folds}: train on {len(train_names)}, test {test}", flush=True)
-                fgs, info = cached_foreground(opts.cache, key, [by_name[n] for n in test], train)
+                fgs, info = cached_foreground(opts.cache, key, [by_name[n] for n in test], train,
+                                              [by_name[n] for n in train_names], common["target_particle_px"])
                 trainings[key] = info
-                runs[variant].append((test, fgs))
+                runs[variant].append((test, fgs, info.get("measured_particle_px")))
             seen_note[variant] = f"{opts.folds}-fold leave-images-out; each model trained on <= {opts.train_images} images"
 
-    for variant, parts in runs.items():
-        for depth, post in posts.items():
-            per_image = []
-            for test, fgs in parts:
-                for n in test:
-                    fg, factor = fgs[n]
-                    s = score_image(fg, by_name[n]["boxes"], post, factor)
-                    s["image"], s["scale"] = n, factor
-                    s["scale_from_boxes"] = scale_for(by_name[n]["boxes"], common["target_particle_px"])
-                    per_image.append(s)
-            label = variant if len(depths) == 1 else f"{variant} (split {depth:g})"
-            row = {"variant": label, **aggregate(per_image), "evaluation": seen_note[variant]}
-            rows[label] = row
-            per_image_all[label] = [
-                {k: (v if not isinstance(v, np.ndarray) else None) for k, v in s.items()
-                 if k not in ("pred_diameters", "true_diameters", "pred_all", "true_all")} for s in per_image
-            ]
-            print(f"{label}: F1 {row['f1']:.3f} (P {row['precision']:.3f}, R {row['recall']:.3f}), "
-                  f"median diameter error {row['median_diameter_error']:.3f}, W1/median {row['wasserstein_rel']:.3f}",
-                  flush=True)
+    return runs, seen_note
+
+
+def score_runs(runs, rules, posts, by_name, target, seen_note, rows, per_image_all):
+    """Score every run under every scale rule and post-processing into ``rows`` and ``per_image_all``."""
+    from temzoo.analysis.box_training import median_box_size, scale_for
+
+    depths = sorted({post["split_depth"] for post in posts.values()}, key=str)
+    for variant, parts, rule, (depth, post) in [(v, p, r, d) for v, p in runs.items() for r in rules
+                                                for d in posts.items()]:
+        per_image = []
+        for test, fgs, measured in parts:
+            for n in test:
+                factor = pick_factor(rule, fgs[n], by_name[n], target, post, measured)
+                if factor not in fgs[n]:
+                    raise SystemExit(f"{n}: factor {factor} not cached (cached: {sorted(fgs[n])})")
+                s = score_image(fgs[n][factor], by_name[n]["boxes"], post, factor)
+                s.update(image=n, scale=factor, scale_from_boxes=scale_for(by_name[n]["boxes"], target),
+                         box_median_px=median_box_size(by_name[n]["boxes"]),
+                         pred_median_px=float(np.median(s["pred_all"])) if len(s["pred_all"]) else None)
+                per_image.append(s)
+        label = variant + ("" if rule == "auto" else f" (scale={rule})") + (
+            "" if len(depths) == 1 else f" (split {depth:g})")
+        row = {"variant": label, **aggregate(per_image), "evaluation": seen_note[variant]}
+        rows[label] = row
+        per_image_all[label] = [
+            {k: (v if not isinstance(v, np.ndarray) else None) for k, v in s.items()
+             if k not in ("pred_diameters", "true_diameters", "pred_all", "true_all")} for s in per_image
+        ]
+        print(f"{label}: F1 {row['f1']:.3f} (P {row['precision']:.3f}, R {row['recall']:.3f}), "
+              f"median diameter error {row['median_diameter_error']:.3f}, W1/median {row['wasserstein_rel']:.3f}",
+              flush=True)
+
+
+
+def main(argv=None):
+    opts = parse_args(argv)
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("absl").setLevel(logging.WARNING)
+
+    from temzoo.data.boxes import load_box_folder
+
+    started = time.time()
+    uptime_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    examples = load_box_folder(opts.data)
+    by_name = {e["name"]: e for e in examples}
+    names = sorted(by_name)
+    depths = opts.split_depth or [2.0]
+    posts = {d: {"threshold": opts.threshold, "split_depth": d} for d in depths}
+    rules = opts.scale_rule or ["auto"]
+    common = dict(steps=opts.steps, batch_size=opts.batch_size, patch_size=opts.patch_size, seed=opts.seed,
+                  mask_kind=opts.mask_kind, data_dir=opts.data_dir, target_particle_px=opts.target_particle_px or None,
+                  scale_jitter=opts.scale_jitter)
+    tag = f"_s{opts.steps}_p{opts.patch_size}_t{opts.target_particle_px:g}_j{opts.scale_jitter:g}"
+    # previous rows of other variants/labels are kept, so variants can run in separate calls
+    results = json.load(open(opts.json)) if os.path.exists(opts.json) else {}
+    rows, per_image_all, trainings = results.get("rows", {}), results.get("per_image", {}), results.get("trainings", {})
+
+    runs, seen_note = train_runs(opts, examples, by_name, names, common, tag, trainings)
+    score_runs(runs, rules, posts, by_name, common["target_particle_px"], seen_note, rows, per_image_all)
 
     uptime_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     columns = ["variant", "images", "true_particles", "predicted", "precision", "recall", "f1", "f1_per_image_mean",
@@ -252,9 +338,12 @@ def main(argv=None):
             "border-touching particles excluded on both sides; diameter error = median |d_pred - d_box| / d_box of matched "
             "particles (d_box = sqrt(w h)); wasserstein_rel = W1 distance of the diameter distributions per image / "
             "annotated median, averaged. Leave-images-out: no test image is used to train the model scored on it "
-            f"(except rows marked otherwise). Peer ({PEER['name']}): {PEER['numbers']}.\n\n"
+            "(except rows marked otherwise). Rows `(scale=boxes)` predict at the factor the annotated median box size "
+            "asks for (an oracle: what a known particle size, `--particle-size`, gives); `auto-target`/`auto-count` are "
+            "other automatic rules; rows `[previous recipe ...]` were measured with the code before scale jitter. "
+            f"Peer ({PEER['name']}): {PEER['numbers']}.\n\n"
             + table + f"\n\nLoad: before `{uptime_before}`, after `{uptime_after}` (2 shared CPU cores; timings under load).\n"
-        ))
+        ), force=opts.force_docs)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ from .predict_cmd import _TileBar
 @click.option("--no-split", is_flag=True, help="Do not split touching particles (connected components only).")
 @click.option("--scale", default=None,
               help="'auto' (default: the model's card says which particle size it learnt; the image is predicted at "
-                   "1, 1/2 and 1/4 and the best-fitting factor kept) or a downsampling factor such as 2.")
+                   "1, 1/2, 1/4 (1/8) and resampled to the factor its particles' size asks for) or a resampling "
+                   "factor such as 2 (half size) or 0.5 (double size).")
 @click.option("--particle-size", type=float, default=None,
               help="Rough typical particle diameter in nm (needs a pixel size): sets the scale instead of --scale.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
@@ -33,16 +34,19 @@ def analyze(model_name, inputs, out, pixel_size, threshold, min_area, split_dept
     touches_border; _nm columns when the pixel size is known), NAME_histogram.png
     and NAME_overlay.png; and OUT/particles_summary.csv over all inputs.
     """
-    from temzoo.analysis.particles import DEFAULTS, analyze_files
+    from temzoo.analysis.files import analyze_files
+    from temzoo.analysis.particles import DEFAULTS
     from temzoo.errors import TemzooError
 
     if no_split and split_depth is not None:
         raise click.UsageError("--no-split and --split-depth exclude each other.")
     if scale is not None and scale != "auto":
         try:
-            scale = int(scale)
+            scale = float(scale)
         except ValueError:
-            raise click.BadParameter(f"{scale!r}: give 'auto' or a whole factor such as 2.", param_hint="--scale") from None
+            raise click.BadParameter(f"{scale!r}: give 'auto' or a factor such as 2.", param_hint="--scale") from None
+        if not scale > 0:
+            raise click.BadParameter(f"{scale!r}: the factor must be positive.", param_hint="--scale")
     bar = _TileBar()
 
     def on_file(index, total, path):

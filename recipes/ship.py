@@ -131,7 +131,11 @@ def record_effective_receptive_field(name):
     so tiled prediction uses it without measuring (temzoo.inference.tile_layout)."""
     import time
 
-    from temzoo.receptive_field import EFFECTIVE_TOLERANCE, effective_receptive_field, receptive_field
+    from temzoo.receptive_field import (
+        EFFECTIVE_TOLERANCE,
+        effective_receptive_field,
+        receptive_field,
+    )
     from temzoo.zoo import pretrained
     from temzoo.zoo.cards import card_path, read_card, write_card
 

@@ -7,14 +7,9 @@ import pytest
 import tifffile
 from click.testing import CliRunner
 
-from temzoo.analysis.particles import (
-    COLUMNS,
-    NM_COLUMNS,
-    compare_to_boxes,
-    instances,
-    particle_table,
-    pixel_size_nm,
-)
+from temzoo.analysis.files import read_pixel_size_nm as pixel_size_nm
+from temzoo.analysis.particles import COLUMNS, NM_COLUMNS, instances, particle_table
+from temzoo.analysis.scoring import compare_to_boxes
 from temzoo.data import boxes as bx
 from temzoo.errors import BadInputError
 
@@ -271,28 +266,49 @@ def test_analyze_rejects_a_restoration_model_and_bad_options(tmp_path, tiny_mode
 
 
 # ----------------------------------------------------------------------------- scale
-def test_downscale_averages_blocks_and_upscale_restores_the_shape():
-    from temzoo.analysis.particles import downscale, upscale_to
+def test_rescale_resizes_keeps_levels_and_upscale_restores_the_shape():
+    from temzoo.analysis.scale import rescale, upscale_to
 
     image = np.arange(35, dtype=np.float32).reshape(5, 7)
-    small = downscale(image, 2)
-    assert small.shape == (3, 4) and small[0, 0] == pytest.approx(image[:2, :2].mean())
-    assert downscale(image, 1) is not None and downscale(image, 1).shape == (5, 7)
-    assert upscale_to(small, 2, image.shape).shape == (5, 7)
-    flat = np.full((4, 4), 0.7, np.float32)
-    np.testing.assert_allclose(upscale_to(flat, 4, (15, 13)), 0.7, atol=1e-6)
+    assert rescale(image, 2).shape == (2, 4) and rescale(image, 0.5).shape == (10, 14)
+    assert rescale(image, 1) is not None and rescale(image, 1).shape == (5, 7)
+    flat = np.full((40, 30), 0.7, np.float32)
+    np.testing.assert_allclose(rescale(flat, 1.4142), 0.7, atol=1e-5)
+    np.testing.assert_allclose(upscale_to(rescale(flat, 4), (40, 30)), 0.7, atol=1e-5)
+    assert upscale_to(rescale(image, 2), image.shape).shape == (5, 7)
 
 
 def test_box_images_are_scaled_to_the_target_particle_size():
-    from temzoo.analysis.box_training import scale_for
+    from temzoo.analysis.box_training import scale_for, training_factors
 
     def boxes(size):
         return np.array([[0, 0, size, size], [10, 10, 10 + size, 10 + size]], float)
 
-    assert scale_for(boxes(8), 16) == 1
+    assert scale_for(boxes(8), 16) == 0.5
     assert scale_for(boxes(30), 16) == 2
     assert scale_for(boxes(70), 16) == 4
     assert scale_for(boxes(70), None) == 1 and scale_for(np.zeros((0, 4)), 16) == 1
+    # training sees each image at the target size and the jitter either side ...
+    np.testing.assert_allclose(training_factors(boxes(32), 16, 1.5, (2048, 2048), 128), [2 / 1.5, 2, 3])
+    np.testing.assert_allclose(training_factors(boxes(32), 16, 1.0, (2048, 2048), 128), [2])
+    # ... but never smaller than a crop
+    np.testing.assert_allclose(training_factors(boxes(64), 16, 2.0, (640, 640), 128), [2, 4])
+
+
+def test_auto_scale_keeps_the_estimate_of_the_factor_whose_particles_fit_the_target():
+    from temzoo.analysis.scale import choose_factor
+
+    # at factor 1 the particles measure 40 px (2.5 x the target), at 2 they measure 36 px (18 px seen: close)
+    assert choose_factor({1.0: 40.0, 2.0: 36.0, 4.0: None}, 16) == 2
+    # small particles: at factor 1 they are 9 px, so the image is enlarged (0.5)
+    assert choose_factor({1.0: 9.0, 2.0: None, 4.0: None}, 16) == 0.5
+    assert choose_factor({1.0: None, 2.0: None}, 16) == 1 and choose_factor({1.0: 30.0}, None) == 1
+    # ... unless the image is already large: auto enlarges none beyond MAX_AUTO_SIDE
+    from temzoo.analysis.scale import allowed_factors
+
+    assert choose_factor({1.0: 9.0}, 16, allowed_factors((2048, 2048))) == 1
+    assert min(allowed_factors((640, 640))) == 0.5 and max(allowed_factors((640, 640))) == 8
+    assert max(allowed_factors((100, 300))) == 2.8284
 
 
 def test_particles_at_a_forced_scale_are_measured_in_full_image_pixels(tiny_model):
@@ -301,24 +317,26 @@ def test_particles_at_a_forced_scale_are_measured_in_full_image_pixels(tiny_mode
     image = np.random.default_rng(2).random((50, 44)).astype(np.float32)
     result = temzoo.particles(tiny_model, image, scale=2, threshold=0.5)
     assert result.scale == 2 and result.labels.shape == image.shape and result.foreground.shape == image.shape
+    assert temzoo.particles(tiny_model, image, scale=1.5).labels.shape == image.shape
     assert temzoo.particles(tiny_model, image).scale == 1  # no target size in its card: native scale
-    with pytest.raises(BadInputError, match="downsampling factor"):
-        temzoo.particles(tiny_model, image, scale=1.5)
+    for bad in (0, -2, "big", True):
+        with pytest.raises(BadInputError, match="resampling factor"):
+            temzoo.particles(tiny_model, image, scale=bad)
 
 
 def test_analyze_scale_option(tmp_path, tiny_model):
     tifffile.imwrite(tmp_path / "x.tif", np.random.default_rng(3).random((40, 40)).astype(np.float32))
     result = run("--model", tiny_model, "--out", tmp_path / "o", "--scale", "2", tmp_path / "x.tif")
     assert result.exit_code == 0, result.output
-    assert list(csv.DictReader(open(tmp_path / "o" / "particles_summary.csv")))[0]["scale"] == "2"
+    assert float(list(csv.DictReader(open(tmp_path / "o" / "particles_summary.csv")))[0]["scale"]) == 2
     bad = run("--model", tiny_model, "--out", tmp_path / "o2", "--scale", "big", tmp_path / "x.tif")
     assert bad.exit_code != 0 and "--scale" in bad.output
 
 
 def test_a_known_particle_size_picks_the_factor():
-    from temzoo.analysis.particles import factor_for_size
+    from temzoo.analysis.scale import factor_for_size
 
-    assert [factor_for_size(s, 16) for s in (6, 16, 30, 40, 64, 200)] == [1, 1, 2, 2, 4, 4]
+    assert [factor_for_size(s, 16) for s in (6, 16, 30, 40, 64, 200)] == [0.5, 1, 2, 2.8284, 4, 8]
     assert factor_for_size(64, None) == 1
 
 
@@ -329,3 +347,38 @@ def test_analyze_particle_size_needs_a_pixel_size(tmp_path, tiny_model):
     ok = run("--model", tiny_model, "--out", tmp_path / "o", "--particle-size", "5", "--pixel-size", "0.5",
              tmp_path / "x.tif")
     assert ok.exit_code == 0, ok.output
+
+
+def test_auto_factor_rules_fit_and_count_read_the_models_particles_at_coarse_factors():
+    from temzoo.analysis.scale import auto_factor
+
+    shape = (256, 256)
+    small = disks(shape, [(20 + 40 * i, 20 + 40 * j) for i in range(6) for j in range(5)], 4.5)  # 30 of ~9 px
+    large = disks(shape, [(60, 60), (60, 190), (190, 60), (190, 190)], 15)  # 4 of ~30 px
+    maps = {1.0: small.astype(np.float32), 2.0: large.astype(np.float32),
+            4.0: np.zeros(shape, np.float32), 8.0: np.zeros(shape, np.float32)}
+    # fit: at factor 2 the model saw 15 px particles (closest to 13): estimate 30 / 13 -> 2
+    assert auto_factor(maps.__getitem__, shape, 13.0) == 2
+    # count: factor 1 finds the most particles within 2x of 13 px: estimate 9 / 13 -> 0.71 (enlarge)
+    assert auto_factor(maps.__getitem__, shape, 13.0, rule="count") == pytest.approx(0.7071)
+    with pytest.raises(ValueError, match="rule"):
+        auto_factor(maps.__getitem__, shape, 13.0, rule="best")
+
+
+def test_train_on_boxes_sees_each_image_at_three_scales_and_records_what_auto_needs():
+    import temzoo
+    from temzoo.analysis.box_training import train_on_boxes
+    from temzoo.analysis.scale import measured_particle_px, target_particle_px
+
+    rng = np.random.default_rng(4)
+    centres = [(24 + 40 * i, 24 + 40 * j) for i in range(4) for j in range(4)]
+    image = (disks((160, 160), centres, 8) * 1.0 + rng.normal(0, 0.1, (160, 160))).astype(np.float32)
+    boxes = np.array([[cx - 8, cy - 8, cx + 9, cy + 9] for cy, cx in centres], float)
+    model, info = train_on_boxes(temzoo.build("unet_b2_p22", base_filters=4), [{"name": "a", "image": image,
+                                 "boxes": boxes}], steps=2, batch_size=2, patch_size=32, synthetic=None,
+                                 target_particle_px=8.0, scale_jitter=1.5, log_every=0)
+    np.testing.assert_allclose(info["scales"]["a"], [17 / 8 / 1.5, 17 / 8, 17 / 8 * 1.5], rtol=1e-3)
+    assert info["cpu_seconds"] > 0 and info["steps"] == 2
+    assert target_particle_px(model) == 8.0
+    # the size its particles come out at on its own images (untrained here: any value, or the target if none)
+    assert measured_particle_px(model) == (info["measured_particle_px"] or 8.0)

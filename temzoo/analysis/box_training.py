@@ -9,11 +9,14 @@
 One training recipe, used by ``benchmarks/particles_real.py`` (cross-validation)
 and ``recipes/ship.py nanoparticles`` (the shipped model):
 
-* scale: each box image is downsampled by the factor of
-  :data:`temzoo.analysis.particles.SCALES` that brings its median box size
-  (``sqrt(w h)``) closest to ``target_particle_px``, so the model learns one
-  particle size; ``temzoo.particles(..., scale="auto")`` picks the factor for a
-  new image the same way (the target is stored in the card's ``training``);
+* scale: each box image is resampled (:func:`temzoo.analysis.scale.rescale`) so
+  that its median box size (``sqrt(w h)``) becomes ``target_particle_px``, and
+  also ``scale_jitter`` times larger and smaller (three copies, crops drawn from
+  any), so the model learns particles of ``target / jitter`` to
+  ``target * jitter`` pixels; ``temzoo.particles(..., scale="auto")`` resamples a
+  new image to that range (the target is stored in the card's ``training``, with
+  ``measured_particle_px``, the size the trained model's particles come out at
+  on its own box images: :func:`measured_particle_px`);
 * labels: :func:`temzoo.data.boxes.boxes_to_mask` (inscribed ellipses by
   default), whole images normalised by the model's normaliser (as
   :func:`temzoo.predict` does at prediction), then random ``patch_size`` crops
@@ -43,18 +46,37 @@ DEFAULTS = {
     "synthetic_images": 200,
     "mask_kind": "ellipse",
     "target_particle_px": 16.0,
+    "scale_jitter": 1.4142,
     "seed": 0,
 }
 
 
-def scale_for(boxes, target):
-    """The downsampling factor that brings the median box size (``sqrt(w h)``) closest to ``target`` px."""
-    from temzoo.analysis.particles import factor_for_size
+def median_box_size(boxes):
+    """Median ``sqrt(w h)`` of ``N x 4`` pixel-corner boxes (``None`` for no boxes)."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if not len(boxes):
+        return None
+    return float(np.median(np.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))))
 
-    if target is None or len(boxes) == 0:
-        return 1
-    boxes = np.asarray(boxes, np.float64)
-    return factor_for_size(float(np.median(np.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))), target)
+
+def scale_for(boxes, target):
+    """The factor of :data:`temzoo.analysis.scale.SCALES` that brings the median box size closest to ``target`` px."""
+    from temzoo.analysis.scale import factor_for_size
+
+    return factor_for_size(median_box_size(boxes), target)
+
+
+def training_factors(boxes, target, jitter, shape, min_side):
+    """The resampling factors one box image is trained at: median box size to ``target``, and ``jitter`` either side.
+
+    Factors that would leave the image smaller than ``min_side`` (the crop size) are dropped.
+    """
+    size = median_box_size(boxes)
+    if not target or not size:
+        return [1.0]
+    centre = float(np.clip(size / target, 0.25, 16.0))
+    factors = [centre] if not jitter or jitter <= 1 else [centre / jitter, centre, centre * jitter]
+    return [f for f in factors if min(shape) / f >= min_side] or [min(shape) / min_side]
 
 
 def _crop_sampler(images, masks, patch, rng):
@@ -90,11 +112,53 @@ def synthetic_examples(name, count, data_dir=None):
     return images, masks
 
 
+def box_training_images(examples, normalizer, target, jitter, patch_size, mask_kind, scales):
+    """Normalised images and label masks of the box ``examples`` at their :func:`training_factors`
+    (``scales`` receives the factors per image name)."""
+    from temzoo.analysis.scale import rescale
+    from temzoo.data.boxes import boxes_to_mask
+
+    images, masks = [], []
+    for e in examples:
+        factors = training_factors(e["boxes"], target, jitter, e["image"].shape, patch_size)
+        scales[e.get("name", len(scales))] = [round(f, 3) for f in factors]
+        for factor in factors:
+            image = rescale(e["image"], factor)
+            # boxes follow the image's actual size change
+            ratio = np.array(image.shape[::-1] * 2, np.float64) / np.array(e["image"].shape[::-1] * 2)
+            boxes = np.asarray(e["boxes"], np.float64) * ratio
+            images.append(normalizer.before(image)[0])
+            masks.append(boxes_to_mask(boxes, image.shape, kind=mask_kind, image=image))
+    return images, masks
+
+
+def measured_particle_px(model, examples, target):
+    """The median particle diameter (px) the trained ``model`` finds in its box images at their target scale.
+
+    Weak labels and the threshold make predicted particles somewhat smaller (or larger) than
+    their boxes; ``scale="auto"`` compares the particles it finds with this size rather than with
+    ``target`` (``None`` without examples or target).
+    """
+    from temzoo.analysis.scale import foreground_at_scale, median_diameter
+
+    if not target or not examples:
+        return None
+    ratios = []
+    for e in examples:
+        factor = scale_for(e["boxes"], target)
+        foreground, _ = foreground_at_scale(model, e["image"], scale=factor)
+        size = median_diameter(foreground, 0.5, 5)
+        if size:
+            ratios.append(size / median_box_size(e["boxes"]))
+    return round(float(target * np.median(ratios)), 2) if ratios else None
+
+
 def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DEFAULTS["batch_size"],
                    patch_size=DEFAULTS["patch_size"], learning_rate=DEFAULTS["learning_rate"],
                    synthetic=DEFAULTS["synthetic"], synthetic_fraction=DEFAULTS["synthetic_fraction"],
                    synthetic_images=DEFAULTS["synthetic_images"], mask_kind=DEFAULTS["mask_kind"],
-                   target_particle_px=DEFAULTS["target_particle_px"], seed=DEFAULTS["seed"], data_dir=None,
+                   target_particle_px=DEFAULTS["target_particle_px"], scale_jitter=DEFAULTS["scale_jitter"],
+                   seed=DEFAULTS["seed"], data_dir=None,
                    log_every=50):
     """Train a 2-class segmentation model on box-labelled ``examples`` (see the module docstring).
 
@@ -109,7 +173,6 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
     """
     import keras
 
-    from temzoo.data.boxes import boxes_to_mask
     from temzoo.tasks import normalizer_of, segmentation
     from temzoo.zoo.pretrained import card as card_of
 
@@ -117,7 +180,7 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
         raise ValueError("no labelled examples: give box examples or synthetic_fraction=1 with a synthetic set.")
     if examples and synthetic and synthetic_fraction >= 1:
         raise ValueError("synthetic_fraction=1 would never use the box examples; pass examples=[] for synthetic-only.")
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     model = segmentation(backbone, num_classes=2, learning_rate=learning_rate)
@@ -128,15 +191,8 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
     samplers, fractions = [], []
     scales = {}
     if examples:
-        from temzoo.analysis.particles import downscale
-
-        images, masks = [], []
-        for e in examples:
-            factor = scale_for(e["boxes"], target_particle_px)
-            scales[e.get("name", len(scales))] = factor
-            image, boxes = downscale(e["image"], factor), np.asarray(e["boxes"], np.float64) / factor
-            images.append(normalizer.before(image)[0])
-            masks.append(boxes_to_mask(boxes, image.shape, kind=mask_kind, image=image))
+        images, masks = box_training_images(examples, normalizer, target_particle_px, scale_jitter, patch_size,
+                                            mask_kind, scales)
         samplers.append(_crop_sampler(images, masks, patch_size, rng))
         fractions.append(1.0 - (synthetic_fraction if synthetic else 0.0))
     if synthetic and synthetic_fraction > 0:
@@ -155,6 +211,7 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
         losses.append(float(model.train_on_batch(x, y, return_dict=True)["loss"]))
         if log_every and (step + 1) % log_every == 0:
             log.info("step %d/%d: loss %.4f (%.0f s)", step + 1, steps, np.mean(losses[-log_every:]), time.time() - started)
+    measured = measured_particle_px(model, examples, target_particle_px)
     info = {
         "backbone": backbone if isinstance(backbone, str) else getattr(backbone, "name", "model"),
         "box_images": [e.get("name") for e in examples],
@@ -162,9 +219,10 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
         "steps": int(steps), "batch_size": batch_size, "patch_size": patch_size,
         "learning_rate": learning_rate, "schedule": "cosine", "synthetic": synthetic if synthetic_fraction else None,
         "synthetic_fraction": synthetic_fraction if synthetic else 0.0, "synthetic_images": synthetic_images,
-        "mask_kind": mask_kind, "seed": seed, "target_particle_px": target_particle_px, "scales": scales,
+        "mask_kind": mask_kind, "seed": seed, "target_particle_px": target_particle_px,
+        "scale_jitter": scale_jitter, "scales": scales, "measured_particle_px": measured,
         "final_loss": float(np.mean(losses[-50:])) if losses else None,
-        "seconds": round(time.time() - started, 1),
+        "seconds": round(time.time() - started, 1), "cpu_seconds": round(time.process_time() - cpu_started, 1),
     }
     from temzoo.zoo.pretrained import attach_card
 

@@ -1,0 +1,54 @@
+"""Predicted particles scored against hand-drawn boxes (detection and size)."""
+
+import numpy as np
+
+
+def box_iou(a, b):
+    """IoU matrix ``(len(a), len(b))`` of boxes given as ``x0, y0, x1, y1`` (end exclusive)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    w = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    h = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = w * h
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def compare_to_boxes(rows, boxes, shape, *, iou_threshold=0.5, border_tolerance=1.0):
+    """Match predicted particles (table rows) to reference boxes, one to one, at box IoU >= ``iou_threshold``.
+
+    Particles touching the border are left out on both sides: predicted rows with
+    ``touches_border`` and reference boxes within ``border_tolerance`` pixels of
+    the edge (annotators skip particles cut by the edge). Matching maximises the
+    summed IoU (Hungarian, ``scipy.optimize.linear_sum_assignment``).
+
+    Returns a dict: ``tp``, ``fp``, ``fn``, ``precision``, ``recall``, ``f1``, ``mean_iou`` (of the matches) and, per match,
+    ``pred_diameters`` (equivalent diameter) and ``true_diameters`` (``sqrt(w h)``, the
+    equivalent diameter of the ellipse inscribed in the box); ``pred_all``/``true_all`` are the
+    diameters of every counted particle (for size-distribution distances).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    from temzoo.data.boxes import box_touches_border
+
+    kept = [r for r in rows if not r["touches_border"]]
+    pred = np.array([[r["bbox_x0"], r["bbox_y0"], r["bbox_x1"], r["bbox_y1"]] for r in kept], np.float64).reshape(-1, 4)
+    pred_d = np.array([r["equivalent_diameter_px"] for r in kept], np.float64)
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    boxes = boxes[~box_touches_border(boxes, shape, border_tolerance)]
+    true_d = np.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
+    iou = box_iou(pred, boxes)
+    pi, ti = linear_sum_assignment(-iou) if iou.size else (np.zeros(0, int), np.zeros(0, int))
+    good = iou[pi, ti] >= iou_threshold
+    pi, ti = pi[good], ti[good]
+    tp, fp, fn = len(pi), len(pred) - len(pi), len(boxes) - len(ti)
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall, "f1": f1,
+        "mean_iou": float(iou[pi, ti].mean()) if tp else None,
+        "pred_diameters": pred_d[pi], "true_diameters": true_d[ti], "pred_all": pred_d, "true_all": true_d,
+    }
