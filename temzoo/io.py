@@ -48,6 +48,7 @@ from temzoo.inference.formats import (  # noqa: F401  (re-exported: temzoo.io.ch
     check_pixels,
     frame_count,
     raw_frames,
+    read_pixel_size_nm,
     rsciio_plugin,
 )
 

@@ -7,11 +7,11 @@ import pytest
 import tifffile
 from click.testing import CliRunner
 
-from temzoo.analysis.files import read_pixel_size_nm as pixel_size_nm
 from temzoo.analysis.particles import COLUMNS, NM_COLUMNS, instances, particle_table
 from temzoo.analysis.scoring import compare_to_boxes
 from temzoo.data import boxes as bx
 from temzoo.errors import BadInputError
+from temzoo.io import read_pixel_size_nm as pixel_size_nm
 
 
 def disks(shape, centres, radius):

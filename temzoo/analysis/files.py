@@ -19,6 +19,7 @@ import numpy as np
 
 from temzoo.analysis.particles import COLUMNS, DEFAULTS, NM_COLUMNS, particles
 from temzoo.errors import BadInputError
+from temzoo.io import read_pixel_size_nm
 
 log = logging.getLogger(__name__)
 
@@ -28,47 +29,6 @@ SUMMARY_COLUMNS = (
     "mean_diameter_nm", "median_diameter_nm", "std_diameter_nm", "area_fraction", "scale",
 )
 SUMMARY_FILE = "particles_summary.csv"
-
-
-_UNIT_TO_NM = {"nm": 1.0, "nanometer": 1.0, "nanometre": 1.0, "um": 1e3, "µm": 1e3, "\\u00b5m": 1e3, "micron": 1e3,
-               "micrometer": 1e3, "mm": 1e6, "cm": 1e7, "m": 1e9, "a": 0.1, "å": 0.1, "angstrom": 0.1, "pm": 1e-3}
-
-
-def read_pixel_size_nm(path):
-    """The pixel size in nm that a TIFF declares (ImageJ ``unit`` with X resolution), else ``None``.
-
-    (A file reader: its place is with the others in :mod:`temzoo.io`.)
-
-    Reads the ImageJ metadata (``unit`` = nm, um/micron, A...) or, failing that,
-    the resolution tags when their unit is centimetre; other files give ``None``
-    (pass the pixel size yourself).
-    """
-    path = os.fspath(path)
-    if os.path.splitext(path)[1].lower() not in (".tif", ".tiff"):
-        return None
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            page = tif.pages[0]
-            tags = page.tags
-            if "XResolution" not in tags:
-                return None
-            num, den = tags["XResolution"].value
-            if not num or not den:
-                return None
-            per_unit = num / den  # pixels per unit
-            unit = None
-            if tif.imagej_metadata and tif.imagej_metadata.get("unit"):
-                unit = str(tif.imagej_metadata["unit"]).strip().lower()
-            elif "ResolutionUnit" in tags and int(tags["ResolutionUnit"].value) == 3:
-                unit = "cm"
-            if unit not in _UNIT_TO_NM:
-                return None
-            return _UNIT_TO_NM[unit] / per_unit
-    except Exception as exc:  # a header we cannot parse: no pixel size rather than no analysis
-        log.warning("%s: could not read a pixel size (%s)", path, exc)
-        return None
 
 
 def output_paths(input_path, out):
@@ -198,7 +158,7 @@ def analyze_files(model, inputs, out, *, pixel_size_nm=None, threshold=DEFAULTS[
 
     Args:
         model: segmentation model (pretrained name such as ``"nanoparticles"``, ``.keras`` path, Keras model).
-        pixel_size_nm: pixel size for every file; ``None`` reads it from each TIFF (:func:`read_pixel_size_nm`)
+        pixel_size_nm: pixel size for every file; ``None`` reads it from each TIFF (:func:`temzoo.io.read_pixel_size_nm`)
             and leaves the ``_nm`` columns out where a file has none.
         particle_size_nm: a rough typical particle diameter in nm (needs a pixel size): picks the scale
             factor directly instead of ``scale``.

@@ -7,6 +7,7 @@ are read page by page; colour images become grayscale (luminance) with a warning
 Every problem is a :class:`~temzoo.errors.BadInputError` naming the file.
 """
 
+import logging
 import os
 import warnings
 
@@ -284,3 +285,42 @@ def raw_frames(path, ext, max_pixels=None):
     if ext in PNG_EXTENSIONS:
         return iter([_read_png(path, max_pixels)])
     return iter(_read_rsciio(path, ext, max_pixels))
+
+
+_UNIT_TO_NM = {"nm": 1.0, "nanometer": 1.0, "nanometre": 1.0, "um": 1e3, "µm": 1e3, "\\u00b5m": 1e3, "micron": 1e3,
+               "micrometer": 1e3, "mm": 1e6, "cm": 1e7, "m": 1e9, "a": 0.1, "å": 0.1, "angstrom": 0.1, "pm": 1e-3}
+
+
+def read_pixel_size_nm(path):
+    """The pixel size in nm that a TIFF declares (ImageJ ``unit`` with X resolution), else ``None``.
+
+    Reads the ImageJ metadata (``unit`` = nm, um/micron, A...) or, failing that,
+    the resolution tags when their unit is centimetre; other files give ``None``
+    (pass the pixel size yourself).
+    """
+    path = os.fspath(path)
+    if os.path.splitext(path)[1].lower() not in (".tif", ".tiff"):
+        return None
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            tags = page.tags
+            if "XResolution" not in tags:
+                return None
+            num, den = tags["XResolution"].value
+            if not num or not den:
+                return None
+            per_unit = num / den  # pixels per unit
+            unit = None
+            if tif.imagej_metadata and tif.imagej_metadata.get("unit"):
+                unit = str(tif.imagej_metadata["unit"]).strip().lower()
+            elif "ResolutionUnit" in tags and int(tags["ResolutionUnit"].value) == 3:
+                unit = "cm"
+            if unit not in _UNIT_TO_NM:
+                return None
+            return _UNIT_TO_NM[unit] / per_unit
+    except Exception as exc:  # a header we cannot parse: no pixel size rather than no analysis
+        logging.getLogger(__name__).warning("%s: could not read a pixel size (%s)", path, exc)
+        return None
