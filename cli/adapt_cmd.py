@@ -42,7 +42,8 @@ class _StepBar:
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder (OUT/model.keras).")
 @click.option("--overwrite", is_flag=True, help="Replace a different or finished run in --out.")
 @config_options(cli_fields())
-def adapt(model_name, inputs, out, overwrite, **settings):
+@click.option("--new-head", is_flag=True, hidden=True, help="Same as --head new (the earlier spelling).")
+def adapt(model_name, inputs, out, overwrite, new_head, **settings):
     """Adapt a denoiser to noisy micrographs INPUTS, without clean references.
 
     INPUTS are TIFF or PNG files (DM3/DM4/EMD/SER/MRC with temzoo[formats]);
@@ -50,6 +51,8 @@ def adapt(model_name, inputs, out, overwrite, **settings):
     (use it with `temzoo-cli predict --model OUT/model.keras`), OUT/log.csv and
     checkpoints; re-running the same command after an interruption resumes.
     """
+    if new_head:
+        settings["head"] = "new"
     import logging
 
     from temzoo.adaptation import adapt as run

@@ -179,3 +179,24 @@ def test_cli_options_are_generated_from_the_config():
         assert options[field.name].help == field.metadata["help"], field.name
     assert tuple(options["head"].type.choices) == ("auto", "keep", "new")
     assert "``batch_size`` = ``8`` (``--batch-size``): Patches per step." in AdaptConfig.__doc__
+
+
+def test_cli_keeps_the_earlier_new_head_flag(monkeypatch, tmp_path):
+    """`--new-head` (the flag before `--head`) still means `--head new`."""
+    from click.testing import CliRunner
+
+    import temzoo.adaptation
+    from temzoo.errors import TemzooError
+    from temzoo_cli.main import cli
+
+    seen = {}
+
+    def fake_adapt(model, images, *, out, overwrite, progress=None, **settings):
+        seen.update(settings)
+        raise TemzooError("stop here")
+
+    monkeypatch.setattr(temzoo.adaptation, "adapt", fake_adapt)
+    image = tmp_path / "x.tif"
+    image.write_bytes(b"")
+    result = CliRunner().invoke(cli, ["adapt", "--new-head", "--out", str(tmp_path / "o"), str(image)])
+    assert seen.get("head") == "new", (result.output, seen)

@@ -38,6 +38,7 @@ def test_bad_and_unknown_settings_are_refused_with_the_reason():
         DEFAULTS.replace(batch_size=0)
     assert DEFAULTS.replace(steps_per_epoch=0).steps is None  # one pass over the training fraction
     assert DEFAULTS.replace(validation_images=None, test_split=None).test_split is None
+    assert DEFAULTS["epochs"] == DEFAULTS.epochs and {**DEFAULTS}["task"] == "segmentation"  # as the old dict
 
 
 def test_config_and_help_load_without_tensorflow():

@@ -67,6 +67,15 @@ class FinetuneConfig:
     def as_dict(self):
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
+    # Mapping access, as the dict ``temzoo.finetune.DEFAULTS`` was: DEFAULTS["epochs"], {**DEFAULTS}.
+    def keys(self):
+        return [f.name for f in dataclasses.fields(self)]
+
+    def __getitem__(self, name):
+        if name not in self.keys():
+            raise KeyError(name)
+        return getattr(self, name)
+
     @property
     def steps(self):
         """Steps per epoch, ``None`` for one pass over the training fraction."""
