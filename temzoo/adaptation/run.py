@@ -155,14 +155,14 @@ class _Training:
         from temzoo.adaptation.sampler import PatchSampler
         from temzoo.inference.precision import precision_copy, resolve_precision
         from temzoo.pretraining.checkpoints import CheckpointStore
-        from temzoo.zoo.pretrained import attach_card, card
+        from temzoo.zoo.pretrained import card
 
         self.config, self.out = config, out
         keras.utils.set_random_seed(config.seed)
         self.model = tasks.denoising(resolved, loss="l2", head=config.head)
         self.draft = card(self.model) or {}
         if resolve_precision(config.precision) != "float32":
-            self.model = attach_card(precision_copy(self.model, config.precision), self.draft)
+            self.model = precision_copy(self.model, config.precision)
         self.sampler = PatchSampler(frames, method, config, tasks.normalizer_of(self.draft), patch)
         self.schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=config.steps,
                                                                alpha=0.0)

@@ -106,14 +106,19 @@ def precision_copy(model, name):
 
     ``model`` itself is returned when it already uses that policy. Used to run
     or fine-tune a float32 (e.g. pretrained) model in bfloat16; the float32
-    output layers of temzoo models stay float32.
+    output layers of temzoo models stay float32. The copy carries the model's
+    card (task, normaliser, recorded fields), so it predicts and exports alike.
     """
+    from temzoo.zoo.pretrained import attach_card, card
+
     name = resolve_precision(name)
     if model_precision(model) == name:
         return model
     with policy_scope(name):
         clone = model.__class__.from_config(_without_dtype_policies(model.get_config()))
     clone.set_weights(model.get_weights())
+    if card(model):
+        attach_card(clone, card(model))
     return clone
 
 

@@ -208,11 +208,7 @@ def _with_precision(model, precision):
         return model
     copies = _precision_cache.setdefault(model, {})
     if name not in copies:
-        from temzoo.zoo.pretrained import attach_card, card
-
-        copies[name] = precision_copy(model, name)
-        if card(model):  # the copy predicts like the model: same task, normaliser, recorded fields
-            attach_card(copies[name], card(model))
+        copies[name] = precision_copy(model, name)  # with the model's card: it predicts alike
     return copies[name]
 
 
