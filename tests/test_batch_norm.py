@@ -99,3 +99,20 @@ def test_negative_recalibration_is_refused(tmp_path):
         pretrain("unet_b2_p22", _images(), "autoencoder", out=tmp_path / "r", batch_norm_recalibration_batches=-1,
                  **TINY)
     assert not (tmp_path / "r").exists()
+
+
+def test_a_traced_forward_kept_between_calls_gives_the_eager_statistics():
+    from temzoo.training.batch_norm import training_forward
+
+    rng = np.random.default_rng(1)
+    batches = [rng.normal(loc=i, scale=1 + i, size=(4, 8, 8, 1)).astype("float32") for i in range(4)]
+    eager, traced = _model(), _model()
+    traced.set_weights(eager.get_weights())
+    forward = training_forward(traced)
+    for part in (batches[:2], batches[2:]):  # two recalibrations through one traced function
+        recalibrate_batch_norm(eager, part)
+        assert recalibrate_batch_norm(traced, part, forward) == 2
+        for a, b in zip(eager.get_weights(), traced.get_weights(), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert traced.get_layer("bn").momentum == 0.99
+    assert len(forward.get_concrete_function(batches[0]).graph.get_operations()) > 0  # it is a graph

@@ -82,9 +82,12 @@ def test_unknown_task_or_schedule_is_refused_before_anything_loads():
                          batch_size=2, patch_size=32, learning_rate=1e-3, schedule="linear")
 
 
-def test_fit_traces_the_training_step_once(tiny):
+def test_fit_traces_the_training_step_once_with_the_fused_kernel(tiny):
     """Optimizer slots are built before the first step; otherwise tf.function creates them while
-    tracing and traces the step twice (HRNet: about a minute of README's quick start)."""
+    tracing and traces the step twice (HRNet: about a minute of README's quick start). Trained
+    BatchNormalization goes through FusedBatchNormV3 (fewer ops to trace and run)."""
+    import tensorflow as tf
+
     data_dir, config = tiny
     run = pipeline.prepare("unet_b2_p22", "synthetic_tem/au_np", "segmentation", train_fraction=0.5, epochs=1,
                            batch_size=4, patch_size=32, learning_rate=1e-3, data_dir=data_dir, dataset_config=config,
@@ -93,13 +96,19 @@ def test_fit_traces_the_training_step_once(tiny):
     train_step = run.task_model.train_step
 
     def counted(data):
-        traces.append(1)  # Python runs only while tf.function traces
-        return train_step(data)
+        outputs = train_step(data)
+        ops = {op.type for op in tf.compat.v1.get_default_graph().get_operations()}
+        traces.append("FusedBatchNormV3" in ops)  # Python runs only while tf.function traces
+        return outputs
 
     run.task_model.train_step = counted
     history = pipeline.fit(run, epochs=2, learning_rate=1e-3)
     assert len(history["loss"]) == 2
-    assert len(traces) == 1
+    assert traces == [True]
+    from temzoo.training.fused_batch_norm import batch_norm_layers
+
+    layers = batch_norm_layers([run.task_model])
+    assert layers and not any("call" in vars(layer) for layer in layers)  # the Keras layers again after fit
 
 
 def test_finetune_trains_in_bfloat16_and_exports_float32(tiny, tmp_path):

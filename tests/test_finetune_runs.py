@@ -111,3 +111,47 @@ def test_precise_batch_norm_before_validation_uses_the_current_weights_statistic
     expected = np.mean([np.asarray(conv(b)).mean(axis=(0, 1, 2)) for b in batches[3:5]], axis=0)
     assert callback.batches_used == 2
     np.testing.assert_allclose(np.asarray(bn.moving_mean), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_the_exported_model_is_the_best_epochs_and_is_written_once(tmp_path, monkeypatch):
+    import keras
+    import numpy as np
+
+    from temzoo import tasks
+    from temzoo.training.callbacks import BestModelExporter
+
+    inputs = keras.Input((4, 4, 1))
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 1, name="conv")(inputs))
+    written = []
+    monkeypatch.setattr(tasks, "save", lambda m, path, **fields: written.append((m.get_weights(), path, fields)))
+    exporter = BestModelExporter(str(tmp_path / "model.keras"), "val_loss", {"seed": 3})
+    exporter.set_model(model)
+    kernels = {}
+    for epoch, loss in enumerate([1.0, 0.5, 0.8]):  # epoch 2 (index 1) is the best
+        model.get_layer("conv").kernel.assign(np.full((1, 1, 1, 1), float(epoch + 1), "float32"))
+        kernels[epoch] = model.get_weights()
+        exporter.on_epoch_end(epoch, {"loss": 0.1, "val_loss": loss, "val_iou": 1 - loss})
+    assert written == []  # nothing written while training
+    exporter.on_train_end()
+    assert len(written) == 1
+    weights, path, fields = written[0]
+    for got, want in zip(weights, kernels[1], strict=True):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(model.get_weights(), kernels[1], strict=True):  # the model is left at its best
+        np.testing.assert_array_equal(got, want)
+    assert path.endswith("model.keras") and fields["epoch"] == 2 and fields["seed"] == 3
+    assert fields["metrics"] == {"validation": {"loss": 0.5, "iou": 0.5}}
+    assert exporter.best_epoch == 2
+
+
+def test_no_export_without_a_finished_epoch(tmp_path, monkeypatch):
+    import keras
+
+    from temzoo import tasks
+    from temzoo.training.callbacks import BestModelExporter
+
+    monkeypatch.setattr(tasks, "save", lambda *a, **k: pytest.fail("nothing should be written"))
+    exporter = BestModelExporter(str(tmp_path / "model.keras"), "val_loss", {})
+    exporter.set_model(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+    exporter.on_epoch_end(0, {"val_loss": float("nan")})
+    exporter.on_train_end()

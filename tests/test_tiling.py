@@ -229,3 +229,19 @@ def test_the_budget_leaves_room_for_the_image_itself(monkeypatch):
     assert tiling.memory_budget(8 << 30) == tiling.MIN_BUDGET_BYTES
     Memory.available = 1 << 30
     assert tiling.memory_budget() == min(512 << 20, tiling.MAX_BUDGET_BYTES)  # half of what is available
+
+
+def test_the_receptive_field_is_analysed_once_per_model(monkeypatch):
+    import importlib
+
+    rf = importlib.import_module("temzoo.receptive_field")  # the module; temzoo.receptive_field is a function
+    keras.utils.set_random_seed(1)
+    model = temzoo.build("unet_b3_p224", base_filters=2)
+    calls = []
+    real = rf.receptive_field
+    monkeypatch.setattr(rf, "receptive_field", lambda m: calls.append(m) or real(m))
+    image = np.random.default_rng(1).random((64, 64)).astype("float32")
+    first = temzoo.predict(model, image)
+    for _ in range(3):
+        np.testing.assert_array_equal(temzoo.predict(model, image), first)
+    assert calls == [model]  # an evaluation predicts every image of a split: analysed once, not per image

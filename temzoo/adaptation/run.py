@@ -218,10 +218,10 @@ class _Training:
 
         recalibrated = 0
         if self.draft.get("batch_norm") == "train" and self.config.recalibration_batches:
-            from temzoo.training.batch_norm import recalibrate_batch_norm
+            from temzoo.training.batch_norm import recalibrate_batch_norm, training_forward
 
             batches = (self.sampler.plain(i) for i in range(self.config.recalibration_batches))
-            recalibrated = recalibrate_batch_norm(self.model, batches)
+            recalibrated = recalibrate_batch_norm(self.model, batches, training_forward(self.model))
         tail = losses[-max(1, len(losses) // 10):] if losses else []
         final_loss = float(np.mean(tail)) if tail else float("nan")
         self.store.save(self.config.steps, {"loss": final_loss})

@@ -19,13 +19,29 @@ def batch_norm_layers(model):
             if isinstance(layer, keras.layers.BatchNormalization)]
 
 
-def recalibrate_batch_norm(model, batches):
+def training_forward(model):
+    """``model(x, training=True)`` as one traced graph, for :func:`recalibrate_batch_norm`.
+
+    Eagerly, a forward pass runs layer by layer from Python: HRNet's takes 0.9 s for a
+    batch of 8 x 128 px, traced 0.25 s after a 3.5 s trace (measured on 2 cores). Worth it
+    when the function is kept for more than a few batches (a fine-tuning run's precise BN
+    before every validation, the 50 batches of a pretraining export). Traced while the
+    layers' momentum is 0, as :func:`recalibrate_batch_norm` sets it; call it only there.
+    """
+    import tensorflow as tf
+
+    return tf.function(lambda batch: model(batch, training=True), reduce_retracing=True)
+
+
+def recalibrate_batch_norm(model, batches, forward=None):
     """Set the moving statistics of ``model``'s BatchNormalization layers to the mean of
     their per-batch statistics over ``batches`` (an iterable of input arrays or tensors).
 
     Only the moving means and variances change; weights and the layers' momentum are
     left as they were. Returns the number of batches used (0 when the model has no
-    BatchNormalization layer, in which case ``batches`` is not read).
+    BatchNormalization layer, in which case ``batches`` is not read). ``forward``: the
+    training-mode call to use, e.g. a :func:`training_forward` kept between calls
+    (default: ``model(batch, training=True)``, eagerly).
     """
     layers = batch_norm_layers(model)
     if not layers:
@@ -39,7 +55,10 @@ def recalibrate_batch_norm(model, batches):
         for layer in layers:
             layer.momentum = 0.0  # moving statistic := this batch's statistic
         for batch in batches:
-            model(batch, training=True)
+            if forward is None:
+                model(batch, training=True)
+            else:
+                forward(batch)
             for total, layer in zip(sums, layers, strict=True):
                 total[0] += keras.ops.convert_to_numpy(layer.moving_mean)
                 total[1] += keras.ops.convert_to_numpy(layer.moving_variance)

@@ -1,6 +1,6 @@
 """The Keras callbacks of a fine-tuning run (:mod:`temzoo.training.pipeline`).
 
-* :class:`BestModelExporter`: export the model, with its card, at every new best validation loss;
+* :class:`BestModelExporter`: export the model, with its card, of the epoch with the best validation loss;
 * :class:`StopOnNonFiniteLoss`: stop with :class:`temzoo.errors.TrainingDivergedError` on a NaN loss;
 * :class:`StepProgress`: a progress line (``logging`` INFO) every few seconds and per epoch;
 * :class:`PreciseBatchNorm`: BatchNormalization statistics of the current weights before each validation;
@@ -20,7 +20,14 @@ logger = logging.getLogger(__name__)
 
 
 class BestModelExporter(keras.callbacks.Callback):
-    """Export the model (atomically, with its card) whenever ``monitor`` reaches a new minimum."""
+    """Export the model (atomically, with its card) as it was when ``monitor`` reached its minimum.
+
+    The best epoch's weights (BatchNormalization statistics included) are kept in memory and
+    written once, when training ends; the model is left holding them, as Keras'
+    ``EarlyStopping(restore_best_weights=True)`` leaves it. Writing a model at every
+    improvement cost HRNet a second each, for a file no one sees before the run is complete
+    (:func:`temzoo.training.run_folder.write_run` builds a run in a staging folder).
+    """
 
     def __init__(self, path, monitor, card_fields):
         super().__init__()
@@ -28,19 +35,27 @@ class BestModelExporter(keras.callbacks.Callback):
         self.best = math.inf
         self.best_epoch = None
         self.best_logs = {}
+        self.best_weights = None
 
     def on_epoch_end(self, epoch, logs=None):
-        from temzoo.tasks import save
-
         logs = dict(logs or {})
         value = logs.get(self.monitor)
         if value is None:
             raise BadInputError(f"cannot select the best model: no {self.monitor!r} in the logs ({sorted(logs)}).")
         if value < self.best:
             self.best, self.best_epoch, self.best_logs = float(value), epoch + 1, logs
-            metrics = {k[4:]: float(v) for k, v in logs.items() if k.startswith("val_")}
-            save(self.model, self.path, **self.card_fields, epoch=epoch + 1, metrics={"validation": metrics})
-            logger.info("epoch %d: %s improved to %.4f; kept this model", epoch + 1, self.monitor, value)
+            self.best_weights = self.model.get_weights()
+            logger.info("epoch %d: %s improved to %.4f; keeping this model", epoch + 1, self.monitor, value)
+
+    def on_train_end(self, logs=None):
+        from temzoo.tasks import save
+
+        if self.best_weights is None:
+            return  # no epoch finished with a finite validation loss: nothing to export
+        self.model.set_weights(self.best_weights)
+        metrics = {k[4:]: float(v) for k, v in self.best_logs.items() if k.startswith("val_")}
+        save(self.model, self.path, **self.card_fields, epoch=self.best_epoch, metrics={"validation": metrics})
+        logger.info("exported the model of epoch %d (%s %.4f)", self.best_epoch, self.monitor, self.best)
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
@@ -130,14 +145,16 @@ class PreciseBatchNorm(keras.callbacks.Callback):
         self.inputs, self.count = inputs, int(count)
         self.batches_used = 0
         self._iterator = None
+        self._forward = None
 
     def on_test_begin(self, logs=None):
-        from temzoo.training.batch_norm import recalibrate_batch_norm
+        from temzoo.training.batch_norm import recalibrate_batch_norm, training_forward
 
         if self._iterator is None:
             self._iterator = iter(self.inputs)
+            self._forward = training_forward(self.model)  # traced once, reused at every validation
         batches = itertools.islice(self._iterator, self.count)
-        self.batches_used = recalibrate_batch_norm(self.model, batches)
+        self.batches_used = recalibrate_batch_norm(self.model, batches, self._forward)
 
 
 class EpochClock(keras.callbacks.Callback):

@@ -231,9 +231,12 @@ def fit(prepared, *, epochs, learning_rate, callbacks=(), batch_norm_batches=0, 
     moving statistics from this many training batches (precise BN, see
     :class:`temzoo.training.callbacks.PreciseBatchNorm`; 0: keep the moving averages).
     A NaN or infinite loss stops training with :class:`TrainingDivergedError`
-    (its message names ``learning_rate``).
+    (its message names ``learning_rate``). BatchNormalization layers that train do so
+    through TensorFlow's fused kernel (:mod:`temzoo.training.fused_batch_norm`: the
+    same statistics; HRNet's training step traces in 15-20 s instead of 23-24 s).
     """
     from temzoo.training.callbacks import PreciseBatchNorm, StopOnNonFiniteLoss
+    from temzoo.training.fused_batch_norm import fused_batch_norm
 
     first = [StopOnNonFiniteLoss(learning_rate)]
     model = prepared.task_model
@@ -243,8 +246,9 @@ def fit(prepared, *, epochs, learning_rate, callbacks=(), batch_norm_batches=0, 
     model.optimizer.build(model.trainable_variables)
     if batch_norm_batches:
         first.insert(0, PreciseBatchNorm(prepared.train_pairs.map(_inputs_only), batch_norm_batches))
-    history = model.fit(
-        prepared.train_pairs, epochs=epochs, steps_per_epoch=prepared.steps_per_epoch,
-        validation_data=prepared.val_pairs, callbacks=first + list(callbacks), verbose=verbose, shuffle=False,
-    )
+    with fused_batch_norm([model]):  # the steps are traced inside fit
+        history = model.fit(
+            prepared.train_pairs, epochs=epochs, steps_per_epoch=prepared.steps_per_epoch,
+            validation_data=prepared.val_pairs, callbacks=first + list(callbacks), verbose=verbose, shuffle=False,
+        )
     return {k: [float(v) for v in values] for k, values in history.history.items()}
