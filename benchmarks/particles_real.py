@@ -66,15 +66,18 @@ def folds_of(names, k, seed):
     return [sorted(names[i] for i in part) for part in np.array_split(order, k)]
 
 
-def score_image(foreground, boxes, post, factor=1):
-    from temzoo.analysis.particles import instances, particle_table
+def score_image(maps, boxes, post, factor=1):
+    """Score the particles of ``maps`` (H x W x K, :func:`temzoo.analysis.scale.particle_maps`) as
+    temzoo.particles finds them at ``factor`` (``post`` in the model's pixels) against ``boxes``."""
+    from temzoo.analysis.particles import instances, particle_table, scaled_post
     from temzoo.analysis.scoring import compare_to_boxes
 
-    post = dict(post)
-    if post.get("split_depth") is not None:
-        post["split_depth"] = post["split_depth"] * max(factor, 1)  # as temzoo.particles does
-    labels = instances(foreground, **post)
-    return compare_to_boxes(particle_table(labels), boxes, foreground.shape)
+    maps = maps if maps.ndim == 3 else maps[..., None]
+    core = maps[..., 1] if maps.shape[-1] > 1 and post.get("core", True) else None
+    labels = instances(maps[..., 0], core=core, **scaled_post(factor, threshold=post["threshold"],
+                                                               min_area=post["min_area"],
+                                                               split_depth=post["split_depth"]))
+    return compare_to_boxes(particle_table(labels), boxes, maps.shape[:2])
 
 
 def cache_factors(shape):
@@ -95,9 +98,14 @@ def pick_factor(rule, maps, example, target, post, measured=None):
         return scale_for(example["boxes"], target)
     if rule.startswith("auto"):  # auto, auto-count: measured size; auto-target: the target size
         size = measured if rule != "auto-target" and measured else target
-        return auto_factor(maps.__getitem__, example["image"].shape, size, threshold=post["threshold"],
+        return auto_factor(lambda f: _channel0(maps[f]), example["image"].shape, size, threshold=post["threshold"],
+                           min_area=post["min_area"],
                            rule="count" if rule == "auto-count" else "fit")
     return float(rule)
+
+
+def _channel0(maps):
+    return maps if maps.ndim == 2 else maps[..., 0]
 
 
 def aggregate(per_image):
@@ -125,7 +133,7 @@ def aggregate(per_image):
 def cached_foreground(cache, key, examples, train_fn, train_examples=(), target=None):
     """Foreground probabilities of ``examples`` at every factor of :func:`cache_factors`, from the model
     ``train_fn()`` trains; cached as ``CACHE/KEY/NAME.npz`` (uint8) with the training info."""
-    from temzoo.analysis.scale import foreground_at_scale
+    from temzoo.analysis.scale import maps_at_scale
 
     folder = os.path.join(cache, key)
     paths = {e["name"]: os.path.join(folder, e["name"] + ".npz") for e in examples}
@@ -153,7 +161,7 @@ def cached_foreground(cache, key, examples, train_fn, train_examples=(), target=
                 continue
             maps = {}
             for factor in cache_factors(e["image"].shape):
-                foreground_at_scale(model, e["image"], scale=factor, keep=maps)
+                maps_at_scale(model, e["image"], scale=factor, keep=maps)
             np.savez_compressed(paths[e["name"]], **{f"{f:.4f}": np.round(fg * 255).astype(np.uint8)
                                                       for f, fg in maps.items()})
             print(f"  {e['name']}: cached {len(maps)} scales", flush=True)
@@ -190,6 +198,13 @@ def parse_args(argv=None):
                         help="how the prediction scale is chosen, repeatable: auto (temzoo.particles' rule, default), "
                              "boxes (from the annotated median box size: an oracle, for diagnosis) or a factor")
     parser.add_argument("--mask-kind", default="ellipse", choices=("ellipse", "refined"))
+    parser.add_argument("--classes", type=int, default=3, choices=(2, 3),
+                        help="2: background / particle; 3: background / boundary / core (cores mark the particles)")
+    parser.add_argument("--invert", type=float, default=0.5, help="probability of an inverted training crop")
+    parser.add_argument("--min-area", type=float, action="append", default=None,
+                        help="smallest particle area in the model's pixels (repeatable; default that of temzoo.particles)")
+    parser.add_argument("--no-core", action="store_true",
+                        help="also score three-class models without their core markers (distance watershed)")
     parser.add_argument("--variants", default="pretrained,random,synthetic_only")
     parser.add_argument("--split-depth", type=float, action="append", default=None,
                         help="watershed split depth(s) in px to score (repeatable; default 2)")
@@ -261,9 +276,9 @@ def score_runs(runs, rules, posts, by_name, target, seen_note, rows, per_image_a
     """Score every run under every scale rule and post-processing into ``rows`` and ``per_image_all``."""
     from temzoo.analysis.box_training import median_box_size, scale_for
 
-    depths = sorted({post["split_depth"] for post in posts.values()}, key=str)
-    for variant, parts, rule, (depth, post) in [(v, p, r, d) for v, p in runs.items() for r in rules
-                                                for d in posts.items()]:
+    varying = [i for i, name in enumerate(("split", "min area", "core")) if len({key[i] for key in posts}) > 1]
+    for variant, parts, rule, (key, post) in [(v, p, r, d) for v, p in runs.items() for r in rules
+                                              for d in posts.items()]:
         per_image = []
         for test, fgs, measured in parts:
             for n in test:
@@ -275,8 +290,8 @@ def score_runs(runs, rules, posts, by_name, target, seen_note, rows, per_image_a
                          box_median_px=median_box_size(by_name[n]["boxes"]),
                          pred_median_px=float(np.median(s["pred_all"])) if len(s["pred_all"]) else None)
                 per_image.append(s)
-        label = variant + ("" if rule == "auto" else f" (scale={rule})") + (
-            "" if len(depths) == 1 else f" (split {depth:g})")
+        label = variant + ("" if rule == "auto" else f" (scale={rule})") + "".join(
+            f" ({('split', 'min area', 'core')[i]} {key[i]})" for i in varying)
         row = {"variant": label, **aggregate(per_image), "evaluation": seen_note[variant]}
         rows[label] = row
         per_image_all[label] = [
@@ -303,13 +318,19 @@ def main(argv=None):
     examples = load_box_folder(opts.data)
     by_name = {e["name"]: e for e in examples}
     names = sorted(by_name)
-    depths = opts.split_depth or [2.0]
-    posts = {d: {"threshold": opts.threshold, "split_depth": d} for d in depths}
+    from temzoo.analysis.particles import DEFAULTS as POST
+
+    depths = opts.split_depth or [POST["split_depth"]]
+    areas = opts.min_area or [POST["min_area"]]
+    posts = {(d, a, c): {"threshold": opts.threshold, "split_depth": d, "min_area": a, "core": c}
+             for d in depths for a in areas for c in ((True, False) if opts.no_core else (True,))}
     rules = opts.scale_rule or ["auto"]
     common = dict(steps=opts.steps, batch_size=opts.batch_size, patch_size=opts.patch_size, seed=opts.seed,
                   mask_kind=opts.mask_kind, data_dir=opts.data_dir, target_particle_px=opts.target_particle_px or None,
-                  scale_jitter=opts.scale_jitter)
+                  scale_jitter=opts.scale_jitter, classes=opts.classes, invert=opts.invert)
     tag = f"_s{opts.steps}_p{opts.patch_size}_t{opts.target_particle_px:g}_j{opts.scale_jitter:g}"
+    if (opts.classes, opts.invert) != (2, 0):  # the keys of the models trained before these options kept
+        tag += f"_c{opts.classes}_i{opts.invert:g}"
     # previous rows of other variants/labels are kept, so variants can run in separate calls
     results = json.load(open(opts.json)) if os.path.exists(opts.json) else {}
     rows, per_image_all, trainings = results.get("rows", {}), results.get("per_image", {}), results.get("trainings", {})
