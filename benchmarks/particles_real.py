@@ -18,8 +18,13 @@ for every variant) and evaluated on the fold's images, never seen in training:
 * ``synthetic_only``: ``unet_pretrained`` on synthetic_tem/au_np only (no real labels),
   trained once and evaluated on all images.
 
+``--classes 3`` (default) trains the background / boundary / core target and
+finds particles from the cores (``--no-core`` also scores them by the distance
+watershed); ``--classes 2 --invert 0`` is the recipe before these options.
+
 Scores (:func:`temzoo.analysis.scoring.compare_to_boxes`): particles from
-:func:`temzoo.analysis.particles.instances` (threshold 0.5, watershed split) matched
+:func:`temzoo.analysis.particles.instances` (threshold 0.5, ``--min-area`` in the
+model's pixels, core markers or distance-watershed split) matched
 one-to-one to the boxes at box IoU >= 0.5, border-touching particles excluded on
 both sides; precision, recall and F1 pooled over all test particles (and F1 per
 image); median relative error of the equivalent diameter of matched particles
