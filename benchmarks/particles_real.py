@@ -18,9 +18,10 @@ for every variant) and evaluated on the fold's images, never seen in training:
 * ``synthetic_only``: ``unet_pretrained`` on synthetic_tem/au_np only (no real labels),
   trained once and evaluated on all images.
 
-``--classes 3`` (default) trains the background / boundary / core target and
-finds particles from the cores (``--no-core`` also scores them by the distance
-watershed); ``--classes 2 --invert 0`` is the recipe before these options.
+``--classes 3`` trains the background / boundary / core target and finds
+particles from the cores (``--no-core`` also scores them by the distance
+watershed); ``--invert P`` reverses a training crop's intensities with
+probability P; the defaults (2 classes, no inversion) are the shipped recipe.
 
 Scores (:func:`temzoo.analysis.scoring.compare_to_boxes`): particles from
 :func:`temzoo.analysis.particles.instances` (threshold 0.5, ``--min-area`` in the
@@ -203,9 +204,11 @@ def parse_args(argv=None):
                         help="how the prediction scale is chosen, repeatable: auto (temzoo.particles' rule, default), "
                              "boxes (from the annotated median box size: an oracle, for diagnosis) or a factor")
     parser.add_argument("--mask-kind", default="ellipse", choices=("ellipse", "refined"))
-    parser.add_argument("--classes", type=int, default=3, choices=(2, 3),
+    from temzoo.analysis.box_training import DEFAULTS as TRAIN
+
+    parser.add_argument("--classes", type=int, default=TRAIN["classes"], choices=(2, 3),
                         help="2: background / particle; 3: background / boundary / core (cores mark the particles)")
-    parser.add_argument("--invert", type=float, default=0.5, help="probability of an inverted training crop")
+    parser.add_argument("--invert", type=float, default=TRAIN["invert"], help="probability of an inverted training crop")
     parser.add_argument("--min-area", type=float, action="append", default=None,
                         help="smallest particle area in the model's pixels (repeatable; default that of temzoo.particles)")
     parser.add_argument("--no-core", action="store_true",

@@ -113,7 +113,7 @@ def test_a_three_class_model_from_boxes_gives_particles_through_its_cores():
     boxes = np.array([[cx - 7, cy - 7, cx + 8, cy + 8] for cy, cx in centres], float)
     model, info = train_on_boxes(temzoo.build("unet_b2_p22", base_filters=4), [{"name": "a", "image": image,
                                  "boxes": boxes}], steps=2, batch_size=2, patch_size=32, synthetic=None,
-                                 target_particle_px=15.0, scale_jitter=1.0, classes=3, log_every=0)
+                                 target_particle_px=15.0, scale_jitter=1.0, classes=3, invert=0.5, log_every=0)
     assert model.output_shape[-1] == 3
     assert info["classes"] == ["background", "boundary", "core"] and info["invert"] == 0.5
     result = temzoo.particles(model, image, scale=1.0, threshold=0.5)
