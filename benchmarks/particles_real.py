@@ -219,6 +219,8 @@ def parse_args(argv=None):
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--model", default=None, help="score a trained model (name or .keras) on every image instead")
     parser.add_argument("--label", default=None, help="row label for --model")
+    parser.add_argument("--only-folds", default=None,
+                        help="comma list of the folds to run (1-based), e.g. 1: a quicker partial result (labelled so)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None, help="TFDS data dir for synthetic_tem/au_np")
     parser.add_argument("--cache", default=os.path.join(ROOT, "runs", "particles_real"))
@@ -232,6 +234,7 @@ def parse_args(argv=None):
 def train_runs(opts, examples, by_name, names, common, tag, trainings):
     """Train (or load from the cache) the models of ``opts.variants`` (or ``--model``); return their
     ``{label: [(test names, foregrounds per name and factor, measured particle size)]}`` and a note per label."""
+    from temzoo.analysis.box_training import DEFAULTS as TRAIN
     from temzoo.analysis.box_training import train_on_boxes
 
     if opts.model:
@@ -248,24 +251,31 @@ def train_runs(opts, examples, by_name, names, common, tag, trainings):
         seen_note = {label: "a trained model, scored on every image (seen in training if it was trained on them)"}
     else:
         folds = folds_of(names, opts.folds, opts.seed)
+        only = sorted(int(k) for k in opts.only_folds.split(",")) if opts.only_folds else range(1, opts.folds + 1)
+        recipe = "" if (opts.classes, opts.invert) == (TRAIN["classes"], TRAIN["invert"]) else (
+            f" [{opts.classes} classes, invert {opts.invert:g}]")
+        part = "" if opts.only_folds is None else f" [fold {opts.only_folds} of {opts.folds}]"
         runs, seen_note = {}, {}
-        for variant in opts.variants.split(","):
-            spec = VARIANTS[variant]
+        for name in opts.variants.split(","):
+            spec = VARIANTS[name]
+            variant = name + recipe + ("" if spec.get("synthetic_only") else part)
             runs[variant] = []
             if spec.get("synthetic_only"):
                 def train(spec=spec):
                     return train_on_boxes(spec["backbone"], [], synthetic_fraction=1.0, **common)
-                key = f"{variant}{tag}"
+                key = f"{name}{tag}"
                 fgs, info = cached_foreground(opts.cache, key, examples, train)
                 trainings[key] = info
                 runs[variant].append((names, fgs, info.get("measured_particle_px")))
                 seen_note[variant] = "no real image in training; scored on all images"
                 continue
             for k, test in enumerate(folds):
+                if k + 1 not in only:
+                    continue
                 pool = [n for n in names if n not in test]
                 rng = np.random.default_rng(opts.seed + k)
                 train_names = sorted(rng.choice(pool, size=min(opts.train_images, len(pool)), replace=False))
-                key = f"{variant}_f{k}of{opts.folds}_n{opts.train_images}_sf{opts.synthetic_fraction:g}_{opts.mask_kind}{tag}"
+                key = f"{name}_f{k}of{opts.folds}_n{opts.train_images}_sf{opts.synthetic_fraction:g}_{opts.mask_kind}{tag}"
 
                 def train(spec=spec, train_names=train_names):
                     return train_on_boxes(spec["backbone"], [by_name[n] for n in train_names],
@@ -275,7 +285,8 @@ def train_runs(opts, examples, by_name, names, common, tag, trainings):
                                               [by_name[n] for n in train_names], common["target_particle_px"])
                 trainings[key] = info
                 runs[variant].append((test, fgs, info.get("measured_particle_px")))
-            seen_note[variant] = f"{opts.folds}-fold leave-images-out; each model trained on <= {opts.train_images} images"
+            seen_note[variant] = (f"{opts.folds}-fold leave-images-out{part}; each model trained on <= "
+                                  f"{opts.train_images} images")
 
     return runs, seen_note
 
