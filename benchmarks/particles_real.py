@@ -18,8 +18,14 @@ for every variant) and evaluated on the fold's images, never seen in training:
 * ``synthetic_only``: ``unet_pretrained`` on synthetic_tem/au_np only (no real labels),
   trained once and evaluated on all images.
 
+``--classes 3`` trains the background / boundary / core target and finds
+particles from the cores (``--no-core`` also scores them by the distance
+watershed); ``--invert P`` reverses a training crop's intensities with
+probability P; the defaults (2 classes, no inversion) are the shipped recipe.
+
 Scores (:func:`temzoo.analysis.scoring.compare_to_boxes`): particles from
-:func:`temzoo.analysis.particles.instances` (threshold 0.5, watershed split) matched
+:func:`temzoo.analysis.particles.instances` (threshold 0.5, ``--min-area`` in the
+model's pixels, core markers or distance-watershed split) matched
 one-to-one to the boxes at box IoU >= 0.5, border-touching particles excluded on
 both sides; precision, recall and F1 pooled over all test particles (and F1 per
 image); median relative error of the equivalent diameter of matched particles
@@ -66,15 +72,18 @@ def folds_of(names, k, seed):
     return [sorted(names[i] for i in part) for part in np.array_split(order, k)]
 
 
-def score_image(foreground, boxes, post, factor=1):
-    from temzoo.analysis.particles import instances, particle_table
+def score_image(maps, boxes, post, factor=1):
+    """Score the particles of ``maps`` (H x W x K, :func:`temzoo.analysis.scale.particle_maps`) as
+    temzoo.particles finds them at ``factor`` (``post`` in the model's pixels) against ``boxes``."""
+    from temzoo.analysis.particles import instances, particle_table, scaled_post
     from temzoo.analysis.scoring import compare_to_boxes
 
-    post = dict(post)
-    if post.get("split_depth") is not None:
-        post["split_depth"] = post["split_depth"] * max(factor, 1)  # as temzoo.particles does
-    labels = instances(foreground, **post)
-    return compare_to_boxes(particle_table(labels), boxes, foreground.shape)
+    maps = maps if maps.ndim == 3 else maps[..., None]
+    core = maps[..., 1] if maps.shape[-1] > 1 and post.get("core", True) else None
+    labels = instances(maps[..., 0], core=core, **scaled_post(factor, threshold=post["threshold"],
+                                                               min_area=post["min_area"],
+                                                               split_depth=post["split_depth"]))
+    return compare_to_boxes(particle_table(labels), boxes, maps.shape[:2])
 
 
 def cache_factors(shape):
@@ -95,9 +104,14 @@ def pick_factor(rule, maps, example, target, post, measured=None):
         return scale_for(example["boxes"], target)
     if rule.startswith("auto"):  # auto, auto-count: measured size; auto-target: the target size
         size = measured if rule != "auto-target" and measured else target
-        return auto_factor(maps.__getitem__, example["image"].shape, size, threshold=post["threshold"],
+        return auto_factor(lambda f: _channel0(maps[f]), example["image"].shape, size, threshold=post["threshold"],
+                           min_area=post["min_area"],
                            rule="count" if rule == "auto-count" else "fit")
     return float(rule)
+
+
+def _channel0(maps):
+    return maps if maps.ndim == 2 else maps[..., 0]
 
 
 def aggregate(per_image):
@@ -125,7 +139,7 @@ def aggregate(per_image):
 def cached_foreground(cache, key, examples, train_fn, train_examples=(), target=None):
     """Foreground probabilities of ``examples`` at every factor of :func:`cache_factors`, from the model
     ``train_fn()`` trains; cached as ``CACHE/KEY/NAME.npz`` (uint8) with the training info."""
-    from temzoo.analysis.scale import foreground_at_scale
+    from temzoo.analysis.scale import maps_at_scale
 
     folder = os.path.join(cache, key)
     paths = {e["name"]: os.path.join(folder, e["name"] + ".npz") for e in examples}
@@ -153,7 +167,7 @@ def cached_foreground(cache, key, examples, train_fn, train_examples=(), target=
                 continue
             maps = {}
             for factor in cache_factors(e["image"].shape):
-                foreground_at_scale(model, e["image"], scale=factor, keep=maps)
+                maps_at_scale(model, e["image"], scale=factor, keep=maps)
             np.savez_compressed(paths[e["name"]], **{f"{f:.4f}": np.round(fg * 255).astype(np.uint8)
                                                       for f, fg in maps.items()})
             print(f"  {e['name']}: cached {len(maps)} scales", flush=True)
@@ -190,12 +204,23 @@ def parse_args(argv=None):
                         help="how the prediction scale is chosen, repeatable: auto (temzoo.particles' rule, default), "
                              "boxes (from the annotated median box size: an oracle, for diagnosis) or a factor")
     parser.add_argument("--mask-kind", default="ellipse", choices=("ellipse", "refined"))
+    from temzoo.analysis.box_training import DEFAULTS as TRAIN
+
+    parser.add_argument("--classes", type=int, default=TRAIN["classes"], choices=(2, 3),
+                        help="2: background / particle; 3: background / boundary / core (cores mark the particles)")
+    parser.add_argument("--invert", type=float, default=TRAIN["invert"], help="probability of an inverted training crop")
+    parser.add_argument("--min-area", type=float, action="append", default=None,
+                        help="smallest particle area in the model's pixels (repeatable; default that of temzoo.particles)")
+    parser.add_argument("--no-core", action="store_true",
+                        help="also score three-class models without their core markers (distance watershed)")
     parser.add_argument("--variants", default="pretrained,random,synthetic_only")
     parser.add_argument("--split-depth", type=float, action="append", default=None,
                         help="watershed split depth(s) in px to score (repeatable; default 2)")
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--model", default=None, help="score a trained model (name or .keras) on every image instead")
     parser.add_argument("--label", default=None, help="row label for --model")
+    parser.add_argument("--only-folds", default=None,
+                        help="comma list of the folds to run (1-based), e.g. 1: a quicker partial result (labelled so)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None, help="TFDS data dir for synthetic_tem/au_np")
     parser.add_argument("--cache", default=os.path.join(ROOT, "runs", "particles_real"))
@@ -209,6 +234,7 @@ def parse_args(argv=None):
 def train_runs(opts, examples, by_name, names, common, tag, trainings):
     """Train (or load from the cache) the models of ``opts.variants`` (or ``--model``); return their
     ``{label: [(test names, foregrounds per name and factor, measured particle size)]}`` and a note per label."""
+    from temzoo.analysis.box_training import DEFAULTS as TRAIN
     from temzoo.analysis.box_training import train_on_boxes
 
     if opts.model:
@@ -225,24 +251,31 @@ def train_runs(opts, examples, by_name, names, common, tag, trainings):
         seen_note = {label: "a trained model, scored on every image (seen in training if it was trained on them)"}
     else:
         folds = folds_of(names, opts.folds, opts.seed)
+        only = sorted(int(k) for k in opts.only_folds.split(",")) if opts.only_folds else range(1, opts.folds + 1)
+        recipe = "" if (opts.classes, opts.invert) == (TRAIN["classes"], TRAIN["invert"]) else (
+            f" [{opts.classes} classes, invert {opts.invert:g}]")
+        part = "" if opts.only_folds is None else f" [fold {opts.only_folds} of {opts.folds}]"
         runs, seen_note = {}, {}
-        for variant in opts.variants.split(","):
-            spec = VARIANTS[variant]
+        for name in opts.variants.split(","):
+            spec = VARIANTS[name]
+            variant = name + recipe + ("" if spec.get("synthetic_only") else part)
             runs[variant] = []
             if spec.get("synthetic_only"):
                 def train(spec=spec):
                     return train_on_boxes(spec["backbone"], [], synthetic_fraction=1.0, **common)
-                key = f"{variant}{tag}"
+                key = f"{name}{tag}"
                 fgs, info = cached_foreground(opts.cache, key, examples, train)
                 trainings[key] = info
                 runs[variant].append((names, fgs, info.get("measured_particle_px")))
                 seen_note[variant] = "no real image in training; scored on all images"
                 continue
             for k, test in enumerate(folds):
+                if k + 1 not in only:
+                    continue
                 pool = [n for n in names if n not in test]
                 rng = np.random.default_rng(opts.seed + k)
                 train_names = sorted(rng.choice(pool, size=min(opts.train_images, len(pool)), replace=False))
-                key = f"{variant}_f{k}of{opts.folds}_n{opts.train_images}_sf{opts.synthetic_fraction:g}_{opts.mask_kind}{tag}"
+                key = f"{name}_f{k}of{opts.folds}_n{opts.train_images}_sf{opts.synthetic_fraction:g}_{opts.mask_kind}{tag}"
 
                 def train(spec=spec, train_names=train_names):
                     return train_on_boxes(spec["backbone"], [by_name[n] for n in train_names],
@@ -252,7 +285,8 @@ def train_runs(opts, examples, by_name, names, common, tag, trainings):
                                               [by_name[n] for n in train_names], common["target_particle_px"])
                 trainings[key] = info
                 runs[variant].append((test, fgs, info.get("measured_particle_px")))
-            seen_note[variant] = f"{opts.folds}-fold leave-images-out; each model trained on <= {opts.train_images} images"
+            seen_note[variant] = (f"{opts.folds}-fold leave-images-out{part}; each model trained on <= "
+                                  f"{opts.train_images} images")
 
     return runs, seen_note
 
@@ -261,9 +295,9 @@ def score_runs(runs, rules, posts, by_name, target, seen_note, rows, per_image_a
     """Score every run under every scale rule and post-processing into ``rows`` and ``per_image_all``."""
     from temzoo.analysis.box_training import median_box_size, scale_for
 
-    depths = sorted({post["split_depth"] for post in posts.values()}, key=str)
-    for variant, parts, rule, (depth, post) in [(v, p, r, d) for v, p in runs.items() for r in rules
-                                                for d in posts.items()]:
+    varying = [i for i, name in enumerate(("split", "min area", "core")) if len({key[i] for key in posts}) > 1]
+    for variant, parts, rule, (key, post) in [(v, p, r, d) for v, p in runs.items() for r in rules
+                                              for d in posts.items()]:
         per_image = []
         for test, fgs, measured in parts:
             for n in test:
@@ -275,8 +309,8 @@ def score_runs(runs, rules, posts, by_name, target, seen_note, rows, per_image_a
                          box_median_px=median_box_size(by_name[n]["boxes"]),
                          pred_median_px=float(np.median(s["pred_all"])) if len(s["pred_all"]) else None)
                 per_image.append(s)
-        label = variant + ("" if rule == "auto" else f" (scale={rule})") + (
-            "" if len(depths) == 1 else f" (split {depth:g})")
+        label = variant + ("" if rule == "auto" else f" (scale={rule})") + "".join(
+            f" ({('split', 'min area', 'core')[i]} {key[i]})" for i in varying)
         row = {"variant": label, **aggregate(per_image), "evaluation": seen_note[variant]}
         rows[label] = row
         per_image_all[label] = [
@@ -303,13 +337,19 @@ def main(argv=None):
     examples = load_box_folder(opts.data)
     by_name = {e["name"]: e for e in examples}
     names = sorted(by_name)
-    depths = opts.split_depth or [2.0]
-    posts = {d: {"threshold": opts.threshold, "split_depth": d} for d in depths}
+    from temzoo.analysis.particles import DEFAULTS as POST
+
+    depths = opts.split_depth or [POST["split_depth"]]
+    areas = opts.min_area or [POST["min_area"]]
+    posts = {(d, a, c): {"threshold": opts.threshold, "split_depth": d, "min_area": a, "core": c}
+             for d in depths for a in areas for c in ((True, False) if opts.no_core else (True,))}
     rules = opts.scale_rule or ["auto"]
     common = dict(steps=opts.steps, batch_size=opts.batch_size, patch_size=opts.patch_size, seed=opts.seed,
                   mask_kind=opts.mask_kind, data_dir=opts.data_dir, target_particle_px=opts.target_particle_px or None,
-                  scale_jitter=opts.scale_jitter)
+                  scale_jitter=opts.scale_jitter, classes=opts.classes, invert=opts.invert)
     tag = f"_s{opts.steps}_p{opts.patch_size}_t{opts.target_particle_px:g}_j{opts.scale_jitter:g}"
+    if (opts.classes, opts.invert) != (2, 0):  # the keys of the models trained before these options kept
+        tag += f"_c{opts.classes}_i{opts.invert:g}"
     # previous rows of other variants/labels are kept, so variants can run in separate calls
     results = json.load(open(opts.json)) if os.path.exists(opts.json) else {}
     rows, per_image_all, trainings = results.get("rows", {}), results.get("per_image", {}), results.get("trainings", {})

@@ -13,9 +13,11 @@ from .predict_cmd import _TileBar
 @click.option("--pixel-size", type=float, default=None,
               help="Pixel size in nm for every input (default: read from each TIFF; no _nm columns without one).")
 @click.option("--threshold", type=float, default=None, help="Foreground probability threshold (default 0.5).")
-@click.option("--min-area", type=click.IntRange(0), default=None, help="Smallest particle in pixels (default 5).")
+@click.option("--min-area", type=click.IntRange(0), default=None,
+              help="Smallest particle area in the pixels the model sees, after the --scale resampling (default 50).")
 @click.option("--split-depth", type=float, default=None,
-              help="Watershed split depth in pixels for touching particles (default 2).")
+              help="Watershed split depth in pixels for touching particles (default 2; a three-class model's "
+                   "particle cores split them instead).")
 @click.option("--no-split", is_flag=True, help="Do not split touching particles (connected components only).")
 @click.option("--scale", default=None,
               help="'auto' (default: the model's card says which particle size it learnt; the image is predicted at "

@@ -17,10 +17,16 @@ and ``recipes/ship.py nanoparticles`` (the shipped model):
   new image to that range (the target is stored in the card's ``training``, with
   ``measured_particle_px``, the size the trained model's particles come out at
   on its own box images: :func:`measured_particle_px`);
-* labels: :func:`temzoo.data.boxes.boxes_to_mask` (inscribed ellipses by
-  default), whole images normalised by the model's normaliser (as
+* labels: ``classes=2`` (default) particle masks; ``classes=3`` background / particle boundary / particle
+  core (:func:`temzoo.data.boxes.boxes_to_classes`; synthetic masks through
+  :func:`classes_from_mask`), whose cores :func:`temzoo.analysis.particles.instances`
+  uses as watershed markers to separate touching particles (masks:
+  :func:`temzoo.data.boxes.boxes_to_mask`); inscribed ellipses by default; whole images normalised by the model's normaliser (as
   :func:`temzoo.predict` does at prediction), then random ``patch_size`` crops
   with flips and 90-degree rotations; large images are only ever seen as crops;
+* polarity: a crop's intensities are reversed with probability ``invert``
+  (default 0), so one model may learn particles brighter than their support
+  (HAADF) and darker (bright-field TEM);
 * each batch mixes ``synthetic_fraction`` crops of a labelled synthetic set
   (``synthetic_tem/au_np``: image and particle mask) with crops of the box images;
   ``synthetic_fraction=1`` with no examples is the synthetic-only model;
@@ -47,6 +53,8 @@ DEFAULTS = {
     "mask_kind": "ellipse",
     "target_particle_px": 16.0,
     "scale_jitter": 1.4142,
+    "classes": 2,  # 3 (background / boundary / core) and invert 0.5 did not score better (issue 18, h18b)
+    "invert": 0.0,
     "seed": 0,
 }
 
@@ -79,8 +87,45 @@ def training_factors(boxes, target, jitter, shape, min_side):
     return [f for f in factors if min(shape) / f >= min_side] or [min(shape) / min_side]
 
 
-def _crop_sampler(images, masks, patch, rng):
-    """A function giving one random augmented (image, mask) crop from the lists."""
+def inverted(image):
+    """``image`` with its intensities reversed (bright field <-> dark field): ``max + min - image``."""
+    image = np.asarray(image, np.float32)
+    return (float(image.max()) + float(image.min()) - image).astype(np.float32)
+
+
+def classes_from_mask(mask, core=None):
+    """Three-class target (0 background, 1 boundary, 2 core) from a binary particle mask (synthetic sets).
+
+    Particles are :func:`temzoo.analysis.particles.instances` of the mask (distance-transform watershed);
+    each one's core is where its own distance to its edge is above ``1 - core`` of its largest, i.e. a disk
+    keeps the inner ``core`` of its radius (as :func:`temzoo.data.boxes.boxes_to_classes` shrinks the ellipses).
+    """
+    from scipy import ndimage
+    from skimage import segmentation
+
+    from temzoo.analysis.particles import instances
+    from temzoo.data.boxes import CORE_FRACTION
+
+    core = CORE_FRACTION if core is None else float(core)
+    mask = np.asarray(mask) > 0
+    labels = instances(mask, min_area=0)
+    classes = mask.astype(np.uint8)
+    if not labels.max():
+        return classes
+    inner = (labels > 0) & ~segmentation.find_boundaries(labels, mode="inner")
+    distance = ndimage.distance_transform_edt(inner)
+    largest = np.asarray(ndimage.maximum(distance, labels, np.arange(1, labels.max() + 1)))
+    classes[(labels > 0) & (distance > (1.0 - core) * np.concatenate([[np.inf], largest])[labels])] = 2
+    return classes
+
+
+def _crop_sampler(images, masks, patch, rng, invert=0.0):
+    """A function giving one random augmented (image, mask) crop from the lists.
+
+    ``invert``: the probability of a crop's intensities being reversed (``-image``: the images are
+    normalised, so this is :func:`inverted` up to the normalisation), so one model learns particles
+    brighter (HAADF) and darker (bright field) than their support.
+    """
     sizes = np.array([min(im.shape) for im in images])
     if (sizes < patch).any():
         small = int(np.argmin(sizes))
@@ -96,6 +141,8 @@ def _crop_sampler(images, masks, patch, rng):
         a, b = np.rot90(a, k), np.rot90(b, k)
         if rng.integers(2):
             a, b = a[:, ::-1], b[:, ::-1]
+        if invert and rng.random() < invert:
+            a = -a
         return a, b
 
     return sample
@@ -112,11 +159,15 @@ def synthetic_examples(name, count, data_dir=None):
     return images, masks
 
 
-def box_training_images(examples, normalizer, target, jitter, patch_size, mask_kind, scales):
-    """Normalised images and label masks of the box ``examples`` at their :func:`training_factors`
-    (``scales`` receives the factors per image name)."""
+def box_training_images(examples, normalizer, target, jitter, patch_size, mask_kind, scales, classes=2):
+    """Normalised images and label maps of the box ``examples`` at their :func:`training_factors`
+    (``scales`` receives the factors per image name); ``classes`` 2: particle masks
+    (:func:`temzoo.data.boxes.boxes_to_mask`), 3: background / boundary / core
+    (:func:`temzoo.data.boxes.boxes_to_classes`)."""
     from temzoo.analysis.scale import rescale
-    from temzoo.data.boxes import boxes_to_mask
+    from temzoo.data.boxes import boxes_to_classes, boxes_to_mask
+
+    labels_of = {2: boxes_to_mask, 3: boxes_to_classes}[int(classes)]
 
     images, masks = [], []
     for e in examples:
@@ -128,7 +179,7 @@ def box_training_images(examples, normalizer, target, jitter, patch_size, mask_k
             ratio = np.array(image.shape[::-1] * 2, np.float64) / np.array(e["image"].shape[::-1] * 2)
             boxes = np.asarray(e["boxes"], np.float64) * ratio
             images.append(normalizer.before(image)[0])
-            masks.append(boxes_to_mask(boxes, image.shape, kind=mask_kind, image=image))
+            masks.append(labels_of(boxes, image.shape, kind=mask_kind, image=image))
     return images, masks
 
 
@@ -139,6 +190,7 @@ def measured_particle_px(model, examples, target):
     their boxes; ``scale="auto"`` compares the particles it finds with this size rather than with
     ``target`` (``None`` without examples or target).
     """
+    from temzoo.analysis.particles import DEFAULTS as POST
     from temzoo.analysis.scale import foreground_at_scale, median_diameter
 
     if not target or not examples:
@@ -147,7 +199,7 @@ def measured_particle_px(model, examples, target):
     for e in examples:
         factor = scale_for(e["boxes"], target)
         foreground, _ = foreground_at_scale(model, e["image"], scale=factor)
-        size = median_diameter(foreground, 0.5, 5)
+        size = median_diameter(foreground, POST["threshold"], POST["min_area"] * factor ** 2)
         if size:
             ratios.append(size / median_box_size(e["boxes"]))
     return round(float(target * np.median(ratios)), 2) if ratios else None
@@ -158,32 +210,38 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
                    synthetic=DEFAULTS["synthetic"], synthetic_fraction=DEFAULTS["synthetic_fraction"],
                    synthetic_images=DEFAULTS["synthetic_images"], mask_kind=DEFAULTS["mask_kind"],
                    target_particle_px=DEFAULTS["target_particle_px"], scale_jitter=DEFAULTS["scale_jitter"],
-                   seed=DEFAULTS["seed"], data_dir=None,
+                   classes=DEFAULTS["classes"], invert=DEFAULTS["invert"], seed=DEFAULTS["seed"], data_dir=None,
                    log_every=50):
-    """Train a 2-class segmentation model on box-labelled ``examples`` (see the module docstring).
+    """Train a particle segmentation model on box-labelled ``examples`` (see the module docstring).
 
     Args:
         backbone: pretrained name (``"unet_pretrained"``), architecture name (random init) or model.
         examples: dicts with ``image`` (2-D) and ``boxes`` (``N x 4`` pixel corners), e.g. from
             :func:`temzoo.data.boxes.load_box_folder`; may be empty with ``synthetic_fraction=1``.
         synthetic: a labelled TFDS set with ``image`` and ``mask`` (``None``: boxes only).
+        classes: 2 (background / particle) or 3 (background / boundary / core: the core marks each
+            particle for :func:`temzoo.analysis.particles.instances`).
+        invert: probability of a crop's intensities being reversed (bright field and HAADF in one model).
 
     Returns ``(model, info)``: the compiled Keras model (card draft attached, save it with
     :func:`temzoo.tasks.save`) and a dict of the settings, timing and last losses.
     """
     import keras
 
+    from temzoo.data.boxes import CLASSES
     from temzoo.tasks import normalizer_of, segmentation
     from temzoo.zoo.pretrained import card as card_of
 
     if not examples and not (synthetic and synthetic_fraction >= 1):
         raise ValueError("no labelled examples: give box examples or synthetic_fraction=1 with a synthetic set.")
+    if int(classes) not in (2, 3):
+        raise ValueError(f"classes must be 2 (background / particle) or 3 (background / boundary / core), got {classes}.")
     if examples and synthetic and synthetic_fraction >= 1:
         raise ValueError("synthetic_fraction=1 would never use the box examples; pass examples=[] for synthetic-only.")
     started, cpu_started = time.time(), time.process_time()
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
-    model = segmentation(backbone, num_classes=2, learning_rate=learning_rate)
+    model = segmentation(backbone, num_classes=int(classes), learning_rate=learning_rate)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(int(steps), 1))
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=model.loss)
     normalizer = normalizer_of(card_of(model))
@@ -192,13 +250,15 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
     scales = {}
     if examples:
         images, masks = box_training_images(examples, normalizer, target_particle_px, scale_jitter, patch_size,
-                                            mask_kind, scales)
-        samplers.append(_crop_sampler(images, masks, patch_size, rng))
+                                            mask_kind, scales, classes)
+        samplers.append(_crop_sampler(images, masks, patch_size, rng, invert))
         fractions.append(1.0 - (synthetic_fraction if synthetic else 0.0))
     if synthetic and synthetic_fraction > 0:
         s_images, s_masks = synthetic_examples(synthetic, synthetic_images, data_dir)
         s_images = [normalizer.before(im)[0] for im in s_images]
-        samplers.append(_crop_sampler(s_images, s_masks, patch_size, rng))
+        if int(classes) == 3:
+            s_masks = [classes_from_mask(m) for m in s_masks]
+        samplers.append(_crop_sampler(s_images, s_masks, patch_size, rng, invert))
         fractions.append(synthetic_fraction if examples else 1.0)
     fractions = np.array(fractions) / np.sum(fractions)
 
@@ -220,7 +280,8 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
         "learning_rate": learning_rate, "schedule": "cosine", "synthetic": synthetic if synthetic_fraction else None,
         "synthetic_fraction": synthetic_fraction if synthetic else 0.0, "synthetic_images": synthetic_images,
         "mask_kind": mask_kind, "seed": seed, "target_particle_px": target_particle_px,
-        "scale_jitter": scale_jitter, "scales": scales, "measured_particle_px": measured,
+        "scale_jitter": scale_jitter, "scales": scales, "invert": invert,
+        "classes": ["background", "particle"] if int(classes) == 2 else list(CLASSES), "measured_particle_px": measured,
         "final_loss": float(np.mean(losses[-50:])) if losses else None,
         "seconds": round(time.time() - started, 1), "cpu_seconds": round(time.process_time() - cpu_started, 1),
     }

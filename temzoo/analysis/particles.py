@@ -7,8 +7,12 @@ From a model's class probabilities to one row per particle:
    back to the full image (everything is measured in the image's own pixels).
 2. **Foreground**: the foreground probability (1 - background for models with
    several classes) above ``threshold``; holes are filled and objects smaller
-   than ``min_area`` pixels removed (scikit-image).
-3. **Instances**: connected components, with touching particles split by a
+   than ``min_area`` pixels (in the pixels the model saw: times the resampling
+   factor squared) removed (scikit-image).
+3. **Instances**: for a three-class model (background / particle boundary /
+   particle core, trained on :func:`temzoo.data.boxes.boxes_to_classes`), each
+   core region is one particle's marker, grown over the foreground by a
+   watershed; for a two-class model, connected components, with touching particles split by a
    distance-transform watershed (``scipy.ndimage.distance_transform_edt``,
    ``skimage.morphology.h_maxima`` markers, ``skimage.segmentation.watershed``):
    a component is split where its distance map has several maxima at least
@@ -34,7 +38,10 @@ from temzoo.errors import BadInputError
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {"threshold": 0.5, "min_area": 5, "split_depth": 2.0, "scale": "auto"}
+# min_area in the pixels the model sees: half the 16 px particle size box_training targets (annotators box no
+# particle under ~0.45 of their image's median size)
+DEFAULTS = {"threshold": 0.5, "min_area": 50, "split_depth": 2.0, "scale": "auto"}
+_DEPTH_STEPS = 8  # the distance map is quantised to 1/8 px for the split-depth test
 COLUMNS = (
     "id", "centroid_x", "centroid_y", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1", "area_px",
     "equivalent_diameter_px", "major_axis_px", "minor_axis_px", "mean_probability", "touches_border",
@@ -65,29 +72,62 @@ class ParticleResult:
 
 
 def instances(foreground, *, threshold=DEFAULTS["threshold"], min_area=DEFAULTS["min_area"],
-              split_depth=DEFAULTS["split_depth"]):
-    """Instance labels (int32, 0 = background) from a foreground probability or a boolean mask."""
+              split_depth=DEFAULTS["split_depth"], core=None):
+    """Instance labels (int32, 0 = background) from a foreground probability or a boolean mask.
+
+    ``core``: the core-class probability of a three-class model (background / boundary / core,
+    :func:`temzoo.data.boxes.boxes_to_classes`), same shape: each connected region of
+    ``core > threshold`` inside the foreground is one particle's marker, grown over the foreground
+    by a watershed of ``-core`` (``split_depth`` is then not used). Without ``core`` touching
+    particles are split by the distance-transform watershed (``split_depth``, ``None``: no split).
+    Foreground components holding no marker are particles of their own.
+    """
     from scipy import ndimage
     from skimage import measure, morphology, segmentation
 
     foreground = np.asarray(foreground)
     if foreground.ndim != 2:
         raise ValueError(f"expected a 2-D foreground map, got shape {foreground.shape}.")
+    if core is not None and np.shape(core) != foreground.shape:
+        raise ValueError(f"the core map {np.shape(core)} and the foreground {foreground.shape} differ in shape.")
     mask = foreground if foreground.dtype == bool else foreground > threshold
     mask = ndimage.binary_fill_holes(mask)
     if min_area and min_area > 1:
         mask = morphology.remove_small_objects(mask, max_size=int(min_area) - 1)
-    if split_depth is None or not mask.any():
+    if not mask.any() or (core is None and split_depth is None):
         return measure.label(mask, connectivity=2).astype(np.int32)
-    distance = ndimage.distance_transform_edt(mask)
-    markers = measure.label(morphology.h_maxima(distance, float(split_depth)) & mask, connectivity=2)
-    labels = segmentation.watershed(-distance, markers, mask=mask, connectivity=2)
-    missed = mask & (labels == 0)  # components too thin to hold a marker of that depth
+    if core is not None:
+        core = np.asarray(core, np.float32)
+        markers = measure.label((core > threshold) & mask, connectivity=2)
+        labels = segmentation.watershed(-core, markers, mask=mask, connectivity=2)
+    else:
+        distance = ndimage.distance_transform_edt(mask)
+        # h_maxima on integers: on floats (scikit-image 0.26) it keeps maxima far shallower than h
+        levels = np.round(distance * _DEPTH_STEPS).astype(np.int32)
+        depth = max(int(round(float(split_depth) * _DEPTH_STEPS)), 1)
+        markers = measure.label(morphology.h_maxima(levels, depth) & mask, connectivity=2)
+        labels = segmentation.watershed(-distance, markers, mask=mask, connectivity=2)
+    missed = mask & (labels == 0)  # components holding no marker (too thin for that depth, or no core)
     if missed.any():
         extra = measure.label(missed, connectivity=2)
         labels[missed] = extra[missed] + labels.max()
+    if min_area and min_area > 1:  # splitting may leave slivers
+        small = np.bincount(labels.ravel()) < min_area
+        small[0] = False
+        labels[small[labels]] = 0
     # dense ids 1..N
     return segmentation.relabel_sequential(labels.astype(np.int32))[0]
+
+
+def scaled_post(factor, *, threshold=DEFAULTS["threshold"], min_area=DEFAULTS["min_area"],
+                split_depth=DEFAULTS["split_depth"]):
+    """:func:`instances`' settings in the image's pixels for a model that saw the image at ``factor``.
+
+    ``min_area`` is in the pixels the model saw (an area: times ``factor ** 2``); ``split_depth`` too,
+    times ``factor`` when it is above 1.
+    """
+    return {"threshold": threshold, "min_area": (min_area or 0) * float(factor) ** 2,
+            "split_depth": None if split_depth is None else split_depth * max(float(factor), 1.0)}
 
 
 def particle_table(labels, foreground=None, *, pixel_size_nm=None):
@@ -131,8 +171,8 @@ def particles(model, image, *, pixel_size_nm=None, threshold=DEFAULTS["threshold
     Args:
         model: a segmentation model: Keras model, pretrained name (e.g. ``"nanoparticles"``) or ``.keras`` path.
         pixel_size_nm: adds the ``_nm`` columns.
-        threshold, min_area, split_depth: see :func:`instances` (``split_depth`` in the image's pixels is
-            multiplied by the resampling factor when it is above 1).
+        threshold, min_area, split_depth: see :func:`instances`, in the pixels the model saw
+            (:func:`scaled_post` turns them into the image's pixels).
         scale: ``"auto"`` or a resampling factor (2: the model sees the image at half size); see
             :mod:`temzoo.analysis.scale`.
         particle_size_px: a rough typical particle diameter in pixels, if known: chooses the factor
@@ -144,13 +184,15 @@ def particles(model, image, *, pixel_size_nm=None, threshold=DEFAULTS["threshold
     image = np.asarray(image)
     if image.ndim != 2:
         raise BadInputError(f"particles() takes one 2-D image, got an array of shape {image.shape}.")
-    from temzoo.analysis.scale import foreground_at_scale
+    from temzoo.analysis.scale import maps_at_scale
 
-    foreground, factor = foreground_at_scale(model, image, scale=scale, particle_size_px=particle_size_px,
+    maps, factor = maps_at_scale(model, image, scale=scale, particle_size_px=particle_size_px,
                                              threshold=threshold, min_area=min_area, tile_size=tile_size,
                                              progress=progress)
-    depth = None if split_depth is None else split_depth * max(factor, 1.0)
-    labels = instances(foreground, threshold=threshold, min_area=min_area, split_depth=depth)
+    foreground = maps[..., 0]
+    core = maps[..., 1] if maps.shape[-1] > 1 else None
+    labels = instances(foreground, core=core, **scaled_post(factor, threshold=threshold, min_area=min_area,
+                                                             split_depth=split_depth))
     rows = particle_table(labels, foreground, pixel_size_nm=pixel_size_nm)
     log.info("%d particles (%d not touching the border) at scale 1/%.3g", len(rows),
              sum(not r["touches_border"] for r in rows), factor)

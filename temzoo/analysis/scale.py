@@ -24,6 +24,7 @@ import logging
 
 import numpy as np
 
+from temzoo.analysis.particles import DEFAULTS as POST
 from temzoo.errors import BadInputError
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,17 @@ def foreground_probability(probabilities):
     raise ValueError(f"probabilities must be H x W or H x W x C, got shape {p.shape}.")
 
 
+def particle_maps(probabilities):
+    """``H x W x K`` float32 maps from a model's class probabilities: channel 0 the foreground probability
+    (:func:`foreground_probability`); a three-class model (background / boundary / core, as
+    :func:`temzoo.data.boxes.boxes_to_classes` trains) adds its core probability as channel 1."""
+    p = np.asarray(probabilities, np.float32)
+    foreground = foreground_probability(p)
+    if p.ndim == 3 and p.shape[-1] == 3:
+        return np.stack([foreground, p[..., 2]], axis=-1)
+    return foreground[..., None]
+
+
 def rescale(image, factor):
     """``image`` resampled to ``1/factor`` of its size (``factor`` > 1 shrinks, with anti-aliasing)."""
     from skimage.transform import resize
@@ -58,10 +70,11 @@ def rescale(image, factor):
 
 
 def upscale_to(foreground, shape):
-    """Bilinear resize of a probability map predicted at another scale back to ``shape``."""
+    """Bilinear resize of a probability map (``H x W`` or ``H x W x K``) predicted at another scale back to ``shape``."""
     from skimage.transform import resize
 
-    if tuple(foreground.shape) == tuple(shape):
+    shape = tuple(shape)[:2]
+    if tuple(foreground.shape[:2]) == shape:
         return np.asarray(foreground, np.float32)
     return resize(foreground, shape, order=1, mode="edge", anti_aliasing=False).astype(np.float32)
 
@@ -136,11 +149,17 @@ def _checked_scale(scale):
     return float(scale)
 
 
-def foreground_at_scale(model, image, *, scale="auto", particle_size_px=None, threshold=0.5, min_area=5,
-                        tile_size=None, progress=None, keep=None):
-    """Foreground probability of ``image`` (full size) and the factor used (see the module docstring).
+def foreground_at_scale(model, image, **kwargs):
+    """Foreground probability of ``image`` (full size) and the factor used: :func:`maps_at_scale`'s channel 0."""
+    maps, factor = maps_at_scale(model, image, **kwargs)
+    return maps[..., 0], factor
 
-    ``keep``: optional dict that receives ``{factor: full-size foreground}`` of every factor predicted.
+
+def maps_at_scale(model, image, *, scale="auto", particle_size_px=None, threshold=POST["threshold"],
+                  min_area=POST["min_area"], tile_size=None, progress=None, keep=None):
+    """:func:`particle_maps` of ``image`` (full size, ``H x W x K``) and the factor used (see the module docstring).
+
+    ``keep``: optional dict that receives ``{factor: full-size maps}`` of every factor predicted.
     """
     import keras
 
@@ -169,24 +188,27 @@ def foreground_at_scale(model, image, *, scale="auto", particle_size_px=None, th
                     "the model does not output class probabilities (H x W x classes); particles() needs a segmentation "
                     "model such as 'nanoparticles' or one fine-tuned with task 'segmentation'."
                 )
-            maps[factor] = upscale_to(foreground_probability(probabilities), image.shape)
+            maps[factor] = upscale_to(particle_maps(probabilities), image.shape)
         return maps[factor]
 
     if scale != "auto":
         return at(scale), scale
-    factor = auto_factor(at, image.shape, measured_particle_px(model), threshold=threshold, min_area=min_area)
+    factor = auto_factor(lambda f: at(f)[..., 0], image.shape, measured_particle_px(model), threshold=threshold,
+                         min_area=min_area)
     return at(factor), factor
 
 
-def auto_factor(at, shape, target, *, threshold=0.5, min_area=5, rule="fit"):
+def auto_factor(at, shape, target, *, threshold=POST["threshold"], min_area=POST["min_area"], rule="fit"):
     """The factor ``scale="auto"`` picks for an image of ``shape``; ``at(factor)`` gives the full-size foreground.
+
+    ``min_area``: objects smaller than this in the pixels the model saw at a factor are not particles.
 
     ``rule="fit"``: :func:`choose_factor` over the coarse factors' median sizes. ``rule="count"``: the
     coarse factor that finds the most particles within a factor 2 of ``target`` (as the model saw
     them) gives the estimate (its median size / ``target``).
     """
     coarse = [f for f in COARSE if min(shape) / f >= MIN_SIDE] or [1.0]
-    found = {f: diameters(at(f), threshold, min_area) for f in coarse}
+    found = {f: diameters(at(f), threshold, min_area * f * f) for f in coarse}  # min_area: in the model's pixels
     sizes = {f: float(np.median(d)) if len(d) else None for f, d in found.items()}
     if rule == "count" and target:
         counts = {f: int(((d / f >= target / 2) & (d / f <= target * 2)).sum()) for f, d in found.items()}
