@@ -90,17 +90,62 @@ class Curve:
         self.eval_cpu += time.process_time() - c
 
 
+VARIANTS = ("plain", "ensemble8", "splits8", "splits8_dihedral")
+
+
+def predict_splits(model, noisy, fraction, count, seed, dihedral=False):
+    """Mean prediction over ``count`` binomial splits' input halves ``n1 / p`` (the dose the network trained on),
+    each in its own flip/quarter turn when ``dihedral``."""
+    import temzoo
+    from temzoo.adaptation.splitting import binomial_split
+    from temzoo.inference.ensemble import dihedral as turn
+    from temzoo.inference.ensemble import inverse_dihedral
+
+    rng = np.random.default_rng([seed, 17])
+    total = np.zeros(noisy.shape, np.float64)
+    for k in range(count):
+        half, _ = binomial_split(noisy, fraction, rng)
+        if dihedral:
+            total += inverse_dihedral(temzoo.predict(model, np.ascontiguousarray(turn(half, k % 8))), k % 8)
+        else:
+            total += temzoo.predict(model, half)
+    return total / count
+
+
+def variants(model, noisy, reference, dose, fraction=None, seed=0):
+    """PSNR of the final model predicted plainly, with the 8-fold self-ensemble and (counts methods) averaged
+    over 8 binomial splits (plain and each in its own flip/turn), with the seconds each took."""
+    import temzoo
+    from temzoo.analysis.denoising_baselines import psnr
+
+    out = {}
+    ways = {"plain": lambda: temzoo.predict(model, noisy), "ensemble8": lambda: temzoo.predict(model, noisy, ensemble=8)}
+    if fraction is not None:
+        ways["splits8"] = lambda: predict_splits(model, noisy, fraction, 8, seed)
+        ways["splits8_dihedral"] = lambda: predict_splits(model, noisy, fraction, 8, seed, dihedral=True)
+    for name, way in ways.items():
+        t = time.time()
+        out[name] = {"psnr": psnr(way() / dose, reference), "seconds": time.time() - t}
+    return out
+
+
 def run_adapt(model, noisy, reference, dose, opts, method, out):
     import temzoo
 
     curve = Curve(noisy, reference, dose, opts.eval_every, opts.eval_steps and [*opts.eval_steps, opts.steps])
     result = temzoo.adapt(model, noisy, out=out, overwrite=True, steps=opts.steps, method=method,
                           checkpoint_every=0, callback=curve, seed=opts.seed, **settings(opts.set))
-    final = curve.score(temzoo.load(result.model_path))  # the exported model (after precise BN if any)
+    exported = temzoo.load(result.model_path)
+    final = curve.score(exported)  # the exported model (after precise BN if any)
     if curve.rows and curve.rows[-1]["step"] == opts.steps:
         curve.rows[-1]["psnr"] = final
+    extra = {}
+    if opts.variants:
+        fraction = result.card.get("adaptation", {}).get("settings", {}).get("split_fraction")
+        extra["variants"] = variants(exported, noisy, reference, dose,
+                                     fraction if result.method == "binomial" else None, opts.seed)
     return {"method": result.method, "curve": curve.rows, "psnr": final, "card_head": result.card.get("head"),
-            "batch_norm": result.card.get("batch_norm")}
+            "batch_norm": result.card.get("batch_norm"), **extra}
 
 
 def _loads(payload, key):
@@ -162,6 +207,9 @@ def main(argv=None):
                         help="python of a venv with n2v (e.g. /work/peer_venv/bin/python); absent: peer skipped")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="an adapt setting for every adapt run (e.g. learning_rate=1e-4); repeatable")
+    parser.add_argument("--variants", action="store_true",
+                        help="also score the final models' predictions with the 8-fold self-ensemble and, for "
+                             "binomial, averaged over 8 splits (key 'variants' of each record)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=JSON_PATH)
     parser.add_argument("--resume", action="store_true", help="keep finished runs of --json and do the rest")
@@ -214,11 +262,17 @@ def main(argv=None):
             for run in runs:
                 if (name, dose, run) in done:
                     continue
-                started = time.time()
+                started, cpu_started = time.time(), time.process_time()
                 print(f"{name} dose {dose:g}: {run} ...", flush=True)
                 with tempfile.TemporaryDirectory(prefix="adapt-bench-") as folder:
                     if run == "shipped":
                         result = {"psnr": psnr(temzoo.predict(shipped, noisy) / dose, reference), "curve": []}
+                        if opts.variants:
+                            result["variants"] = variants(shipped, noisy, reference, dose)
+                    elif run == "bm3d":
+                        from real_denoising import bm3d_poisson
+
+                        result = {"psnr": psnr(bm3d_poisson(noisy / dose, dose), reference), "curve": []}  # it takes mean-intensity units
                     elif run == "adapt_pretrained":
                         result = run_adapt(PRETRAINED, noisy, reference, dose, opts, opts.method, folder)
                     elif run == "adapt_random":
@@ -232,6 +286,7 @@ def main(argv=None):
                         raise SystemExit(f"unknown run {run!r}")
                 record = {"image": name, "dose": dose, "run": run, "crop": int(reference.shape[0]),
                           "psnr_noisy": psnr(noisy / dose, reference), "wall_seconds": time.time() - started,
+                          "process_cpu_seconds": time.process_time() - cpu_started,
                           "load": uptime(), **result}
                 print(f"  PSNR {record['psnr']:.2f} dB (noisy {record['psnr_noisy']:.2f}), "
                       f"{record['wall_seconds']:.0f} s, load {record['load']}", flush=True)
