@@ -215,6 +215,8 @@ def main(argv=None):
     parser.add_argument("--resume", action="store_true", help="keep finished runs of --json and do the rest")
     parser.add_argument("--no-docs", action="store_true", help="write the JSON only")
     parser.add_argument("--render-only", action="store_true", help="only re-write docs/adapt.md and plots from --json")
+    parser.add_argument("--tag", default="", help="name of this table's block in docs/adapt.md and of its plots "
+                        "(e.g. dev256: block adapt-results-dev256, docs/img/adapt_dev256_psnr_steps.png)")
     parser.add_argument("--merge", nargs="+", default=[], metavar="JSON",
                         help="with --render-only: merge these result files (runs done in parallel) into --json first")
     opts = parser.parse_args(argv)
@@ -228,7 +230,7 @@ def main(argv=None):
                       "load_before": [part.get("load_before") for part in parts],
                       "load_after": [part.get("load_after") for part in parts]}
             write_json(opts.json, merged)
-        render(json.load(open(opts.json, encoding="utf-8")))
+        render(json.load(open(opts.json, encoding="utf-8")), opts.tag)
         return
     from temzoo.adaptation.config import DEFAULTS
     from temzoo.analysis.denoising_baselines import psnr
@@ -296,11 +298,12 @@ def main(argv=None):
     payload["load_after"] = _after(previous, uptime())
     write_json(opts.json, payload)
     if not opts.no_docs:
-        render(payload)
+        render(payload, opts.tag)
 
 
 # ----------------------------------------------------------------------------- report
-RUNS = ("shipped", "adapt_pretrained", "adapt_random", "peer_n2v")
+RUNS = ("shipped", "adapt_pretrained", "adapt_random", "peer_n2v", "bm3d")
+ENSEMBLED = "adapt_pretrained, 8-fold ensemble"
 
 
 def per_image(payload):
@@ -314,24 +317,31 @@ def per_image(payload):
         row = {"image": image.split(".")[0], "dose": dose, "noisy": first["psnr_noisy"]}
         row.update({run: rec["psnr"] for run, rec in runs.items()})
         adapted, shipped, peer = runs.get("adapt_pretrained"), runs.get("shipped"), runs.get("peer_n2v")
+        if adapted and "variants" in adapted:
+            row[ENSEMBLED] = adapted["variants"]["ensemble8"]["psnr"]
         if adapted and shipped:
             row["gain vs shipped"] = adapted["psnr"] - shipped["psnr"]
+        if adapted and runs.get("bm3d"):
+            row["gain vs bm3d"] = adapted["psnr"] - runs["bm3d"]["psnr"]
         if adapted and peer:
             row["gain vs peer"] = adapted["psnr"] - peer["psnr"]
             step = steps_to_reach(adapted["curve"], peer["psnr"])
             row["step reaching peer's final"] = (f"{step} of {peer['curve'][-1]['step']}" if step is not None
                                                  else "not reached")
         rows.append(row)
-    return rows
+    return sorted(rows, key=lambda r: r["dose"])  # stable: the images' order within a dose
 
 
 def means(rows):
-    """Per dose: the mean of each column over the images that have it, with their number."""
+    """Per dose: the mean of each column over the images that have it, with their number (only images with
+    ``adapt_pretrained`` where some have it, so that the columns compare the same images)."""
     out = []
     for dose in sorted({r["dose"] for r in rows}):
         chosen = [r for r in rows if r["dose"] == dose]
+        if any("adapt_pretrained" in r for r in chosen):
+            chosen = [r for r in chosen if "adapt_pretrained" in r]
         row = {"image": "mean", "dose": dose}
-        for key in ("noisy", *RUNS, "gain vs shipped", "gain vs peer"):
+        for key in ("noisy", *RUNS, ENSEMBLED, "gain vs shipped", "gain vs peer", "gain vs bm3d"):
             values = [r[key] for r in chosen if key in r]
             if values:
                 row[key] = f"{np.mean(values):.2f} ({len(values)})"
@@ -361,7 +371,9 @@ def _two_decimals(rows):
     return [{k: f"{v:.2f}" if isinstance(v, float) and k != "dose" else v for k, v in row.items()} for row in rows]
 
 
-def render(payload):
+def render(payload, tag=""):
+    """Write the tables into docs/adapt.md (the block ``adapt-results`` or ``adapt-results-TAG``) and the plots
+    (``docs/img/adapt_psnr_*.png`` or ``docs/img/adapt_TAG_psnr_*.png``)."""
     import re
 
     from temzoo.atomic import write_text
@@ -382,16 +394,17 @@ def render(payload):
         markdown_table(_two_decimals(rows) + means(rows), columns),
         "",
     ]
-    begin, end = "<!-- begin adapt-results (benchmarks/adapt.py) -->", "<!-- end adapt-results -->"
+    block_name = "adapt-results" + (f"-{tag}" if tag else "")
+    begin, end = f"<!-- begin {block_name} (benchmarks/adapt.py) -->", f"<!-- end {block_name} -->"
     block = begin + "\n" + "\n".join(lines).strip() + "\n" + end
     text = open(PAGE, encoding="utf-8").read() if os.path.exists(PAGE) else "# Adapting to your micrographs\n"
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     write_text(PAGE, text)
-    plot(payload)
+    plot(payload, tag)
 
 
-def plot(payload):
+def plot(payload, tag=""):
     """One panel per (image, dose) with a trained run: each run's PSNR against steps / CPU-seconds."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -405,14 +418,17 @@ def plot(payload):
     colours = {"adapt_pretrained": "tab:blue", "adapt_random": "tab:orange", "peer_n2v": "tab:green"}
     cols = min(4, len(panels))
     rows = -(-len(panels) // cols)
-    for key, label, name in (("step", "steps", "adapt_psnr_steps.png"),
-                             ("cpu_seconds", "training CPU-seconds (under load)", "adapt_psnr_time.png")):
+    prefix = f"adapt_{tag}_" if tag else "adapt_"
+    for key, label, name in (("step", "steps", prefix + "psnr_steps.png"),
+                             ("cpu_seconds", "training CPU-seconds (under load)", prefix + "psnr_time.png")):
         fig = Figure(figsize=(4 * cols, 3.3 * rows), dpi=90)
         FigureCanvasAgg(fig)
         axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
         for ax, (image, dose) in zip(axes, panels, strict=False):
             if (image, dose, "shipped") in by:
                 ax.axhline(by[(image, dose, "shipped")]["psnr"], color="black", ls="--", label="shipped as is")
+            if (image, dose, "bm3d") in by:
+                ax.axhline(by[(image, dose, "bm3d")]["psnr"], color="grey", ls=":", label="BM3D")
             for run, colour in colours.items():
                 record = by.get((image, dose, run))
                 if record and record["curve"]:
