@@ -201,10 +201,10 @@ def test_cli_options_are_generated_from_the_config():
 def test_cli_keeps_the_earlier_new_head_flag(monkeypatch, tmp_path):
     """`--new-head` (the flag before `--head`) still means `--head new`."""
     from click.testing import CliRunner
+    from temzoo_cli.main import cli
 
     import temzoo.adaptation
     from temzoo.errors import TemzooError
-    from temzoo_cli.main import cli
 
     seen = {}
 

@@ -93,12 +93,11 @@ def predict_files(model, inputs, out, *, overwrite=False, overlay=False, tile_si
     Returns the list of written paths.
     """
     from temzoo._version import __version__
+    from temzoo.inference.ensemble import check_size
     from temzoo.inference.precision import resolve_precision
     from temzoo.inference.tiling import is_restoration, predict
     from temzoo.io import iter_frames, write_tiff
     from temzoo.zoo.resolve import resolve_model
-
-    from temzoo.inference.ensemble import check_size
 
     precision, ensemble = resolve_precision(precision), check_size(ensemble)
     checked = check_inputs([os.fspath(p) for p in inputs], out, max_pixels=max_pixels)  # before the model loads
