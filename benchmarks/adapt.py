@@ -352,11 +352,16 @@ def means(rows):
 def load_range(payload):
     """'a-b' over the 1-minute load averages recorded before and after (one run or merged runs)."""
     values = []
+
+    def collect(item):  # a load triple, or lists of them (resumed and merged runs nest)
+        if item and isinstance(item[0], list | type(None)):
+            for entry in item:
+                collect(entry)
+        elif item:
+            values.append(float(item[0]))
+
     for key in ("load_before", "load_after"):
-        item = payload.get(key) or []
-        for entry in (item if item and isinstance(item[0], list) else [item]):
-            if entry:
-                values.append(float(entry[0]))
+        collect(payload.get(key) or [])
     return f"{min(values):.1f}-{max(values):.1f}" if values else "not recorded"
 
 
