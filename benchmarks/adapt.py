@@ -90,17 +90,62 @@ class Curve:
         self.eval_cpu += time.process_time() - c
 
 
+VARIANTS = ("plain", "ensemble8", "splits8", "splits8_dihedral")
+
+
+def predict_splits(model, noisy, fraction, count, seed, dihedral=False):
+    """Mean prediction over ``count`` binomial splits' input halves ``n1 / p`` (the dose the network trained on),
+    each in its own flip/quarter turn when ``dihedral``."""
+    import temzoo
+    from temzoo.adaptation.splitting import binomial_split
+    from temzoo.inference.ensemble import dihedral as turn
+    from temzoo.inference.ensemble import inverse_dihedral
+
+    rng = np.random.default_rng([seed, 17])
+    total = np.zeros(noisy.shape, np.float64)
+    for k in range(count):
+        half, _ = binomial_split(noisy, fraction, rng)
+        if dihedral:
+            total += inverse_dihedral(temzoo.predict(model, np.ascontiguousarray(turn(half, k % 8))), k % 8)
+        else:
+            total += temzoo.predict(model, half)
+    return total / count
+
+
+def variants(model, noisy, reference, dose, fraction=None, seed=0):
+    """PSNR of the final model predicted plainly, with the 8-fold self-ensemble and (counts methods) averaged
+    over 8 binomial splits (plain and each in its own flip/turn), with the seconds each took."""
+    import temzoo
+    from temzoo.analysis.denoising_baselines import psnr
+
+    out = {}
+    ways = {"plain": lambda: temzoo.predict(model, noisy), "ensemble8": lambda: temzoo.predict(model, noisy, ensemble=8)}
+    if fraction is not None:
+        ways["splits8"] = lambda: predict_splits(model, noisy, fraction, 8, seed)
+        ways["splits8_dihedral"] = lambda: predict_splits(model, noisy, fraction, 8, seed, dihedral=True)
+    for name, way in ways.items():
+        t = time.time()
+        out[name] = {"psnr": psnr(way() / dose, reference), "seconds": time.time() - t}
+    return out
+
+
 def run_adapt(model, noisy, reference, dose, opts, method, out):
     import temzoo
 
     curve = Curve(noisy, reference, dose, opts.eval_every, opts.eval_steps and [*opts.eval_steps, opts.steps])
     result = temzoo.adapt(model, noisy, out=out, overwrite=True, steps=opts.steps, method=method,
                           checkpoint_every=0, callback=curve, seed=opts.seed, **settings(opts.set))
-    final = curve.score(temzoo.load(result.model_path))  # the exported model (after precise BN if any)
+    exported = temzoo.load(result.model_path)
+    final = curve.score(exported)  # the exported model (after precise BN if any)
     if curve.rows and curve.rows[-1]["step"] == opts.steps:
         curve.rows[-1]["psnr"] = final
+    extra = {}
+    if opts.variants:
+        fraction = result.card.get("adaptation", {}).get("settings", {}).get("split_fraction")
+        extra["variants"] = variants(exported, noisy, reference, dose,
+                                     fraction if result.method == "binomial" else None, opts.seed)
     return {"method": result.method, "curve": curve.rows, "psnr": final, "card_head": result.card.get("head"),
-            "batch_norm": result.card.get("batch_norm")}
+            "batch_norm": result.card.get("batch_norm"), **extra}
 
 
 def _loads(payload, key):
@@ -162,11 +207,16 @@ def main(argv=None):
                         help="python of a venv with n2v (e.g. /work/peer_venv/bin/python); absent: peer skipped")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="an adapt setting for every adapt run (e.g. learning_rate=1e-4); repeatable")
+    parser.add_argument("--variants", action="store_true",
+                        help="also score the final models' predictions with the 8-fold self-ensemble and, for "
+                             "binomial, averaged over 8 splits (key 'variants' of each record)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=JSON_PATH)
     parser.add_argument("--resume", action="store_true", help="keep finished runs of --json and do the rest")
     parser.add_argument("--no-docs", action="store_true", help="write the JSON only")
     parser.add_argument("--render-only", action="store_true", help="only re-write docs/adapt.md and plots from --json")
+    parser.add_argument("--tag", default="", help="name of this table's block in docs/adapt.md and of its plots "
+                        "(e.g. dev256: block adapt-results-dev256, docs/img/adapt_dev256_psnr_steps.png)")
     parser.add_argument("--merge", nargs="+", default=[], metavar="JSON",
                         help="with --render-only: merge these result files (runs done in parallel) into --json first")
     opts = parser.parse_args(argv)
@@ -180,7 +230,7 @@ def main(argv=None):
                       "load_before": [part.get("load_before") for part in parts],
                       "load_after": [part.get("load_after") for part in parts]}
             write_json(opts.json, merged)
-        render(json.load(open(opts.json, encoding="utf-8")))
+        render(json.load(open(opts.json, encoding="utf-8")), opts.tag)
         return
     from temzoo.adaptation.config import DEFAULTS
     from temzoo.analysis.denoising_baselines import psnr
@@ -214,11 +264,17 @@ def main(argv=None):
             for run in runs:
                 if (name, dose, run) in done:
                     continue
-                started = time.time()
+                started, cpu_started = time.time(), time.process_time()
                 print(f"{name} dose {dose:g}: {run} ...", flush=True)
                 with tempfile.TemporaryDirectory(prefix="adapt-bench-") as folder:
                     if run == "shipped":
                         result = {"psnr": psnr(temzoo.predict(shipped, noisy) / dose, reference), "curve": []}
+                        if opts.variants:
+                            result["variants"] = variants(shipped, noisy, reference, dose)
+                    elif run == "bm3d":
+                        from real_denoising import bm3d_poisson
+
+                        result = {"psnr": psnr(bm3d_poisson(noisy / dose, dose), reference), "curve": []}  # it takes mean-intensity units
                     elif run == "adapt_pretrained":
                         result = run_adapt(PRETRAINED, noisy, reference, dose, opts, opts.method, folder)
                     elif run == "adapt_random":
@@ -232,6 +288,7 @@ def main(argv=None):
                         raise SystemExit(f"unknown run {run!r}")
                 record = {"image": name, "dose": dose, "run": run, "crop": int(reference.shape[0]),
                           "psnr_noisy": psnr(noisy / dose, reference), "wall_seconds": time.time() - started,
+                          "process_cpu_seconds": time.process_time() - cpu_started,
                           "load": uptime(), **result}
                 print(f"  PSNR {record['psnr']:.2f} dB (noisy {record['psnr_noisy']:.2f}), "
                       f"{record['wall_seconds']:.0f} s, load {record['load']}", flush=True)
@@ -241,11 +298,12 @@ def main(argv=None):
     payload["load_after"] = _after(previous, uptime())
     write_json(opts.json, payload)
     if not opts.no_docs:
-        render(payload)
+        render(payload, opts.tag)
 
 
 # ----------------------------------------------------------------------------- report
-RUNS = ("shipped", "adapt_pretrained", "adapt_random", "peer_n2v")
+RUNS = ("shipped", "adapt_pretrained", "adapt_random", "peer_n2v", "bm3d")
+ENSEMBLED = "adapt_pretrained, 8-fold ensemble"
 
 
 def per_image(payload):
@@ -259,24 +317,31 @@ def per_image(payload):
         row = {"image": image.split(".")[0], "dose": dose, "noisy": first["psnr_noisy"]}
         row.update({run: rec["psnr"] for run, rec in runs.items()})
         adapted, shipped, peer = runs.get("adapt_pretrained"), runs.get("shipped"), runs.get("peer_n2v")
+        if adapted and "variants" in adapted:
+            row[ENSEMBLED] = adapted["variants"]["ensemble8"]["psnr"]
         if adapted and shipped:
             row["gain vs shipped"] = adapted["psnr"] - shipped["psnr"]
+        if adapted and runs.get("bm3d"):
+            row["gain vs bm3d"] = adapted["psnr"] - runs["bm3d"]["psnr"]
         if adapted and peer:
             row["gain vs peer"] = adapted["psnr"] - peer["psnr"]
             step = steps_to_reach(adapted["curve"], peer["psnr"])
             row["step reaching peer's final"] = (f"{step} of {peer['curve'][-1]['step']}" if step is not None
                                                  else "not reached")
         rows.append(row)
-    return rows
+    return sorted(rows, key=lambda r: r["dose"])  # stable: the images' order within a dose
 
 
 def means(rows):
-    """Per dose: the mean of each column over the images that have it, with their number."""
+    """Per dose: the mean of each column over the images that have it, with their number (only images with
+    ``adapt_pretrained`` where some have it, so that the columns compare the same images)."""
     out = []
     for dose in sorted({r["dose"] for r in rows}):
         chosen = [r for r in rows if r["dose"] == dose]
+        if any("adapt_pretrained" in r for r in chosen):
+            chosen = [r for r in chosen if "adapt_pretrained" in r]
         row = {"image": "mean", "dose": dose}
-        for key in ("noisy", *RUNS, "gain vs shipped", "gain vs peer"):
+        for key in ("noisy", *RUNS, ENSEMBLED, "gain vs shipped", "gain vs peer", "gain vs bm3d"):
             values = [r[key] for r in chosen if key in r]
             if values:
                 row[key] = f"{np.mean(values):.2f} ({len(values)})"
@@ -287,11 +352,16 @@ def means(rows):
 def load_range(payload):
     """'a-b' over the 1-minute load averages recorded before and after (one run or merged runs)."""
     values = []
+
+    def collect(item):  # a load triple, or lists of them (resumed and merged runs nest)
+        if item and isinstance(item[0], list | type(None)):
+            for entry in item:
+                collect(entry)
+        elif item:
+            values.append(float(item[0]))
+
     for key in ("load_before", "load_after"):
-        item = payload.get(key) or []
-        for entry in (item if item and isinstance(item[0], list) else [item]):
-            if entry:
-                values.append(float(entry[0]))
+        collect(payload.get(key) or [])
     return f"{min(values):.1f}-{max(values):.1f}" if values else "not recorded"
 
 
@@ -306,7 +376,9 @@ def _two_decimals(rows):
     return [{k: f"{v:.2f}" if isinstance(v, float) and k != "dose" else v for k, v in row.items()} for row in rows]
 
 
-def render(payload):
+def render(payload, tag=""):
+    """Write the tables into docs/adapt.md (the block ``adapt-results`` or ``adapt-results-TAG``) and the plots
+    (``docs/img/adapt_psnr_*.png`` or ``docs/img/adapt_TAG_psnr_*.png``)."""
     import re
 
     from temzoo.atomic import write_text
@@ -327,16 +399,17 @@ def render(payload):
         markdown_table(_two_decimals(rows) + means(rows), columns),
         "",
     ]
-    begin, end = "<!-- begin adapt-results (benchmarks/adapt.py) -->", "<!-- end adapt-results -->"
+    block_name = "adapt-results" + (f"-{tag}" if tag else "")
+    begin, end = f"<!-- begin {block_name} (benchmarks/adapt.py) -->", f"<!-- end {block_name} -->"
     block = begin + "\n" + "\n".join(lines).strip() + "\n" + end
     text = open(PAGE, encoding="utf-8").read() if os.path.exists(PAGE) else "# Adapting to your micrographs\n"
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     write_text(PAGE, text)
-    plot(payload)
+    plot(payload, tag)
 
 
-def plot(payload):
+def plot(payload, tag=""):
     """One panel per (image, dose) with a trained run: each run's PSNR against steps / CPU-seconds."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -350,14 +423,17 @@ def plot(payload):
     colours = {"adapt_pretrained": "tab:blue", "adapt_random": "tab:orange", "peer_n2v": "tab:green"}
     cols = min(4, len(panels))
     rows = -(-len(panels) // cols)
-    for key, label, name in (("step", "steps", "adapt_psnr_steps.png"),
-                             ("cpu_seconds", "training CPU-seconds (under load)", "adapt_psnr_time.png")):
+    prefix = f"adapt_{tag}_" if tag else "adapt_"
+    for key, label, name in (("step", "steps", prefix + "psnr_steps.png"),
+                             ("cpu_seconds", "training CPU-seconds (under load)", prefix + "psnr_time.png")):
         fig = Figure(figsize=(4 * cols, 3.3 * rows), dpi=90)
         FigureCanvasAgg(fig)
         axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
         for ax, (image, dose) in zip(axes, panels, strict=False):
             if (image, dose, "shipped") in by:
                 ax.axhline(by[(image, dose, "shipped")]["psnr"], color="black", ls="--", label="shipped as is")
+            if (image, dose, "bm3d") in by:
+                ax.axhline(by[(image, dose, "bm3d")]["psnr"], color="grey", ls=":", label="BM3D")
             for run, colour in colours.items():
                 record = by.get((image, dose, run))
                 if record and record["curve"]:

@@ -4,6 +4,7 @@ import sys
 
 import click
 
+from temzoo.inference.ensemble import ENSEMBLE_SIZES
 from temzoo.names import CLI_PRECISIONS
 
 
@@ -45,7 +46,10 @@ class _TileBar:
               show_default=True,
               help="auto: mixed_bfloat16 where the CPU (AVX512-BF16/AMX) or GPU computes bfloat16 natively, "
                    "else float32. bfloat16 outputs differ slightly from float32 ones (8-bit mantissa; measured on the shipped U-Nets: up to 0.1-0.16 of the output standard deviation at single pixels).")
-def predict(model_name, inputs, out, overwrite, overlay, tile_size, max_pixels, precision):
+@click.option("--ensemble", type=click.Choice([str(n) for n in ENSEMBLE_SIZES]), default="1", show_default=True,
+              help="Average the prediction over this many flips/quarter turns of each frame (test-time "
+                   "self-ensemble; costs as many predictions; measured gain on real micrographs: docs/adapt.md).")
+def predict(model_name, inputs, out, overwrite, overlay, tile_size, max_pixels, precision, ensemble):
     """Predict INPUT files (TIFF, PNG; DM3/DM4/EMD/SER/MRC with temzoo[formats]) of any size.
 
     Writes OUT/NAME_<task>.tif: float32 intensities for restoration models, uint8
@@ -64,7 +68,7 @@ def predict(model_name, inputs, out, overwrite, overlay, tile_size, max_pixels, 
     try:
         written = predict_files(model_name, list(inputs), out, overwrite=overwrite, overlay=overlay,
                                 tile_size=tile_size, on_file=on_file, on_tiles=bar, max_pixels=max_pixels,
-                                precision=precision)
+                                precision=precision, ensemble=int(ensemble))
     except (TemzooError, ValueError) as err:
         raise click.ClickException(str(err)) from err
     except OSError as err:  # e.g. the disk filled up while writing: the outputs written so far are complete

@@ -168,6 +168,23 @@ def test_adapt_trains_in_bfloat16_and_exports_float32(generator_path, counts, tm
         AdaptConfig(precision="half")
 
 
+def test_batch_norm_can_train_on_pretrained_weights_and_is_recalibrated(generator_path, counts, tmp_path):
+    def moving(model):
+        return [keras.ops.convert_to_numpy(w) for layer in model.layers
+                if isinstance(layer, keras.layers.BatchNormalization) for w in (layer.moving_mean, layer.moving_variance)]
+
+    before = moving(temzoo.load(generator_path))
+    assert before  # the tiny generator has BatchNormalization
+    trained = temzoo.adapt(generator_path, counts, out=tmp_path / "train", batch_norm="train", **TINY)
+    card = json.load(open(tmp_path / "train" / "model.json"))
+    assert card["batch_norm"] == "train" and card["adaptation"]["batch_norm_recalibration_batches"] == 2
+    assert card["adaptation"]["settings"]["batch_norm"] == "train"
+    after = moving(temzoo.load(trained.model_path))
+    assert any(not np.allclose(a, b) for a, b in zip(after, before, strict=True))
+    with pytest.raises(ValueError, match="batch_norm"):
+        AdaptConfig(batch_norm="sometimes")
+
+
 def test_cli_options_are_generated_from_the_config():
     import dataclasses
 
@@ -184,10 +201,10 @@ def test_cli_options_are_generated_from_the_config():
 def test_cli_keeps_the_earlier_new_head_flag(monkeypatch, tmp_path):
     """`--new-head` (the flag before `--head`) still means `--head new`."""
     from click.testing import CliRunner
+    from temzoo_cli.main import cli
 
     import temzoo.adaptation
     from temzoo.errors import TemzooError
-    from temzoo_cli.main import cli
 
     seen = {}
 

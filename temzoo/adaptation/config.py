@@ -9,7 +9,7 @@ import dataclasses
 
 from temzoo import settings
 from temzoo.names import ADAPT_METHODS as METHODS
-from temzoo.names import CLI_PRECISIONS, HEAD_MODES
+from temzoo.names import BATCH_NORM_MODES, CLI_PRECISIONS, HEAD_MODES
 
 # Default budget (docs/adapt.md, benchmarks/adapt.py): 250 steps of hrnet_pretrained on a
 # 512 px micrograph took 181-207 CPU-seconds (process user+sys, loading and tracing included,
@@ -51,6 +51,10 @@ class AdaptConfig:
     head: str = _field("auto", "auto/keep: keep the model's trained denoising output layer (auto: when it has "
                          "one); new: attach a new, randomly initialised one.", "choice",
                        choices=HEAD_MODES)
+    batch_norm: str = _field(
+        "auto", "auto: BatchNormalization frozen (inference mode) on trained weights, trained on random ones; "
+        "train: trained (momentum as in fine-tuning) and re-estimated (precise BN) before export; frozen: never "
+        "trained.", "choice", choices=BATCH_NORM_MODES)
     seed: int = _field(0, "Seeds the patches, masks and splits (each step's from (seed, step)).", "int")
     checkpoint_every: int = _field(50, "Steps between checkpoints (0: only at the end); an interrupted run "
                                      "resumes when re-run with the same settings.", "int", low=0)

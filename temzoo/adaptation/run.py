@@ -159,7 +159,7 @@ class _Training:
 
         self.config, self.out = config, out
         keras.utils.set_random_seed(config.seed)
-        self.model = tasks.denoising(resolved, loss="l2", head=config.head)
+        self.model = tasks.denoising(resolved, loss="l2", head=config.head, batch_norm=config.batch_norm)
         self.draft = card(self.model) or {}
         if resolve_precision(config.precision) != "float32":
             self.model = precision_copy(self.model, config.precision)

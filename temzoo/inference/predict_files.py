@@ -78,12 +78,13 @@ def plan(inputs, out, task, *, overwrite=False, overlay=False, max_pixels=None):
 
 
 def predict_files(model, inputs, out, *, overwrite=False, overlay=False, tile_size=None, on_file=None,
-                  on_tiles=None, max_pixels=None, precision="float32"):
+                  on_tiles=None, max_pixels=None, precision="float32", ensemble=1):
     """Predict every file of ``inputs`` with ``model`` into the folder ``out``.
 
     Args:
         model: ``.keras`` path, pretrained registry name or Keras model.
         precision: ``"float32"``, ``"mixed_bfloat16"`` or ``"auto"``: see :func:`temzoo.predict`.
+        ensemble: average over 1, 2, 4 or 8 flips/quarter turns of each frame (see :func:`temzoo.predict`).
         max_pixels: largest frame read (default ``$TEMZOO_MAX_PIXELS`` or
             :data:`temzoo.io.DEFAULT_MAX_PIXELS`); larger ones are refused before decoding.
         on_file: optional ``callable(index, total, path, frames)`` before each file.
@@ -92,12 +93,13 @@ def predict_files(model, inputs, out, *, overwrite=False, overlay=False, tile_si
     Returns the list of written paths.
     """
     from temzoo._version import __version__
+    from temzoo.inference.ensemble import check_size
     from temzoo.inference.precision import resolve_precision
     from temzoo.inference.tiling import is_restoration, predict
     from temzoo.io import iter_frames, write_tiff
     from temzoo.zoo.resolve import resolve_model
 
-    precision = resolve_precision(precision)
+    precision, ensemble = resolve_precision(precision), check_size(ensemble)
     checked = check_inputs([os.fspath(p) for p in inputs], out, max_pixels=max_pixels)  # before the model loads
     resolved = resolve_model(model, allow_architecture=False)
     card = resolved.card or {}
@@ -118,6 +120,7 @@ def predict_files(model, inputs, out, *, overwrite=False, overlay=False, tile_si
             "frames": frames,
             "tile_size": tile_size,
             "precision": precision,
+            "ensemble": ensemble,
             "normalization": card.get("normalization"),
             "output": "float32 intensities" if restoring else "uint8 class labels",
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -126,7 +129,8 @@ def predict_files(model, inputs, out, *, overwrite=False, overlay=False, tile_si
         def outputs(path=path):
             for frame in iter_frames(path, max_pixels):
                 try:
-                    result = predict(resolved.model, frame, tile_size=tile_size, progress=on_tiles, precision=precision)
+                    result = predict(resolved.model, frame, tile_size=tile_size, progress=on_tiles, precision=precision,
+                                     ensemble=ensemble)
                 except BadInputError as exc:
                     raise BadInputError(f"{path}: {exc}") from exc
                 except ValueError as exc:  # InputSizeError and tiling errors

@@ -86,7 +86,7 @@ def is_restoration(model, card=None):
 
 
 def predict(model, image, *, tile_size=None, overlap=None, batch_size=None, normalizer=None, progress=None,
-            precision="float32"):
+            precision="float32", ensemble=1):
     """Predict ``image`` (``H x W`` or ``H x W x C``, any size) with ``model``, tile by tile.
 
     Args:
@@ -114,6 +114,9 @@ def predict(model, image, *, tile_size=None, overlap=None, batch_size=None, norm
             used in a copy computing under that policy. bfloat16 outputs differ
             slightly from float32 ones (8-bit mantissa; on the shipped U-Nets up to
             0.1-0.16 of the output's standard deviation at single pixels).
+        ensemble: 1 (default), 2, 4 or 8: average the prediction over that many
+            flips/quarter turns of the image (test-time self-ensemble,
+            :mod:`temzoo.inference.ensemble`; costs that many predictions).
 
     Returns:
         float32 array of the input's height and width (times the model's scale):
@@ -121,6 +124,13 @@ def predict(model, image, *, tile_size=None, overlap=None, batch_size=None, norm
         (class probabilities for segmentation). Restoration outputs are mapped
         back to the input's intensity scale with ``normalizer.after``.
     """
+    if ensemble != 1:
+        from temzoo.inference.ensemble import self_ensemble
+
+        model, _, normalizer = _model_card_normalizer(model, normalizer, precision)
+        return self_ensemble(lambda one, report: predict(
+            model, one, tile_size=tile_size, overlap=overlap, batch_size=batch_size, normalizer=normalizer,
+            progress=report, precision=precision), image, ensemble, progress)
     model, card, normalizer = _model_card_normalizer(model, normalizer, precision)
     channels = model.inputs[0].shape[-1] or 1
     squeeze = np.ndim(image) == 2
