@@ -65,3 +65,8 @@ METRIC_DEFINITIONS = {
     "mae": "mean absolute error, target's units",
     "mse": "mean squared error, target's units",
 }
+
+#: Particle analysis (:func:`temzoo.particles`, ``temzoo-cli analyze``): post-processing of a
+#: segmentation's probabilities, in the pixels the model sees (``min_area``: half the 16 px particle
+#: size that box training targets; annotators box no particle under ~0.45 of their image's median size).
+PARTICLE_DEFAULTS = {"threshold": 0.5, "min_area": 50, "split_depth": 2.0, "scale": "auto"}

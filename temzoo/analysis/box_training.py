@@ -205,6 +205,20 @@ def measured_particle_px(model, examples, target):
     return round(float(target * np.median(ratios)), 2) if ratios else None
 
 
+def _train_steps(model, samplers, fractions, rng, steps, batch_size, log_every, started):
+    """``steps`` batches, each crop drawn from a sampler chosen with probabilities ``fractions``; the losses."""
+    losses = []
+    for step in range(steps):
+        which = rng.choice(len(samplers), size=batch_size, p=fractions)
+        pairs = [samplers[w]() for w in which]
+        x = np.stack([p[0] for p in pairs])[..., None].astype(np.float32)
+        y = np.stack([p[1] for p in pairs])[..., None].astype(np.int32)
+        losses.append(float(model.train_on_batch(x, y, return_dict=True)["loss"]))
+        if log_every and (step + 1) % log_every == 0:
+            log.info("step %d/%d: loss %.4f (%.0f s)", step + 1, steps, np.mean(losses[-log_every:]), time.time() - started)
+    return losses
+
+
 def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DEFAULTS["batch_size"],
                    patch_size=DEFAULTS["patch_size"], learning_rate=DEFAULTS["learning_rate"],
                    synthetic=DEFAULTS["synthetic"], synthetic_fraction=DEFAULTS["synthetic_fraction"],
@@ -262,15 +276,7 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
         fractions.append(synthetic_fraction if examples else 1.0)
     fractions = np.array(fractions) / np.sum(fractions)
 
-    losses = []
-    for step in range(int(steps)):
-        which = rng.choice(len(samplers), size=batch_size, p=fractions)
-        pairs = [samplers[w]() for w in which]
-        x = np.stack([p[0] for p in pairs])[..., None].astype(np.float32)
-        y = np.stack([p[1] for p in pairs])[..., None].astype(np.int32)
-        losses.append(float(model.train_on_batch(x, y, return_dict=True)["loss"]))
-        if log_every and (step + 1) % log_every == 0:
-            log.info("step %d/%d: loss %.4f (%.0f s)", step + 1, steps, np.mean(losses[-log_every:]), time.time() - started)
+    losses = _train_steps(model, samplers, fractions, rng, int(steps), batch_size, log_every, started)
     measured = measured_particle_px(model, examples, target_particle_px)
     info = {
         "backbone": backbone if isinstance(backbone, str) else getattr(backbone, "name", "model"),

@@ -35,12 +35,10 @@ import logging
 import numpy as np
 
 from temzoo.errors import BadInputError
+from temzoo.names import PARTICLE_DEFAULTS as DEFAULTS
 
 log = logging.getLogger(__name__)
 
-# min_area in the pixels the model sees: half the 16 px particle size box_training targets (annotators box no
-# particle under ~0.45 of their image's median size)
-DEFAULTS = {"threshold": 0.5, "min_area": 50, "split_depth": 2.0, "scale": "auto"}
 _DEPTH_STEPS = 8  # the distance map is quantised to 1/8 px for the split-depth test
 COLUMNS = (
     "id", "centroid_x", "centroid_y", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1", "area_px",

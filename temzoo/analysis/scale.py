@@ -24,8 +24,8 @@ import logging
 
 import numpy as np
 
-from temzoo.analysis.particles import DEFAULTS as POST
 from temzoo.errors import BadInputError
+from temzoo.names import PARTICLE_DEFAULTS as POST
 
 log = logging.getLogger(__name__)
 
