@@ -145,6 +145,7 @@ def _train_into(staging, run, settings, *, dataset, progress, overlays, test_spl
     history = pipeline.fit(run, epochs=settings["epochs"], learning_rate=settings["learning_rate"],
                            callbacks=callbacks, batch_norm_batches=settings["batch_norm_batches"],
                            verbose=1 if progress == "bar" else (0 if progress == "lines" else 2))
+    logger.info("writing learning curves; reloading the exported model for %d overlay(s) ...", overlays)
     learning_curves(history, paths["curves"], title=f"{run.resolved.name} - {run.task} on {dataset}")
     best = {k[4:]: float(v) for k, v in exporter.best_logs.items() if k.startswith("val_")}
     best_model = load(paths["model"])
