@@ -191,7 +191,7 @@ def measured_particle_px(model, examples, target):
     ``target`` (``None`` without examples or target).
     """
     from temzoo.analysis.particles import DEFAULTS as POST
-    from temzoo.analysis.scale import foreground_at_scale, median_diameter
+    from temzoo.analysis.scale import foreground_at_scale, median_diameter, scaled_post
 
     if not target or not examples:
         return None
@@ -199,7 +199,7 @@ def measured_particle_px(model, examples, target):
     for e in examples:
         factor = scale_for(e["boxes"], target)
         foreground, _ = foreground_at_scale(model, e["image"], scale=factor)
-        size = median_diameter(foreground, POST["threshold"], POST["min_area"] * factor ** 2)
+        size = median_diameter(foreground, POST["threshold"], scaled_post(factor)["min_area"])
         if size:
             ratios.append(size / median_box_size(e["boxes"]))
     return round(float(target * np.median(ratios)), 2) if ratios else None

@@ -34,6 +34,7 @@ import logging
 
 import numpy as np
 
+from temzoo.analysis.scale import scaled_post
 from temzoo.errors import BadInputError
 from temzoo.names import PARTICLE_DEFAULTS as DEFAULTS
 
@@ -115,17 +116,6 @@ def instances(foreground, *, threshold=DEFAULTS["threshold"], min_area=DEFAULTS[
         labels[small[labels]] = 0
     # dense ids 1..N
     return segmentation.relabel_sequential(labels.astype(np.int32))[0]
-
-
-def scaled_post(factor, *, threshold=DEFAULTS["threshold"], min_area=DEFAULTS["min_area"],
-                split_depth=DEFAULTS["split_depth"]):
-    """:func:`instances`' settings in the image's pixels for a model that saw the image at ``factor``.
-
-    ``min_area`` is in the pixels the model saw (an area: times ``factor ** 2``); ``split_depth`` too,
-    times ``factor`` when it is above 1.
-    """
-    return {"threshold": threshold, "min_area": (min_area or 0) * float(factor) ** 2,
-            "split_depth": None if split_depth is None else split_depth * max(float(factor), 1.0)}
 
 
 def particle_table(labels, foreground=None, *, pixel_size_nm=None):

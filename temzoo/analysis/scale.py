@@ -58,6 +58,17 @@ def particle_maps(probabilities):
     return foreground[..., None]
 
 
+def scaled_post(factor, *, threshold=POST["threshold"], min_area=POST["min_area"],
+                split_depth=POST["split_depth"]):
+    """:func:`temzoo.analysis.particles.instances`' settings in the image's pixels for a model that saw the image at ``factor``.
+
+    ``min_area`` is in the pixels the model saw (an area: times ``factor ** 2``); ``split_depth`` too,
+    times ``factor`` when it is above 1.
+    """
+    return {"threshold": threshold, "min_area": (min_area or 0) * float(factor) ** 2,
+            "split_depth": None if split_depth is None else split_depth * max(float(factor), 1.0)}
+
+
 def rescale(image, factor):
     """``image`` resampled to ``1/factor`` of its size (``factor`` > 1 shrinks, with anti-aliasing)."""
     from skimage.transform import resize
@@ -208,7 +219,7 @@ def auto_factor(at, shape, target, *, threshold=POST["threshold"], min_area=POST
     them) gives the estimate (its median size / ``target``).
     """
     coarse = [f for f in COARSE if min(shape) / f >= MIN_SIDE] or [1.0]
-    found = {f: diameters(at(f), threshold, min_area * f * f) for f in coarse}  # min_area: in the model's pixels
+    found = {f: diameters(at(f), threshold, scaled_post(f, min_area=min_area)["min_area"]) for f in coarse}
     sizes = {f: float(np.median(d)) if len(d) else None for f, d in found.items()}
     if rule == "count" and target:
         counts = {f: int(((d / f >= target / 2) & (d / f <= target * 2)).sum()) for f, d in found.items()}
