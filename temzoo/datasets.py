@@ -191,7 +191,9 @@ def load(name, split, data_dir=None, config=None, shuffle_files=False):
         raise BadInputError(
             f"Dataset {_full_name(builder)!r} has no split {split!r}; it has {', '.join(sorted(splits))}."
         )
-    return builder.as_dataset(split=split, shuffle_files=shuffle_files)
+    from temzoo.data.options import without_autotune_thread
+
+    return without_autotune_thread(builder.as_dataset(split=split, shuffle_files=shuffle_files))
 
 
 def _planned_examples(builder):

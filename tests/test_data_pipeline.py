@@ -175,3 +175,17 @@ def test_bad_inputs_get_clear_errors():
         data.supervised_pairs(bigger, target_key="target", patch_size=16, batch_size=2)
     with pytest.raises(BadInputError, match="dose_range"):
         data.pretext_pairs(IMAGES, patch_size=16, batch_size=2, dose_range=(0, 10))
+
+
+def test_pipelines_run_without_the_autotune_thread():
+    """tf.data's autotuning thread makes deleting a long-lived iterator wait up to a minute (TF 2.21):
+    every pipeline switches it off, training (repeated) and validation (one pass) alike."""
+    pipelines = {
+        "pretext": data.pretext_pairs(IMAGES, patch_size=32, batch_size=4, seed=1),
+        "supervised": data.supervised_pairs(labelled(), target_key="mask", patch_size=32, batch_size=4),
+        "supervised, one pass": data.supervised_pairs(labelled(), target_key="mask", patch_size=32, batch_size=4,
+                                                      repeat=False),
+    }
+    for name, ds in pipelines.items():
+        assert ds.options().autotune.enabled is False, name
+        assert next(iter(ds))[0].shape == (4, 32, 32, 1), name  # and they still deliver batches
