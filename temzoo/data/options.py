@@ -3,10 +3,10 @@
 With autotuning on, each ``tf.data`` iterator starts a background thread that
 re-optimises the pipeline at doubling intervals, up to one a minute. In
 TensorFlow 2.21 deleting the iterator waits for that thread's current sleep to
-end: a training iterator that lived 90 s took 32-51 s to delete in 3 of 13
-trials, at no CPU cost (a debugger showed the main thread in the iterator's
-destructor, joining the thread in ``Model::OptimizeLoop``); with autotuning off,
-0 of 10 waited. Keras deletes its training iterator when ``fit`` returns, so
+end: a training iterator that had lived 90-130 s took 32 s or more to delete in
+4 of 17 trials, at no CPU cost (a debugger showed the main thread in the
+iterator's destructor, joining the thread in ``Model::OptimizeLoop``); with
+autotuning off, none of 10 waited. Keras deletes its training iterator when ``fit`` returns, so
 README's quick start sat silent for up to a minute after training.
 
 Without the thread nothing else changes for our pipelines: ``AUTOTUNE``
