@@ -262,6 +262,7 @@ def train_runs(opts, examples, by_name, names, common, tag, trainings):
         recipe = "" if (opts.classes, opts.invert) == (TRAIN["classes"], TRAIN["invert"]) else (
             f" [{opts.classes} classes, invert {opts.invert:g}]")
         part = "" if opts.only_folds is None else f" [fold {opts.only_folds} of {opts.folds}]"
+        recipe += "" if opts.polarity == "none" else f" [polarity {opts.polarity}]"
         runs, seen_note = {}, {}
         for name in opts.variants.split(","):
             spec = VARIANTS[name]
