@@ -21,7 +21,11 @@ for every variant) and evaluated on the fold's images, never seen in training:
 ``--classes 3`` trains the background / boundary / core target and finds
 particles from the cores (``--no-core`` also scores them by the distance
 watershed); ``--invert P`` reverses a training crop's intensities with
-probability P; the defaults (2 classes, no inversion) are the shipped recipe.
+probability P; ``--polarity bright`` inverts the bright-field training images and the test
+images whose particles look dark (the shipped recipe, with ``--steps 1000``);
+``--polarity-report`` only checks that image-based decision against the boxes.
+Scale rules (``--scale-rule``): ``auto`` (temzoo.particles' default, the confidence rule),
+``auto-fit`` / ``auto-count`` (older rules), ``boxes`` (the annotated size: an oracle).
 
 Scores (:func:`temzoo.analysis.scoring.compare_to_boxes`): particles from
 :func:`temzoo.analysis.particles.instances` (threshold 0.5, ``--min-area`` in the
