@@ -21,7 +21,11 @@ for every variant) and evaluated on the fold's images, never seen in training:
 ``--classes 3`` trains the background / boundary / core target and finds
 particles from the cores (``--no-core`` also scores them by the distance
 watershed); ``--invert P`` reverses a training crop's intensities with
-probability P; the defaults (2 classes, no inversion) are the shipped recipe.
+probability P; ``--polarity bright`` inverts the bright-field training images and the test
+images whose particles look dark (the shipped recipe, with ``--steps 1000``);
+``--polarity-report`` only checks that image-based decision against the boxes.
+Scale rules (``--scale-rule``): ``auto`` (temzoo.particles' default, the confidence rule),
+``auto-fit`` / ``auto-count`` (older rules), ``boxes`` (the annotated size: an oracle).
 
 Scores (:func:`temzoo.analysis.scoring.compare_to_boxes`): particles from
 :func:`temzoo.analysis.particles.instances` (threshold 0.5, ``--min-area`` in the
@@ -94,19 +98,20 @@ def cache_factors(shape):
 
 
 def pick_factor(rule, maps, example, target, post, measured=None):
-    """The factor a scale rule picks: ``auto`` (temzoo.particles' rule, comparing with the model's ``measured``
-    particle size), ``auto-target`` (the same comparing with the target size), ``auto-count`` (the count rule of
-    :func:`temzoo.analysis.scale.auto_factor`), ``boxes`` (from the annotation: an oracle)."""
+    """The factor a scale rule picks: ``auto`` (temzoo.particles' rule), ``auto-RULE`` (a rule of
+    :func:`temzoo.analysis.scale.auto_factor`: ``fit``, ``count``, ``confidence``, comparing with the model's
+    ``measured`` particle size), ``auto-target`` (``fit`` comparing with the target size), ``boxes`` (from the
+    annotation: an oracle)."""
     from temzoo.analysis.box_training import scale_for
-    from temzoo.analysis.scale import auto_factor
+    from temzoo.analysis.scale import AUTO_RULE, auto_factor
 
     if rule == "boxes":
         return scale_for(example["boxes"], target)
-    if rule.startswith("auto"):  # auto, auto-count: measured size; auto-target: the target size
+    if rule.startswith("auto"):  # auto-fit, auto-count: measured size; auto-target: the target size
         size = measured if rule != "auto-target" and measured else target
+        how = {"auto": AUTO_RULE, "auto-target": "fit"}.get(rule, rule[len("auto-"):])
         return auto_factor(lambda f: _channel0(maps[f]), example["image"].shape, size, threshold=post["threshold"],
-                           min_area=post["min_area"],
-                           rule="count" if rule == "auto-count" else "fit")
+                           min_area=post["min_area"], rule=how)
     return float(rule)
 
 
@@ -209,6 +214,12 @@ def parse_args(argv=None):
     parser.add_argument("--classes", type=int, default=TRAIN["classes"], choices=(2, 3),
                         help="2: background / particle; 3: background / boundary / core (cores mark the particles)")
     parser.add_argument("--invert", type=float, default=TRAIN["invert"], help="probability of an inverted training crop")
+    parser.add_argument("--polarity", default=TRAIN["polarity"] or "none", choices=("none", "bright"),
+                        help="bright: bright-field training images inverted, test images whose particles look dark "
+                             "inverted before prediction (temzoo.analysis.polarity)")
+    parser.add_argument("--polarity-report", action="store_true",
+                        help="only compare the image-based polarity decision with the boxes on every image "
+                             "(writes benchmarks/results/particles_polarity.json; no model)")
     parser.add_argument("--min-area", type=float, action="append", default=None,
                         help="smallest particle area in the model's pixels (repeatable; default that of temzoo.particles)")
     parser.add_argument("--no-core", action="store_true",
@@ -255,6 +266,7 @@ def train_runs(opts, examples, by_name, names, common, tag, trainings):
         recipe = "" if (opts.classes, opts.invert) == (TRAIN["classes"], TRAIN["invert"]) else (
             f" [{opts.classes} classes, invert {opts.invert:g}]")
         part = "" if opts.only_folds is None else f" [fold {opts.only_folds} of {opts.folds}]"
+        recipe += "" if opts.polarity == "none" else f" [polarity {opts.polarity}]"
         runs, seen_note = {}, {}
         for name in opts.variants.split(","):
             spec = VARIANTS[name]
@@ -323,6 +335,25 @@ def score_runs(runs, rules, posts, by_name, target, seen_note, rows, per_image_a
 
 
 
+def polarity_report(examples, uptime_before):
+    """Per image: the contrast skewness (temzoo.analysis.polarity) and whether it agrees with the boxes."""
+    from temzoo.analysis.polarity import contrast_skewness
+    from temzoo.data.boxes import particles_are_bright
+
+    rows = []
+    for e in examples:
+        skew = contrast_skewness(e["image"])
+        bright = particles_are_bright(e["image"], e["boxes"])
+        rows.append({"image": e["name"], "particles_bright_from_boxes": bright, "contrast_skewness": round(skew, 3),
+                     "looks_dark": skew < 0, "agrees": (skew < 0) != bright})
+    agree = sum(r["agrees"] for r in rows)
+    print(markdown_table(rows, list(rows[0])))
+    print(f"polarity from the image agrees with the boxes on {agree} of {len(rows)} images")
+    write_json(os.path.join(ROOT, "benchmarks", "results", "particles_polarity.json"), {
+        "command": "python benchmarks/particles_real.py --polarity-report", "agree": agree, "images": len(rows),
+        "rows": rows, "machine": machine(), "uptime_before": uptime_before})
+
+
 def main(argv=None):
     opts = parse_args(argv)
     import logging
@@ -337,6 +368,8 @@ def main(argv=None):
     examples = load_box_folder(opts.data)
     by_name = {e["name"]: e for e in examples}
     names = sorted(by_name)
+    if opts.polarity_report:
+        return polarity_report(examples, uptime_before)
     from temzoo.analysis.particles import DEFAULTS as POST
 
     depths = opts.split_depth or [POST["split_depth"]]
@@ -346,10 +379,13 @@ def main(argv=None):
     rules = opts.scale_rule or ["auto"]
     common = dict(steps=opts.steps, batch_size=opts.batch_size, patch_size=opts.patch_size, seed=opts.seed,
                   mask_kind=opts.mask_kind, data_dir=opts.data_dir, target_particle_px=opts.target_particle_px or None,
-                  scale_jitter=opts.scale_jitter, classes=opts.classes, invert=opts.invert)
+                  scale_jitter=opts.scale_jitter, classes=opts.classes, invert=opts.invert,
+                  polarity=None if opts.polarity == "none" else opts.polarity)
     tag = f"_s{opts.steps}_p{opts.patch_size}_t{opts.target_particle_px:g}_j{opts.scale_jitter:g}"
     if (opts.classes, opts.invert) != (2, 0):  # the keys of the models trained before these options kept
         tag += f"_c{opts.classes}_i{opts.invert:g}"
+    if opts.polarity != "none":
+        tag += f"_pol{opts.polarity}"
     # previous rows of other variants/labels are kept, so variants can run in separate calls
     results = json.load(open(opts.json)) if os.path.exists(opts.json) else {}
     rows, per_image_all, trainings = results.get("rows", {}), results.get("per_image", {}), results.get("trainings", {})

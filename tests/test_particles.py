@@ -358,11 +358,46 @@ def test_auto_factor_rules_fit_and_count_read_the_models_particles_at_coarse_fac
     maps = {1.0: small.astype(np.float32), 2.0: large.astype(np.float32),
             4.0: np.zeros(shape, np.float32), 8.0: np.zeros(shape, np.float32)}
     # fit: at factor 2 the model saw 15 px particles (closest to 13): estimate 30 / 13 -> 2
-    assert auto_factor(maps.__getitem__, shape, 13.0) == 2
+    assert auto_factor(maps.__getitem__, shape, 13.0, rule="fit") == 2
     # count: factor 1 finds the most particles within 2x of 13 px: estimate 9 / 13 -> 0.71 (enlarge)
     assert auto_factor(maps.__getitem__, shape, 13.0, rule="count") == pytest.approx(0.7071)
     with pytest.raises(ValueError, match="rule"):
         auto_factor(maps.__getitem__, shape, 13.0, rule="best")
+
+
+def test_auto_factor_confidence_rule_picks_the_factor_the_model_is_surest_of():
+    from scipy import ndimage
+
+    from temzoo.analysis.scale import auto_factor, uncertain_fraction
+
+    shape = (256, 256)
+    grid = disks(shape, [(16 + 32 * i, 16 + 32 * j) for i in range(8) for j in range(8)], 6)  # 64 particles
+
+    def blurred(sigma):  # the same 64 particles, sure (crisp) or unsure (blurred edges)
+        return ndimage.gaussian_filter(grid.astype(np.float32), sigma)
+
+    assert uncertain_fraction(blurred(0.1)) < 0.01 < uncertain_fraction(blurred(3)) < 1
+    assert uncertain_fraction(np.zeros(shape, np.float32)) == 1.0
+    seen = []
+
+    def at(sharpest, specks_at=None):
+        def predict(factor):
+            seen.append(factor)
+            if factor == specks_at:  # a flood of specks, crisp, but no particles
+                specks = np.zeros(shape, np.float32)
+                specks[::4, ::4] = 1
+                return ndimage.grey_dilation(specks, size=3)
+            return blurred(0.3 + 2 * abs(np.log2(factor / sharpest)))
+        return predict
+
+    # octaves first, then the half-octave neighbours of the surest one
+    assert auto_factor(at(1.4142), shape, 16.0, min_area=1) == pytest.approx(1.4142)
+    assert sorted(set(seen)) == pytest.approx([0.5, 0.7071, 1, 1.4142, 2, 4, 8])
+    assert auto_factor(at(0.5), shape, 16.0, min_area=1) == 0.5
+    # a factor finding far more than the octaves' median count is not trusted, however crisp
+    assert auto_factor(at(4.0, specks_at=1.0), shape, 16.0, min_area=1) == 4
+    # no particles at any factor: the fit rule's answer (1 here)
+    assert auto_factor(lambda f: np.zeros(shape, np.float32), shape, 16.0) == 1
 
 
 def test_train_on_boxes_sees_each_image_at_three_scales_and_records_what_auto_needs():

@@ -24,7 +24,11 @@ and ``recipes/ship.py nanoparticles`` (the shipped model):
   :func:`temzoo.data.boxes.boxes_to_mask`); inscribed ellipses by default; whole images normalised by the model's normaliser (as
   :func:`temzoo.predict` does at prediction), then random ``patch_size`` crops
   with flips and 90-degree rotations; large images are only ever seen as crops;
-* polarity: a crop's intensities are reversed with probability ``invert``
+* polarity: ``polarity="bright"`` inverts the bright-field images (particles
+  darker than the rest, from the boxes) and synthetic images, so the model only
+  learns bright particles; ``temzoo.particles`` then inverts an image whose
+  particles look dark (:mod:`temzoo.analysis.polarity`, decided from the image);
+  or a crop's intensities are reversed with probability ``invert``
   (default 0), so one model may learn particles brighter than their support
   (HAADF) and darker (bright-field TEM);
 * each batch mixes ``synthetic_fraction`` crops of a labelled synthetic set
@@ -40,7 +44,11 @@ import time
 
 import numpy as np
 
+from temzoo.analysis.polarity import inverted
+
 log = logging.getLogger(__name__)
+
+POLARITIES = (None, "bright")  # train on the images as they are, or with every bright-field one inverted
 
 DEFAULTS = {
     "steps": 600,
@@ -55,6 +63,7 @@ DEFAULTS = {
     "scale_jitter": 1.4142,
     "classes": 2,  # 3 (background / boundary / core) and invert 0.5 did not score better (issue 18, h18b)
     "invert": 0.0,
+    "polarity": None,
     "seed": 0,
 }
 
@@ -87,10 +96,6 @@ def training_factors(boxes, target, jitter, shape, min_side):
     return [f for f in factors if min(shape) / f >= min_side] or [min(shape) / min_side]
 
 
-def inverted(image):
-    """``image`` with its intensities reversed (bright field <-> dark field): ``max + min - image``."""
-    image = np.asarray(image, np.float32)
-    return (float(image.max()) + float(image.min()) - image).astype(np.float32)
 
 
 def classes_from_mask(mask, core=None):
@@ -148,33 +153,48 @@ def _crop_sampler(images, masks, patch, rng, invert=0.0):
     return sample
 
 
-def synthetic_examples(name, count, data_dir=None):
-    """``count`` (image, mask) pairs of the labelled synthetic set ``name`` (train split)."""
+def synthetic_examples(name, count, data_dir=None, polarity=None):
+    """``count`` (image, mask) pairs of the labelled synthetic set ``name`` (train split); ``polarity="bright"``
+    inverts those whose particles are darker (on average) than the rest."""
     from temzoo import datasets
 
     images, masks = [], []
     for example in datasets.load(name, f"train[:{int(count)}]", data_dir=data_dir):
-        images.append(np.asarray(example["image"], np.float32)[..., 0])
-        masks.append((np.asarray(example["mask"])[..., 0] > 0).astype(np.uint8))
+        image = np.asarray(example["image"], np.float32)[..., 0]
+        mask = (np.asarray(example["mask"])[..., 0] > 0).astype(np.uint8)
+        if polarity == "bright" and mask.any() and not mask.all() and image[mask > 0].mean() < image[mask == 0].mean():
+            image = inverted(image)
+        images.append(image)
+        masks.append(mask)
     return images, masks
 
 
-def box_training_images(examples, normalizer, target, jitter, patch_size, mask_kind, scales, classes=2):
+def box_training_images(examples, normalizer, target, jitter, patch_size, mask_kind, scales, classes=2,
+                        polarity=None, flipped=None):
     """Normalised images and label maps of the box ``examples`` at their :func:`training_factors`
     (``scales`` receives the factors per image name); ``classes`` 2: particle masks
     (:func:`temzoo.data.boxes.boxes_to_mask`), 3: background / boundary / core
-    (:func:`temzoo.data.boxes.boxes_to_classes`)."""
+    (:func:`temzoo.data.boxes.boxes_to_classes`). ``polarity="bright"``: images whose boxed particles are
+    darker than the rest (:func:`temzoo.data.boxes.particles_are_bright`) are inverted (their names
+    appended to ``flipped``)."""
     from temzoo.analysis.scale import rescale
-    from temzoo.data.boxes import boxes_to_classes, boxes_to_mask
+    from temzoo.data.boxes import boxes_to_classes, boxes_to_mask, particles_are_bright
 
     labels_of = {2: boxes_to_mask, 3: boxes_to_classes}[int(classes)]
+    if polarity not in POLARITIES:
+        raise ValueError(f"polarity must be one of {POLARITIES}, got {polarity!r}.")
 
     images, masks = [], []
     for e in examples:
         factors = training_factors(e["boxes"], target, jitter, e["image"].shape, patch_size)
         scales[e.get("name", len(scales))] = [round(f, 3) for f in factors]
+        source = e["image"]
+        if polarity == "bright" and not particles_are_bright(source, e["boxes"]):
+            source = inverted(source)
+            if flipped is not None:
+                flipped.append(e.get("name", len(flipped)))
         for factor in factors:
-            image = rescale(e["image"], factor)
+            image = rescale(source, factor)
             # boxes follow the image's actual size change
             ratio = np.array(image.shape[::-1] * 2, np.float64) / np.array(e["image"].shape[::-1] * 2)
             boxes = np.asarray(e["boxes"], np.float64) * ratio
@@ -224,8 +244,8 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
                    synthetic=DEFAULTS["synthetic"], synthetic_fraction=DEFAULTS["synthetic_fraction"],
                    synthetic_images=DEFAULTS["synthetic_images"], mask_kind=DEFAULTS["mask_kind"],
                    target_particle_px=DEFAULTS["target_particle_px"], scale_jitter=DEFAULTS["scale_jitter"],
-                   classes=DEFAULTS["classes"], invert=DEFAULTS["invert"], seed=DEFAULTS["seed"], data_dir=None,
-                   log_every=50):
+                   classes=DEFAULTS["classes"], invert=DEFAULTS["invert"], polarity=DEFAULTS["polarity"],
+                   seed=DEFAULTS["seed"], data_dir=None, log_every=50):
     """Train a particle segmentation model on box-labelled ``examples`` (see the module docstring).
 
     Args:
@@ -236,6 +256,10 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
         classes: 2 (background / particle) or 3 (background / boundary / core: the core marks each
             particle for :func:`temzoo.analysis.particles.instances`).
         invert: probability of a crop's intensities being reversed (bright field and HAADF in one model).
+        polarity: ``None`` (images as they are) or ``"bright"``: bright-field images (and synthetic ones)
+            are inverted so the model only learns particles brighter than their support; the card says
+            so, and :func:`temzoo.particles` then inverts the images whose particles look dark
+            (:mod:`temzoo.analysis.polarity`).
 
     Returns ``(model, info)``: the compiled Keras model (card draft attached, save it with
     :func:`temzoo.tasks.save`) and a dict of the settings, timing and last losses.
@@ -250,6 +274,8 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
         raise ValueError("no labelled examples: give box examples or synthetic_fraction=1 with a synthetic set.")
     if int(classes) not in (2, 3):
         raise ValueError(f"classes must be 2 (background / particle) or 3 (background / boundary / core), got {classes}.")
+    if polarity not in POLARITIES:
+        raise ValueError(f"polarity must be one of {POLARITIES}, got {polarity!r}.")
     if examples and synthetic and synthetic_fraction >= 1:
         raise ValueError("synthetic_fraction=1 would never use the box examples; pass examples=[] for synthetic-only.")
     started, cpu_started = time.time(), time.process_time()
@@ -261,14 +287,14 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
     normalizer = normalizer_of(card_of(model))
 
     samplers, fractions = [], []
-    scales = {}
+    scales, flipped = {}, []
     if examples:
         images, masks = box_training_images(examples, normalizer, target_particle_px, scale_jitter, patch_size,
-                                            mask_kind, scales, classes)
+                                            mask_kind, scales, classes, polarity, flipped)
         samplers.append(_crop_sampler(images, masks, patch_size, rng, invert))
         fractions.append(1.0 - (synthetic_fraction if synthetic else 0.0))
     if synthetic and synthetic_fraction > 0:
-        s_images, s_masks = synthetic_examples(synthetic, synthetic_images, data_dir)
+        s_images, s_masks = synthetic_examples(synthetic, synthetic_images, data_dir, polarity)
         s_images = [normalizer.before(im)[0] for im in s_images]
         if int(classes) == 3:
             s_masks = [classes_from_mask(m) for m in s_masks]
@@ -277,6 +303,11 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
     fractions = np.array(fractions) / np.sum(fractions)
 
     losses = _train_steps(model, samplers, fractions, rng, int(steps), batch_size, log_every, started)
+    from temzoo.zoo.pretrained import attach_card
+
+    base_card = card_of(model) or {}
+    # what prediction reads (the target size, the polarity) before the model measures its own particles
+    attach_card(model, {**base_card, "training": {"target_particle_px": target_particle_px, "polarity": polarity}})
     measured = measured_particle_px(model, examples, target_particle_px)
     info = {
         "backbone": backbone if isinstance(backbone, str) else getattr(backbone, "name", "model"),
@@ -286,12 +317,11 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
         "learning_rate": learning_rate, "schedule": "cosine", "synthetic": synthetic if synthetic_fraction else None,
         "synthetic_fraction": synthetic_fraction if synthetic else 0.0, "synthetic_images": synthetic_images,
         "mask_kind": mask_kind, "seed": seed, "target_particle_px": target_particle_px,
-        "scale_jitter": scale_jitter, "scales": scales, "invert": invert,
+        "scale_jitter": scale_jitter, "scales": scales, "invert": invert, "polarity": polarity,
+        "inverted_images": flipped,
         "classes": ["background", "particle"] if int(classes) == 2 else list(CLASSES), "measured_particle_px": measured,
         "final_loss": float(np.mean(losses[-50:])) if losses else None,
         "seconds": round(time.time() - started, 1), "cpu_seconds": round(time.process_time() - cpu_started, 1),
     }
-    from temzoo.zoo.pretrained import attach_card
-
-    attach_card(model, {**(card_of(model) or {}), "training": info})  # temzoo.particles reads the target size
+    attach_card(model, {**base_card, "training": info})  # temzoo.particles reads the target size
     return model, info

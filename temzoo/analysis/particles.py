@@ -153,7 +153,7 @@ def particle_table(labels, foreground=None, *, pixel_size_nm=None):
 
 def particles(model, image, *, pixel_size_nm=None, threshold=DEFAULTS["threshold"], min_area=DEFAULTS["min_area"],
               split_depth=DEFAULTS["split_depth"], scale=DEFAULTS["scale"], particle_size_px=None, tile_size=None,
-              progress=None):
+              progress=None, dark=None):
     """Segment ``image`` (2-D array) with ``model`` and measure every particle.
 
     Args:
@@ -165,6 +165,9 @@ def particles(model, image, *, pixel_size_nm=None, threshold=DEFAULTS["threshold
             :mod:`temzoo.analysis.scale`.
         particle_size_px: a rough typical particle diameter in pixels, if known: chooses the factor
             directly (overrides ``scale``).
+        dark: whether the particles are darker than their support (bright field), for a model trained on
+            bright particles only (it then sees the image inverted); ``None`` decides from the image
+            (:mod:`temzoo.analysis.polarity`).
         tile_size, progress: passed to :func:`temzoo.predict`.
 
     Returns a :class:`ParticleResult` (``scale`` holds the factor used).
@@ -176,7 +179,7 @@ def particles(model, image, *, pixel_size_nm=None, threshold=DEFAULTS["threshold
 
     maps, factor = maps_at_scale(model, image, scale=scale, particle_size_px=particle_size_px,
                                              threshold=threshold, min_area=min_area, tile_size=tile_size,
-                                             progress=progress)
+                                             progress=progress, dark=dark)
     foreground = maps[..., 0]
     core = maps[..., 1] if maps.shape[-1] > 1 else None
     labels = instances(foreground, core=core, **scaled_post(factor, threshold=threshold, min_area=min_area,
