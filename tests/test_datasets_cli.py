@@ -80,7 +80,7 @@ def test_cli_build_tiny_synthetic_then_list_says_prepared(tmp_path, fake_registr
     assert " yes " in line
     ds = datasets.load("tiny_synthetic/au_np", "train", data_dir=str(tmp_path))
     assert sum(1 for _ in ds) == 4
-    assert ds.options().autotune.enabled is False  # see temzoo.data.options
+    assert ds.options().autotune.enabled is False  # see temzoo.datasets.without_autotune_thread
 
 
 def test_cli_build_missing_manual_files_fails_with_instructions(tmp_path, fake_registry):

@@ -239,6 +239,18 @@ def _train_steps(model, samplers, fractions, rng, steps, batch_size, log_every, 
     return losses
 
 
+def _check_settings(examples, synthetic, synthetic_fraction, classes, polarity):
+    """Refuse settings :func:`train_on_boxes` cannot train with, saying why."""
+    if not examples and not (synthetic and synthetic_fraction >= 1):
+        raise ValueError("no labelled examples: give box examples or synthetic_fraction=1 with a synthetic set.")
+    if int(classes) not in (2, 3):
+        raise ValueError(f"classes must be 2 (background / particle) or 3 (background / boundary / core), got {classes}.")
+    if polarity not in POLARITIES:
+        raise ValueError(f"polarity must be one of {POLARITIES}, got {polarity!r}.")
+    if examples and synthetic and synthetic_fraction >= 1:
+        raise ValueError("synthetic_fraction=1 would never use the box examples; pass examples=[] for synthetic-only.")
+
+
 def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DEFAULTS["batch_size"],
                    patch_size=DEFAULTS["patch_size"], learning_rate=DEFAULTS["learning_rate"],
                    synthetic=DEFAULTS["synthetic"], synthetic_fraction=DEFAULTS["synthetic_fraction"],
@@ -270,14 +282,7 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
     from temzoo.tasks import normalizer_of, segmentation
     from temzoo.zoo.pretrained import card as card_of
 
-    if not examples and not (synthetic and synthetic_fraction >= 1):
-        raise ValueError("no labelled examples: give box examples or synthetic_fraction=1 with a synthetic set.")
-    if int(classes) not in (2, 3):
-        raise ValueError(f"classes must be 2 (background / particle) or 3 (background / boundary / core), got {classes}.")
-    if polarity not in POLARITIES:
-        raise ValueError(f"polarity must be one of {POLARITIES}, got {polarity!r}.")
-    if examples and synthetic and synthetic_fraction >= 1:
-        raise ValueError("synthetic_fraction=1 would never use the box examples; pass examples=[] for synthetic-only.")
+    _check_settings(examples, synthetic, synthetic_fraction, classes, polarity)
     started, cpu_started = time.time(), time.process_time()
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)

@@ -4,7 +4,7 @@ Both pipelines: optional shuffle (seeded) -> repeat -> per-example map
 (normalise, crop to ``patch_size``, dihedral augmentation; every random choice
 from a stateless seed ``(seed, example counter)``, so the same seed gives the
 same batches) -> batch of the GLOBAL batch size -> ``prefetch(AUTOTUNE)``, without tf.data's
-autotuning thread (:mod:`temzoo.data.options`).
+autotuning thread (:func:`temzoo.datasets.without_autotune_thread`).
 
 ``batch_size`` is the global batch: under a ``tf.distribute`` strategy, pass
 the dataset to ``strategy.experimental_distribute_dataset`` and each of the N
@@ -26,7 +26,7 @@ import tensorflow as tf
 import temzoo.data.targets as targets_table
 from temzoo.data.augment import dihedral, random_crop
 from temzoo.data.normalize import tf_stats
-from temzoo.data.options import without_autotune_thread
+from temzoo.datasets import without_autotune_thread
 from temzoo.errors import BadInputError
 from temzoo.zoo.normalization import Normalizer
 
