@@ -29,7 +29,11 @@ def recalibrated_generator(generator, dataset, batches, batch_size):
     (the data of the epoch after the last). The training generator keeps its statistics, so
     checkpoints and resumed runs are unaffected. Returns the copy and the card's record."""
     from temzoo.inference.precision import float32_copy
-    from temzoo.training.batch_norm import batch_norm_layers, recalibrate_batch_norm, training_forward
+    from temzoo.training.batch_norm import (
+        batch_norm_layers,
+        recalibrate_batch_norm,
+        training_forward,
+    )
 
     copy = float32_copy(generator, always=True)
     used = recalibrate_batch_norm(copy, (noisy for noisy, _ in dataset.take(batches)), training_forward(copy))
