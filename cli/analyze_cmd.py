@@ -25,10 +25,14 @@ from .predict_cmd import _TileBar
                    "factor such as 2 (half size) or 0.5 (double size).")
 @click.option("--particle-size", type=float, default=None,
               help="Rough typical particle diameter in nm (needs a pixel size): sets the scale instead of --scale.")
+@click.option("--contrast", type=click.Choice(["auto", "bright", "dark"]), default="auto", show_default=True,
+              help="Particles brighter than their support (HAADF, dark field) or darker (bright-field TEM); 'auto' "
+                   "decides from each image. Used by models trained on bright particles only, such as the shipped "
+                   "nanoparticles, which see dark-particle images inverted.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--tile-size", type=click.IntRange(1), default=None, help="Tile size in pixels (default: from free memory).")
 def analyze(model_name, inputs, out, pixel_size, threshold, min_area, split_depth, no_split, scale, particle_size,
-            overwrite, tile_size):
+            contrast, overwrite, tile_size):
     """Find the particles of INPUT micrographs (TIFF, PNG; DM3/DM4/EMD/SER/MRC with temzoo[formats]).
 
     Writes per input NAME: OUT/NAME_particles.csv (one row per particle: centroid,
@@ -63,6 +67,7 @@ def analyze(model_name, inputs, out, pixel_size, threshold, min_area, split_dept
             split_depth=None if no_split else (DEFAULTS["split_depth"] if split_depth is None else split_depth),
             scale=DEFAULTS["scale"] if scale is None else scale, particle_size_nm=particle_size,
             tile_size=tile_size, overwrite=overwrite, on_file=on_file, on_tiles=bar,
+            dark={"auto": None, "bright": False, "dark": True}[contrast],
         )
     except (TemzooError, ValueError) as err:
         raise click.ClickException(str(err)) from err

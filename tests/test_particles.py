@@ -417,3 +417,23 @@ def test_train_on_boxes_sees_each_image_at_three_scales_and_records_what_auto_ne
     assert target_particle_px(model) == 8.0
     # the size its particles come out at on its own images (untrained here: any value, or the target if none)
     assert measured_particle_px(model) == (info["measured_particle_px"] or 8.0)
+
+
+def test_analyze_contrast_option_reaches_the_particle_finder(tmp_path, tiny_model, monkeypatch):
+    import temzoo.analysis.files as files
+
+    seen = []
+    real = files.particles
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs["dark"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(files, "particles", recording)
+    tifffile.imwrite(tmp_path / "x.tif", np.random.default_rng(3).random((40, 40)).astype(np.float32))
+    for i, (choice, dark) in enumerate((("auto", None), ("bright", False), ("dark", True))):
+        result = run("--model", tiny_model, "--out", tmp_path / f"o{i}", "--contrast", choice, tmp_path / "x.tif")
+        assert result.exit_code == 0, result.output
+        assert seen[-1] is dark
+    bad = run("--model", tiny_model, "--out", tmp_path / "o9", "--contrast", "grey", tmp_path / "x.tif")
+    assert bad.exit_code != 0 and "--contrast" in bad.output

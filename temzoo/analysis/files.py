@@ -153,7 +153,7 @@ def summary_row(path, model_name, result):
 
 def analyze_files(model, inputs, out, *, pixel_size_nm=None, threshold=DEFAULTS["threshold"],
                   min_area=DEFAULTS["min_area"], split_depth=DEFAULTS["split_depth"], scale=DEFAULTS["scale"],
-                  particle_size_nm=None, tile_size=None, overwrite=False, on_file=None, on_tiles=None):
+                  particle_size_nm=None, tile_size=None, overwrite=False, on_file=None, on_tiles=None, dark=None):
     """Find and measure the particles of every file of ``inputs``; write tables and figures into ``out``.
 
     Args:
@@ -163,6 +163,9 @@ def analyze_files(model, inputs, out, *, pixel_size_nm=None, threshold=DEFAULTS[
         particle_size_nm: a rough typical particle diameter in nm (needs a pixel size): picks the scale
             factor directly instead of ``scale``.
         on_file: optional ``callable(index, total, path)`` before each file; ``on_tiles`` per batch of tiles.
+        dark: whether the particles are darker than their support (bright field) in every file; ``None``
+            decides per image. Only models trained on bright particles alone read it (see
+            :func:`temzoo.analysis.particles.particles`).
 
     Returns the list of written paths (the summary last).
     """
@@ -198,7 +201,7 @@ def analyze_files(model, inputs, out, *, pixel_size_nm=None, threshold=DEFAULTS[
         try:
             result = particles(resolved.model, image, pixel_size_nm=size, threshold=threshold, min_area=min_area,
                                split_depth=split_depth, scale=scale, particle_size_px=typical, tile_size=tile_size,
-                               progress=on_tiles)
+                               progress=on_tiles, dark=dark)
         except (BadInputError, ValueError) as exc:
             raise type(exc)(f"{path}: {exc}") from exc
         columns = COLUMNS + (NM_COLUMNS if size is not None else ())
