@@ -210,6 +210,9 @@ def main(argv=None):
     parser.add_argument("--variants", action="store_true",
                         help="also score the final models' predictions with the 8-fold self-ensemble and, for "
                              "binomial, averaged over 8 splits (key 'variants' of each record)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="TensorFlow intra- and inter-op threads of temzoo's runs and of the peer (0: "
+                             "TensorFlow's default). With 1, CPU-seconds measure the work, not the contention")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=JSON_PATH)
     parser.add_argument("--resume", action="store_true", help="keep finished runs of --json and do the rest")
@@ -232,6 +235,12 @@ def main(argv=None):
             write_json(opts.json, merged)
         render(json.load(open(opts.json, encoding="utf-8")), opts.tag)
         return
+    if opts.threads:  # before TensorFlow starts; the peer's process inherits the variables
+        os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = str(opts.threads)
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(opts.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(opts.threads)
     from temzoo.adaptation.config import DEFAULTS
     from temzoo.analysis.denoising_baselines import psnr
     from temzoo.io import read_image
@@ -304,6 +313,7 @@ def main(argv=None):
 # ----------------------------------------------------------------------------- report
 RUNS = ("shipped", "adapt_pretrained", "adapt_random", "peer_n2v", "bm3d")
 ENSEMBLED = "adapt_pretrained, 8-fold ensemble"
+AT_FIFTH = "adapt_pretrained at 1/5 of the steps"
 
 
 def per_image(payload):
@@ -319,6 +329,9 @@ def per_image(payload):
         adapted, shipped, peer = runs.get("adapt_pretrained"), runs.get("shipped"), runs.get("peer_n2v")
         if adapted and "variants" in adapted:
             row[ENSEMBLED] = adapted["variants"]["ensemble8"]["psnr"]
+        early = adapted and psnr_at(adapted["curve"], fifth(adapted["curve"]))
+        if early is not None:
+            row[AT_FIFTH] = early
         if adapted and shipped:
             row["gain vs shipped"] = adapted["psnr"] - shipped["psnr"]
         if adapted and runs.get("bm3d"):
@@ -332,6 +345,49 @@ def per_image(payload):
     return sorted(rows, key=lambda r: r["dose"])  # stable: the images' order within a dose
 
 
+def fifth(curve):
+    """A fifth of a curve's last step (the budget), or None for an empty curve."""
+    return curve[-1]["step"] // 5 if curve else None
+
+
+def psnr_at(curve, step):
+    """The PSNR a curve recorded at ``step`` (None when it has no such row)."""
+    return next((row["psnr"] for row in curve if step is not None and row["step"] == step), None)
+
+
+def goal_check(payload, margin=1.0):
+    """Issue 17's clauses per dose, counted over the (image, dose) pairs that have the runs they need:
+    ``adapt_pretrained`` >= ``margin`` dB over ``shipped``; >= ``margin`` dB over ``peer_n2v`` at the same
+    steps; and ``adapt_pretrained`` reaching the peer's final PSNR within a fifth of the peer's steps."""
+    by = {(r["image"], r["dose"], r["run"]): r for r in payload["records"]}
+    out = []
+    for dose in sorted({r["dose"] for r in payload["records"]}):
+        pairs = [image for image, d, run in by if d == dose and run == "adapt_pretrained"]
+        gains = [by[(i, dose, "adapt_pretrained")]["psnr"] - by[(i, dose, "shipped")]["psnr"]
+                 for i in pairs if (i, dose, "shipped") in by]
+        peers = [i for i in pairs if (i, dose, "peer_n2v") in by]
+        over_peer = [by[(i, dose, "adapt_pretrained")]["psnr"] - by[(i, dose, "peer_n2v")]["psnr"] for i in peers]
+        fast = []
+        for i in peers:
+            peer = by[(i, dose, "peer_n2v")]
+            step = steps_to_reach(by[(i, dose, "adapt_pretrained")]["curve"], peer["psnr"])
+            fast.append(step is not None and step <= peer["curve"][-1]["step"] / 5)
+        out.append({
+            "dose": dose, "pairs": len(gains),
+            "gain vs shipped, mean (min..max)": _spread(gains),
+            f"pairs >= +{margin:g} dB vs shipped": f"{sum(g >= margin for g in gains)} of {len(gains)}",
+            "pairs with the peer": len(peers),
+            "gain vs peer, mean (min..max)": _spread(over_peer),
+            f"pairs >= +{margin:g} dB vs peer": f"{sum(g >= margin for g in over_peer)} of {len(over_peer)}",
+            "pairs reaching the peer's final PSNR within 1/5 of its steps": f"{sum(fast)} of {len(fast)}",
+        })
+    return out
+
+
+def _spread(values):
+    return f"{np.mean(values):+.2f} ({min(values):+.2f}..{max(values):+.2f})" if values else ""
+
+
 def means(rows):
     """Per dose: the mean of each column over the images that have it, with their number (only images with
     ``adapt_pretrained`` where some have it, so that the columns compare the same images)."""
@@ -341,7 +397,7 @@ def means(rows):
         if any("adapt_pretrained" in r for r in chosen):
             chosen = [r for r in chosen if "adapt_pretrained" in r]
         row = {"image": "mean", "dose": dose}
-        for key in ("noisy", *RUNS, ENSEMBLED, "gain vs shipped", "gain vs peer", "gain vs bm3d"):
+        for key in ("noisy", *RUNS, ENSEMBLED, AT_FIFTH, "gain vs shipped", "gain vs peer", "gain vs bm3d"):
             values = [r[key] for r in chosen if key in r]
             if values:
                 row[key] = f"{np.mean(values):.2f} ({len(values)})"
@@ -399,6 +455,10 @@ def render(payload, tag=""):
         markdown_table(_two_decimals(rows) + means(rows), columns),
         "",
     ]
+    check = goal_check(payload)
+    if any(row["pairs"] for row in check):
+        lines += ["Issue 17's clauses, per dose, over the pairs that have the runs each needs (gains in dB):", "",
+                  markdown_table(check, list(check[0])), ""]
     block_name = "adapt-results" + (f"-{tag}" if tag else "")
     begin, end = f"<!-- begin {block_name} (benchmarks/adapt.py) -->", f"<!-- end {block_name} -->"
     block = begin + "\n" + "\n".join(lines).strip() + "\n" + end
