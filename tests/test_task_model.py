@@ -57,8 +57,18 @@ def test_task_model_config_round_trips_segmentation_and_scale():
         TaskModel(seg.inputs, seg.outputs, task="colouring")
 
 
-def test_shipped_task_model_with_a_side_car_card_predicts_with_its_card():
-    model = temzoo.load("nanoparticles")  # saved before TaskModel: a plain functional model plus a JSON card
+def test_an_old_model_file_with_a_side_car_card_predicts_with_its_card(tmp_path):
+    """Files saved before TaskModel existed: a plain functional model plus a JSON card beside it
+    (the first shipped ``nanoparticles`` was one; users' fine-tuned files still are)."""
+    from temzoo.zoo.cards import export_model
+
+    backbone = temzoo.build("unet_b2_p22", base_filters=4)
+    x = keras.layers.Conv2D(2, 1, name="segmentation_head")(backbone.outputs[0])
+    plain = keras.Model(backbone.inputs, keras.layers.Softmax(name="probabilities")(x))
+    normalizer = Normalizer("percentile", low=2.0, high=98.0)
+    export_model(plain, tmp_path / "old.keras", {"name": "old", "task": "segmentation",
+                                                  "normalization": normalizer.get_config()})
+    model = temzoo.load(tmp_path / "old.keras")
     card = temzoo.card(model)
     assert not isinstance(model, TaskModel) and card["task"] == "segmentation"
     image = _image(64, seed=1)
