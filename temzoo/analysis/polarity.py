@@ -29,15 +29,13 @@ SMOOTH = 1.0  # px: light smoothing against pixel noise
 def contrast_skewness(image):
     """Skewness of ``image``'s local contrast (see the module docstring): > 0 bright particles, < 0 dark."""
     from scipy import ndimage, stats
-    from skimage.transform import resize
+
+    from temzoo.analysis.resample import rescale
 
     image = np.asarray(image, np.float32)
     if image.ndim != 2:
         raise ValueError(f"expected a 2-D image, got shape {image.shape}.")
-    factor = max(image.shape) / SIDE  # shrink only (as analysis.scale.rescale does; it imports this module)
-    small = image if factor <= 1 else resize(
-        image, tuple(max(1, int(round(n / factor))) for n in image.shape), order=1, mode="reflect", anti_aliasing=True,
-    ).astype(np.float32)
+    small = rescale(image, max(1.0, max(image.shape) / SIDE))
     low, high = np.percentile(small, [0.5, 99.5])
     small = np.clip(small, low, high)
     if high <= low:

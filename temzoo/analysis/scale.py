@@ -30,6 +30,7 @@ import logging
 
 import numpy as np
 
+from temzoo.analysis.resample import rescale
 from temzoo.errors import BadInputError
 from temzoo.names import PARTICLE_DEFAULTS as POST
 
@@ -80,17 +81,6 @@ def scaled_post(factor, *, threshold=POST["threshold"], min_area=POST["min_area"
     """
     return {"threshold": threshold, "min_area": (min_area or 0) * float(factor) ** 2,
             "split_depth": None if split_depth is None else split_depth * max(float(factor), 1.0)}
-
-
-def rescale(image, factor):
-    """``image`` resampled to ``1/factor`` of its size (``factor`` > 1 shrinks, with anti-aliasing)."""
-    from skimage.transform import resize
-
-    image = np.asarray(image, np.float32)
-    if float(factor) == 1.0:
-        return image
-    shape = tuple(max(1, int(round(n / float(factor)))) for n in image.shape)
-    return resize(image, shape, order=1, mode="reflect", anti_aliasing=float(factor) > 1).astype(np.float32)
 
 
 def upscale_to(foreground, shape):
