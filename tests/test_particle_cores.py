@@ -3,17 +3,10 @@ minimum particle size in the model's pixels."""
 
 import numpy as np
 import pytest
+from particle_scenes import disk_grid, disks
 
 from temzoo.analysis.particles import instances, scaled_post
 from temzoo.data import boxes as bx
-
-
-def disks(shape, centres, radius):
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    mask = np.zeros(shape, bool)
-    for cy, cx in centres:
-        mask |= (yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2
-    return mask
 
 
 def test_box_classes_have_one_core_per_box_inside_its_ellipse_and_a_boundary_ring():
@@ -107,10 +100,7 @@ def test_a_three_class_model_from_boxes_gives_particles_through_its_cores():
     import temzoo
     from temzoo.analysis.box_training import train_on_boxes
 
-    rng = np.random.default_rng(4)
-    centres = [(20 + 30 * i, 20 + 30 * j) for i in range(3) for j in range(3)]
-    image = (disks((96, 96), centres, 7) * 1.0 + rng.normal(0, 0.1, (96, 96))).astype(np.float32)
-    boxes = np.array([[cx - 7, cy - 7, cx + 8, cy + 8] for cy, cx in centres], float)
+    image, boxes = disk_grid(96, 3, 20, 30, 7)
     model, info = train_on_boxes(temzoo.build("unet_b2_p22", base_filters=4), [{"name": "a", "image": image,
                                  "boxes": boxes}], steps=2, batch_size=2, patch_size=32, synthetic=None,
                                  target_particle_px=15.0, scale_jitter=1.0, classes=3, invert=0.5, log_every=0)

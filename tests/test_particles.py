@@ -6,20 +6,13 @@ import numpy as np
 import pytest
 import tifffile
 from click.testing import CliRunner
+from particle_scenes import disk_grid, disks
 
 from temzoo.analysis.particles import COLUMNS, NM_COLUMNS, instances, particle_table
 from temzoo.analysis.scoring import compare_to_boxes
 from temzoo.data import boxes as bx
 from temzoo.errors import BadInputError
 from temzoo.io import read_pixel_size_nm as pixel_size_nm
-
-
-def disks(shape, centres, radius):
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    mask = np.zeros(shape, bool)
-    for cy, cx in centres:
-        mask |= (yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2
-    return mask
 
 
 # ----------------------------------------------------------------------------- instances and table
@@ -405,15 +398,14 @@ def test_train_on_boxes_sees_each_image_at_three_scales_and_records_what_auto_ne
     from temzoo.analysis.box_training import train_on_boxes
     from temzoo.analysis.scale import measured_particle_px, target_particle_px
 
-    rng = np.random.default_rng(4)
-    centres = [(24 + 40 * i, 24 + 40 * j) for i in range(4) for j in range(4)]
-    image = (disks((160, 160), centres, 8) * 1.0 + rng.normal(0, 0.1, (160, 160))).astype(np.float32)
-    boxes = np.array([[cx - 8, cy - 8, cx + 9, cy + 9] for cy, cx in centres], float)
+    image, boxes = disk_grid(160, 4, 24, 40, 8)
     model, info = train_on_boxes(temzoo.build("unet_b2_p22", base_filters=4), [{"name": "a", "image": image,
                                  "boxes": boxes}], steps=2, batch_size=2, patch_size=32, synthetic=None,
                                  target_particle_px=8.0, scale_jitter=1.5, log_every=0)
     np.testing.assert_allclose(info["scales"]["a"], [17 / 8 / 1.5, 17 / 8, 17 / 8 * 1.5], rtol=1e-3)
     assert info["cpu_seconds"] > 0 and info["steps"] == 2
+    # the default polarity is the shipped recipe's: bright-field images inverted, these bright disks kept as they are
+    assert info["polarity"] == "bright" and info["inverted_images"] == []
     assert target_particle_px(model) == 8.0
     # the size its particles come out at on its own images (untrained here: any value, or the target if none)
     assert measured_particle_px(model) == (info["measured_particle_px"] or 8.0)

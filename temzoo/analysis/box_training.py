@@ -24,7 +24,7 @@ and ``recipes/ship.py nanoparticles`` (the shipped model):
   :func:`temzoo.data.boxes.boxes_to_mask`); inscribed ellipses by default; whole images normalised by the model's normaliser (as
   :func:`temzoo.predict` does at prediction), then random ``patch_size`` crops
   with flips and 90-degree rotations; large images are only ever seen as crops;
-* polarity: ``polarity="bright"`` inverts the bright-field images (particles
+* polarity: ``polarity="bright"`` (the default) inverts the bright-field images (particles
   darker than the rest, from the boxes) and synthetic images, so the model only
   learns bright particles; ``temzoo.particles`` then inverts an image whose
   particles look dark (:mod:`temzoo.analysis.polarity`, decided from the image);
@@ -63,7 +63,7 @@ DEFAULTS = {
     "scale_jitter": 1.4142,
     "classes": 2,  # 3 (background / boundary / core) and invert 0.5 did not score better (issue 18, h18b)
     "invert": 0.0,
-    "polarity": None,
+    "polarity": "bright",  # fold 2 at 400 steps: F1 0.520 vs 0.473 with None (docs/benchmarks.md, issue 18)
     "seed": 0,
 }
 
@@ -268,10 +268,10 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
         classes: 2 (background / particle) or 3 (background / boundary / core: the core marks each
             particle for :func:`temzoo.analysis.particles.instances`).
         invert: probability of a crop's intensities being reversed (bright field and HAADF in one model).
-        polarity: ``None`` (images as they are) or ``"bright"``: bright-field images (and synthetic ones)
+        polarity: ``"bright"`` (default): bright-field images (and synthetic ones)
             are inverted so the model only learns particles brighter than their support; the card says
             so, and :func:`temzoo.particles` then inverts the images whose particles look dark
-            (:mod:`temzoo.analysis.polarity`).
+            (:mod:`temzoo.analysis.polarity`); ``None``: the images as they are.
 
     Returns ``(model, info)``: the compiled Keras model (card draft attached, save it with
     :func:`temzoo.tasks.save`) and a dict of the settings, timing and last losses.
