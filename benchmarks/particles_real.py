@@ -87,7 +87,7 @@ def score_image(maps, boxes, post, factor=1):
     labels = instances(maps[..., 0], core=core, **scaled_post(factor, threshold=post["threshold"],
                                                                min_area=post["min_area"],
                                                                split_depth=post["split_depth"]))
-    return compare_to_boxes(particle_table(labels), boxes, maps.shape[:2])
+    return compare_to_boxes(particle_table(labels), boxes, maps.shape[:2], labels=labels)
 
 
 def cache_factors(shape):
@@ -138,6 +138,9 @@ def aggregate(per_image):
         "median_diameter_error": float(np.median(np.abs(pred - true) / true)) if len(true) else None,
         "median_diameter_bias": float(np.median((pred - true) / true)) if len(true) else None,
         "wasserstein_rel": float(np.mean(w1)) if w1 else None,
+        # why the unmatched boxes were missed (temzoo.analysis.scoring.miss_kinds), as fractions of all boxes
+        **{f"fn_{kind}": sum(x["misses"][kind] for x in per_image) / max(tp + fn, 1)
+           for kind in ("missed", "merged", "mislocated") if all("misses" in x for x in per_image)},
     }
 
 
@@ -395,7 +398,7 @@ def main(argv=None):
 
     uptime_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     columns = ["variant", "images", "true_particles", "predicted", "precision", "recall", "f1", "f1_per_image_mean",
-               "median_diameter_error", "median_diameter_bias", "wasserstein_rel"]
+               "median_diameter_error", "median_diameter_bias", "wasserstein_rel", "fn_missed", "fn_merged", "fn_mislocated"]
     payload = {
         "command": "python benchmarks/particles_real.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "settings": {**vars(opts), "steps": opts.steps},

@@ -171,6 +171,20 @@ def test_matching_counts_iou_and_leaves_out_border_particles():
     assert compare_to_boxes(rows, truth, shape, iou_threshold=0.3)["tp"] == 2
 
 
+def test_misses_are_told_apart_missed_merged_and_mislocated():
+    shape = (60, 100)
+    truth = np.array([[5, 5, 15, 15], [30, 5, 40, 15], [40, 5, 50, 15], [70, 5, 80, 15], [5, 40, 15, 50]], float)
+    labels = np.zeros(shape, np.int32)
+    labels[5:15, 5:15] = 1  # box 0 found
+    labels[4:16, 28:52] = 2  # boxes 1 and 2 in one particle
+    labels[8:12, 73:77] = 3  # box 3: a particle far too small
+    rows = particle_table(labels)  # box 4: nothing there
+    s = compare_to_boxes(rows, truth, shape, labels=labels)
+    assert (s["tp"], s["fn"]) == (1, 4)
+    assert s["misses"] == {"missed": 1, "merged": 2, "mislocated": 1}
+    assert "misses" not in compare_to_boxes(rows, truth, shape)
+
+
 # ----------------------------------------------------------------------------- particles() and the CLI
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):

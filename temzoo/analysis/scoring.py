@@ -16,7 +16,7 @@ def box_iou(a, b):
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
-def compare_to_boxes(rows, boxes, shape, *, iou_threshold=0.5, border_tolerance=1.0):
+def compare_to_boxes(rows, boxes, shape, *, iou_threshold=0.5, border_tolerance=1.0, labels=None):
     """Match predicted particles (table rows) to reference boxes, one to one, at box IoU >= ``iou_threshold``.
 
     Particles touching the border are left out on both sides: predicted rows with
@@ -28,6 +28,9 @@ def compare_to_boxes(rows, boxes, shape, *, iou_threshold=0.5, border_tolerance=
     ``pred_diameters`` (equivalent diameter) and ``true_diameters`` (``sqrt(w h)``, the
     equivalent diameter of the ellipse inscribed in the box); ``pred_all``/``true_all`` are the
     diameters of every counted particle (for size-distribution distances).
+
+    With the instance ``labels`` the rows came from, ``misses`` says why each unmatched reference box
+    was missed (:func:`miss_kinds`).
     """
     from scipy.optimize import linear_sum_assignment
 
@@ -47,8 +50,29 @@ def compare_to_boxes(rows, boxes, shape, *, iou_threshold=0.5, border_tolerance=
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    unmatched = np.setdiff1d(np.arange(len(boxes)), ti)
     return {
+        **({"misses": miss_kinds(labels, boxes, unmatched)} if labels is not None else {}),
         "tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall, "f1": f1,
         "mean_iou": float(iou[pi, ti].mean()) if tp else None,
         "pred_diameters": pred_d[pi], "true_diameters": true_d[ti], "pred_all": pred_d, "true_all": true_d,
     }
+
+
+def miss_kinds(labels, boxes, unmatched):
+    """Why the reference ``boxes[unmatched]`` found no particle, from the instance ``labels`` at their centres.
+
+    ``missed``: the box centre is background (nothing found there); ``merged``: the centre lies in a
+    particle that also holds the centre of another reference box (touching particles not split);
+    ``mislocated``: a particle of its own, whose box overlaps the reference by less than the IoU threshold
+    (too large, too small or shifted). Returns the three counts.
+    """
+    labels = np.asarray(labels)
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    rows = np.clip(((boxes[:, 1] + boxes[:, 3]) / 2).astype(int), 0, labels.shape[0] - 1)
+    cols = np.clip(((boxes[:, 0] + boxes[:, 2]) / 2).astype(int), 0, labels.shape[1] - 1)
+    at = labels[rows, cols]
+    shared = np.bincount(at[at > 0], minlength=int(labels.max()) + 1) > 1
+    at = at[np.asarray(unmatched, int)]
+    merged = (at > 0) & shared[at]
+    return {"missed": int((at == 0).sum()), "merged": int(merged.sum()), "mislocated": int(((at > 0) & ~merged).sum())}
