@@ -65,7 +65,9 @@ def miss_kinds(labels, boxes, unmatched):
     ``missed``: the box centre is background (nothing found there); ``merged``: the centre lies in a
     particle that also holds the centre of another reference box (touching particles not split);
     ``mislocated``: a particle of its own, whose box overlaps the reference by less than the IoU threshold
-    (too large, too small or shifted). Returns the three counts.
+    (too large, too small or shifted). A particle that touches the border counts here although the
+    scores leave it out, so a box whose centre lies in one is merged or mislocated, not missed.
+    Returns the three counts.
     """
     labels = np.asarray(labels)
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
