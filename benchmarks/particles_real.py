@@ -144,12 +144,17 @@ def aggregate(per_image):
     }
 
 
-def cached_foreground(cache, key, examples, train_fn, train_examples=(), target=None):
+def cached_foreground(cache, key, examples, train_fn, train_examples=(), target=None, train_only=False):
     """Foreground probabilities of ``examples`` at every factor of :func:`cache_factors`, from the model
-    ``train_fn()`` trains; cached as ``CACHE/KEY/NAME.npz`` (uint8) with the training info."""
+    ``train_fn()`` trains; cached as ``CACHE/KEY/NAME.npz`` (uint8) with the training info.
+    ``train_only``: train and save the model (``CACHE/KEY/model.keras``, ``train.json``), nothing else."""
     from temzoo.analysis.scale import maps_at_scale
 
     folder = os.path.join(cache, key)
+    if train_only:
+        if not os.path.exists(os.path.join(folder, "model.keras")):
+            _train_into(folder, key, train_fn)
+        return {}, json.load(open(os.path.join(folder, "train.json")))
     paths = {e["name"]: os.path.join(folder, e["name"] + ".npz") for e in examples}
     info_path = os.path.join(folder, "train.json")
     info = json.load(open(info_path)) if os.path.exists(info_path) else None
@@ -159,17 +164,7 @@ def cached_foreground(cache, key, examples, train_fn, train_examples=(), target=
 
             model = pretrained.load(os.path.join(folder, "model.keras"))
         else:
-            load_before = load_average()
-            model, info = train_fn()
-            info["load_before"], info["load_after_training"] = load_before, load_average()
-            os.makedirs(folder, exist_ok=True)
-            from temzoo import tasks
-
-            tasks.save(model, os.path.join(folder, "model.keras"), name=key, training=info)
-            with open(info_path, "w") as f:
-                json.dump(info, f, indent=1, default=str)
-            print(f"  {key}: trained {info['seconds']:.0f} s ({info.get('cpu_seconds')} CPU-s), "
-                  f"load {info['load_before']} -> {info['load_after_training']}", flush=True)
+            model, info = _train_into(folder, key, train_fn)
         for e in examples:
             if os.path.exists(paths[e["name"]]):
                 continue
@@ -188,6 +183,22 @@ def cached_foreground(cache, key, examples, train_fn, train_examples=(), target=
         with open(info_path, "w") as f:
             json.dump(info, f, indent=1, default=str)
     return {n: _load_cached(p) for n, p in paths.items()}, info
+
+
+def _train_into(folder, key, train_fn):
+    """Train with ``train_fn()``; save ``FOLDER/model.keras`` and ``FOLDER/train.json``; the model and info."""
+    from temzoo import tasks
+
+    load_before = load_average()
+    model, info = train_fn()
+    info["load_before"], info["load_after_training"] = load_before, load_average()
+    os.makedirs(folder, exist_ok=True)
+    tasks.save(model, os.path.join(folder, "model.keras"), name=key, training=info)
+    with open(os.path.join(folder, "train.json"), "w") as f:
+        json.dump(info, f, indent=1, default=str)
+    print(f"  {key}: trained {info['seconds']:.0f} s ({info.get('cpu_seconds')} CPU-s), "
+          f"load {info['load_before']} -> {info['load_after_training']}", flush=True)
+    return model, info
 
 
 def _load_cached(path):
@@ -237,12 +248,31 @@ def parse_args(argv=None):
                         help="comma list of the folds to run (1-based), e.g. 1: a quicker partial result (labelled so)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None, help="TFDS data dir for synthetic_tem/au_np")
+    parser.add_argument("--synthetic-simulated", action="store_true",
+                        help="make the synthetic_tem/au_np images with its simulator instead of loading them through "
+                             "TFDS (temzoo.simulate.hrtem.nanoparticle_set), e.g. on a GPU machine without TensorFlow")
+    parser.add_argument("--train-only", action="store_true",
+                        help="only train the fold models into --cache (model.keras, train.json), no prediction or "
+                             "scoring: e.g. with KERAS_BACKEND=jax on a lent GPU; run again without it here to score")
     parser.add_argument("--cache", default=os.path.join(ROOT, "runs", "particles_real"))
     parser.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results", "particles_real.json"))
     parser.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
     parser.add_argument("--force-docs", action="store_true",
                         help="write docs/benchmarks.md under load too (scores do not depend on it; training times do)")
     return parser.parse_args(argv)
+
+
+def cache_tag(opts):
+    """The part of a fold model's cache key that says how it was trained (older keys stay valid:
+    settings added later appear only when not at their old value)."""
+    tag = f"_s{opts.steps}_p{opts.patch_size}_t{opts.target_particle_px:g}_j{opts.scale_jitter:g}"
+    if opts.batch_size != 8:
+        tag += f"_b{opts.batch_size}"
+    if (opts.classes, opts.invert) != (2, 0):
+        tag += f"_c{opts.classes}_i{opts.invert:g}"
+    if opts.polarity != "none":
+        tag += f"_pol{opts.polarity}"
+    return tag
 
 
 def train_runs(opts, examples, by_name, names, common, tag, trainings):
@@ -279,7 +309,7 @@ def train_runs(opts, examples, by_name, names, common, tag, trainings):
                 def train(spec=spec):
                     return train_on_boxes(spec["backbone"], [], synthetic_fraction=1.0, **common)
                 key = f"{name}{tag}"
-                fgs, info = cached_foreground(opts.cache, key, examples, train)
+                fgs, info = cached_foreground(opts.cache, key, examples, train, train_only=opts.train_only)
                 trainings[key] = info
                 runs[variant].append((names, fgs, info.get("measured_particle_px")))
                 seen_note[variant] = "no real image in training; scored on all images"
@@ -297,7 +327,8 @@ def train_runs(opts, examples, by_name, names, common, tag, trainings):
                                           synthetic_fraction=opts.synthetic_fraction, **common)
                 print(f"{variant} fold {k + 1}/{opts.folds}: train on {len(train_names)}, test {test}", flush=True)
                 fgs, info = cached_foreground(opts.cache, key, [by_name[n] for n in test], train,
-                                              [by_name[n] for n in train_names], common["target_particle_px"])
+                                              [by_name[n] for n in train_names], common["target_particle_px"],
+                                              train_only=opts.train_only)
                 trainings[key] = info
                 runs[variant].append((test, fgs, info.get("measured_particle_px")))
             seen_note[variant] = (f"{opts.folds}-fold leave-images-out{part}; each model trained on <= "
@@ -373,6 +404,7 @@ def main(argv=None):
     names = sorted(by_name)
     if opts.polarity_report:
         return polarity_report(examples, uptime_before)
+    from temzoo.analysis.box_training import DEFAULTS as TRAIN
     from temzoo.analysis.particles import DEFAULTS as POST
 
     depths = opts.split_depth or [POST["split_depth"]]
@@ -384,16 +416,19 @@ def main(argv=None):
                   mask_kind=opts.mask_kind, data_dir=opts.data_dir, target_particle_px=opts.target_particle_px or None,
                   scale_jitter=opts.scale_jitter, classes=opts.classes, invert=opts.invert,
                   polarity=None if opts.polarity == "none" else opts.polarity)
-    tag = f"_s{opts.steps}_p{opts.patch_size}_t{opts.target_particle_px:g}_j{opts.scale_jitter:g}"
-    if (opts.classes, opts.invert) != (2, 0):  # the keys of the models trained before these options kept
-        tag += f"_c{opts.classes}_i{opts.invert:g}"
-    if opts.polarity != "none":
-        tag += f"_pol{opts.polarity}"
+    tag = cache_tag(opts)
+    if opts.synthetic_simulated:
+        from temzoo.simulate.hrtem import nanoparticle_set
+
+        common["synthetic"] = nanoparticle_set(TRAIN["synthetic_images"])
     # previous rows of other variants/labels are kept, so variants can run in separate calls
     results = json.load(open(opts.json)) if os.path.exists(opts.json) else {}
     rows, per_image_all, trainings = results.get("rows", {}), results.get("per_image", {}), results.get("trainings", {})
 
     runs, seen_note = train_runs(opts, examples, by_name, names, common, tag, trainings)
+    if opts.train_only:
+        print(f"trained into {opts.cache}: {', '.join(sorted(trainings))}; run again without --train-only to score")
+        return
     score_runs(runs, rules, posts, by_name, common["target_particle_px"], seen_note, rows, per_image_all)
 
     uptime_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()

@@ -253,8 +253,11 @@ def register_shipped(name, recipe, model, target, card, extra=None):
     )
 
 
-def run_box_recipe(name, recipe, runs, boxes, data_dir, ship=False):
-    """Train (or reuse) the segmentation model of a ``train_on_boxes`` recipe; with ``ship``, register it."""
+def run_box_recipe(name, recipe, runs, boxes, data_dir, ship=False, synthetic_simulated=False):
+    """Train (or reuse) the segmentation model of a ``train_on_boxes`` recipe; with ``ship``, register it.
+
+    ``synthetic_simulated``: the recipe's ``synthetic_tem/au_np`` images are made by its simulator
+    (:func:`temzoo.simulate.hrtem.nanoparticle_set`) instead of TFDS, e.g. on a GPU machine without TensorFlow."""
     from temzoo import tasks
     from temzoo.analysis.box_training import train_on_boxes
     from temzoo.analysis.particles import DEFAULTS as PARTICLE_DEFAULTS
@@ -264,11 +267,23 @@ def run_box_recipe(name, recipe, runs, boxes, data_dir, ship=False):
     run_dir = os.path.join(runs, name)
     run_model = os.path.join(run_dir, "model.keras")
     settings = dict(recipe["train_on_boxes"])
+    if synthetic_simulated:
+        from temzoo.simulate.hrtem import nanoparticle_set
+
+        if settings.get("synthetic") != "synthetic_tem/au_np":
+            raise SystemExit(f"--synthetic-simulated makes synthetic_tem/au_np; recipe {name} uses {settings.get('synthetic')!r}.")
+        settings["synthetic"] = nanoparticle_set(settings.get("synthetic_images", 200))
     examples = load_box_folder(boxes)
     if os.path.exists(run_model):
         print(f"{run_model} exists: reusing it (delete it to train again)")
         model = pretrained.load(run_model)
         info = pretrained.card(model)["training"]
+        if "measured_particle_px" not in info:  # trained where temzoo.predict cannot run (a GPU machine with JAX)
+            from temzoo.analysis.box_training import measured_particle_px
+            from temzoo.zoo.pretrained import attach_card
+
+            info["measured_particle_px"] = measured_particle_px(model, examples, info["target_particle_px"])
+            attach_card(model, {**pretrained.card(model), "training": info})
     else:
         model, info = train_on_boxes(settings.pop("backbone"), examples, data_dir=data_dir, **settings)
         tasks.save(model, run_model, name=name, training=info)
@@ -328,6 +343,8 @@ def main(argv=None):
     parser.add_argument("--eval-data-dir", default=None, help="TFDS data dir of the evaluation dataset")
     parser.add_argument("--real-data", default=None, help="benchmarks/real_denoising.py JSON: real-data numbers")
     parser.add_argument("--cards-only", action="store_true", help="only add --real-data to the shipped cards")
+    parser.add_argument("--synthetic-simulated", action="store_true",
+                        help="box recipes: make synthetic_tem/au_np with its simulator, not TFDS (a machine without TensorFlow)")
     parser.add_argument("--effective-receptive-field", action="store_true",
                         help="only measure the shipped models' effective receptive field into their cards")
     opts = parser.parse_args(argv)
@@ -343,7 +360,7 @@ def main(argv=None):
         elif opts.cards_only:
             add_real_data(name, opts.real_data)
         elif "train_on_boxes" in recipe:
-            run_box_recipe(name, recipe, opts.runs, opts.boxes, opts.data_dir, opts.ship)
+            run_box_recipe(name, recipe, opts.runs, opts.boxes, opts.data_dir, opts.ship, opts.synthetic_simulated)
         else:
             run_recipe(name, opts.runs, opts.data_dir, opts.dataset, opts.ship, opts.eval_data_dir, opts.real_data)
 

@@ -154,14 +154,24 @@ def _crop_sampler(images, masks, patch, rng, invert=0.0):
 
 
 def synthetic_examples(name, count, data_dir=None, polarity=None):
-    """``count`` (image, mask) pairs of the labelled synthetic set ``name`` (train split); ``polarity="bright"``
-    inverts those whose particles are darker (on average) than the rest."""
-    from temzoo import datasets
+    """``count`` (image, mask) pairs of a labelled synthetic set (train split); ``polarity="bright"``
+    inverts those whose particles are darker (on average) than the rest.
 
+    ``name``: a TFDS set with ``image`` and ``mask`` (``"synthetic_tem/au_np"``), or a dict with
+    ``name``, ``images`` and ``masks`` already made (:func:`temzoo.simulate.hrtem.nanoparticle_set`
+    makes au_np's images without TensorFlow Datasets).
+    """
+    if isinstance(name, dict):
+        pairs = list(zip(name["images"], name["masks"], strict=True))[:int(count)]
+    else:
+        from temzoo import datasets
+
+        pairs = [(example["image"][..., 0], example["mask"][..., 0])
+                 for example in datasets.load(name, f"train[:{int(count)}]", data_dir=data_dir)]
     images, masks = [], []
-    for example in datasets.load(name, f"train[:{int(count)}]", data_dir=data_dir):
-        image = np.asarray(example["image"], np.float32)[..., 0]
-        mask = (np.asarray(example["mask"])[..., 0] > 0).astype(np.uint8)
+    for image, mask in pairs:
+        image = np.asarray(image, np.float32)
+        mask = (np.asarray(mask) > 0).astype(np.uint8)
         if polarity == "bright" and mask.any() and not mask.all() and image[mask > 0].mean() < image[mask == 0].mean():
             image = inverted(image)
         images.append(image)
@@ -264,7 +274,8 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
         backbone: pretrained name (``"unet_pretrained"``), architecture name (random init) or model.
         examples: dicts with ``image`` (2-D) and ``boxes`` (``N x 4`` pixel corners), e.g. from
             :func:`temzoo.data.boxes.load_box_folder`; may be empty with ``synthetic_fraction=1``.
-        synthetic: a labelled TFDS set with ``image`` and ``mask`` (``None``: boxes only).
+        synthetic: a labelled TFDS set with ``image`` and ``mask`` (``None``: boxes only), or its
+            images at hand (:func:`synthetic_examples`).
         classes: 2 (background / particle) or 3 (background / boundary / core: the core marks each
             particle for :func:`temzoo.analysis.particles.instances`).
         invert: probability of a crop's intensities being reversed (bright field and HAADF in one model).
@@ -313,18 +324,23 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
     base_card = card_of(model) or {}
     # what prediction reads (the target size, the polarity) before the model measures its own particles
     attach_card(model, {**base_card, "training": {"target_particle_px": target_particle_px, "polarity": polarity}})
-    measured = measured_particle_px(model, examples, target_particle_px)
+    if keras.backend.backend() == "tensorflow":
+        measured = {"measured_particle_px": measured_particle_px(model, examples, target_particle_px)}
+    else:  # temzoo.predict runs on TensorFlow: measure it there (benchmarks/particles_real.py, recipes/ship.py do)
+        log.info("Keras backend %s: measured_particle_px is left for a TensorFlow run", keras.backend.backend())
+        measured = {}
     info = {
         "backbone": backbone if isinstance(backbone, str) else getattr(backbone, "name", "model"),
         "box_images": [e.get("name") for e in examples],
         "boxes": int(sum(len(e["boxes"]) for e in examples)),
         "steps": int(steps), "batch_size": batch_size, "patch_size": patch_size,
-        "learning_rate": learning_rate, "schedule": "cosine", "synthetic": synthetic if synthetic_fraction else None,
+        "learning_rate": learning_rate, "schedule": "cosine",
+        "synthetic": (synthetic.get("name") if isinstance(synthetic, dict) else synthetic) if synthetic_fraction else None,
         "synthetic_fraction": synthetic_fraction if synthetic else 0.0, "synthetic_images": synthetic_images,
         "mask_kind": mask_kind, "seed": seed, "target_particle_px": target_particle_px,
         "scale_jitter": scale_jitter, "scales": scales, "invert": invert, "polarity": polarity,
         "inverted_images": flipped,
-        "classes": ["background", "particle"] if int(classes) == 2 else list(CLASSES), "measured_particle_px": measured,
+        "classes": ["background", "particle"] if int(classes) == 2 else list(CLASSES), **measured,
         "final_loss": float(np.mean(losses[-50:])) if losses else None,
         "seconds": round(time.time() - started, 1), "cpu_seconds": round(time.process_time() - cpu_started, 1),
     }

@@ -23,18 +23,33 @@ def normalization_layer(kind, channels, groups=8, name=None):
     ``"batch"`` is a synchronized BatchNormalization: under a
     ``tf.distribute`` strategy the batch statistics are all-reduced across
     replicas, so training on N devices matches one device for the same global
-    batch. ``"group"`` does not depend on the batch at all (good for batch
+    batch (TensorFlow backend; Keras supports ``synchronized`` nowhere else, so
+    other backends get a plain one: :func:`batch_norm_for_backend`). ``"group"`` does not depend on the batch at all (good for batch
     sizes of 1-2); ``"instance"`` is GroupNormalization with one group per
     channel.
     """
     check_choice("normalization", kind, NORMALIZATIONS)
     if kind == "batch":
-        return keras.layers.BatchNormalization(synchronized=True, name=name)
+        return keras.layers.BatchNormalization(synchronized=keras.backend.backend() == "tensorflow", name=name)
     if kind == "group":
         return keras.layers.GroupNormalization(groups=math.gcd(groups, channels), name=name)
     if kind == "instance":
         return keras.layers.GroupNormalization(groups=-1, name=name)
     return None
+
+
+def batch_norm_for_backend():
+    """``custom_objects`` that load saved synchronized BatchNormalization layers on a backend without
+    ``synchronized`` (JAX, PyTorch) as plain ones; empty on TensorFlow. Only multi-replica training
+    differs: one device computes the same statistics either way."""
+    if keras.backend.backend() == "tensorflow":
+        return {}
+
+    class BatchNormalization(keras.layers.BatchNormalization):
+        def __init__(self, synchronized=False, **kwargs):
+            super().__init__(**kwargs)
+
+    return {"BatchNormalization": BatchNormalization}
 
 
 def conv_norm_act(x, filters, kernel_size, normalization, activation, groups, name, strides=1):

@@ -199,3 +199,20 @@ def simulate_nanoparticles(rng, image_size, ranges=HrtemRanges(), **fixed):
         "material": material.name,
         "num_particles": len(particles),
     }
+
+
+def nanoparticle_set(count, seed=0, split_index=0, image_size=256, ranges=HrtemRanges()):
+    """The first ``count`` images of a ``synthetic_tem/au_np`` split, made as its TFDS builder makes them.
+
+    Image ``i`` is :func:`simulate_nanoparticles` with ``np.random.default_rng([seed, split_index, i])``
+    (the builder's default config: seed 0, 256 px, these ranges; split index 0 = train), without
+    TensorFlow Datasets, e.g. on a machine whose Keras runs another backend. The TFDS split lists
+    these images in another order, so ``train[:count]`` is another subset of the same images.
+
+    Returns ``{"name", "images", "masks"}``, a form :func:`temzoo.analysis.box_training.train_on_boxes`
+    takes as ``synthetic``.
+    """
+    sims = [simulate_nanoparticles(np.random.default_rng([seed, split_index, i]), image_size, ranges)
+            for i in range(int(count))]
+    return {"name": f"synthetic_tem/au_np (simulated: split {split_index}, images 0-{int(count) - 1}, seed {seed})",
+            "images": [s["image"] for s in sims], "masks": [s["mask"] for s in sims]}

@@ -32,19 +32,22 @@ def card_path(model_path):
 
 
 def software_versions():
+    """Versions the card records: temzoo, Keras, its backend (TensorFlow, or e.g. JAX on a GPU machine
+    without TensorFlow), NumPy and Python."""
+    import importlib
+
     import keras
     import numpy
-    import tensorflow as tf
 
     from temzoo._version import __version__
 
-    return {
-        "temzoo": __version__,
-        "keras": keras.__version__,
-        "tensorflow": tf.__version__,
-        "numpy": numpy.__version__,
-        "python": platform.python_version(),
-    }
+    backend = keras.backend.backend()
+    versions = {"temzoo": __version__, "keras": keras.__version__}
+    module = importlib.import_module(backend)
+    versions[backend] = module.__version__
+    if backend != "tensorflow":
+        versions["keras_backend"] = backend
+    return {**versions, "numpy": numpy.__version__, "python": platform.python_version()}
 
 
 def make_card(model, *, name, architecture=None, **fields):

@@ -149,7 +149,9 @@ def load(name_or_path, compile=False):
         verify_file(path, entry["sha256"], entry["name"])
         card = read_card(card_path(path)) or entry.get("card")
     try:
-        model = keras.saving.load_model(path, compile=compile, safe_mode=True)
+        from temzoo.models.layers import batch_norm_for_backend
+
+        model = keras.saving.load_model(path, compile=compile, safe_mode=True, custom_objects=batch_norm_for_backend())
     except Exception as exc:
         raise BadInputError(f"{path}: could not load the model ({type(exc).__name__}: {exc}).") from exc
     attach_card(model, card)
