@@ -235,6 +235,18 @@ def measured_particle_px(model, examples, target):
     return round(float(target * np.median(ratios)), 2) if ratios else None
 
 
+def _measured_where_possible(model, examples, target):
+    """``{"measured_particle_px": ...}`` (:func:`measured_particle_px`), or ``{}`` on a Keras backend other than
+    TensorFlow: :func:`temzoo.predict` runs on TensorFlow, so it is measured there later
+    (``benchmarks/particles_real.py`` and ``recipes/ship.py`` do when the card lacks it)."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        return {"measured_particle_px": measured_particle_px(model, examples, target)}
+    log.info("Keras backend %s: measured_particle_px is left for a TensorFlow run", keras.backend.backend())
+    return {}
+
+
 def _train_steps(model, samplers, fractions, rng, steps, batch_size, log_every, started):
     """``steps`` batches, each crop drawn from a sampler chosen with probabilities ``fractions``; the losses."""
     losses = []
@@ -324,11 +336,7 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
     base_card = card_of(model) or {}
     # what prediction reads (the target size, the polarity) before the model measures its own particles
     attach_card(model, {**base_card, "training": {"target_particle_px": target_particle_px, "polarity": polarity}})
-    if keras.backend.backend() == "tensorflow":
-        measured = {"measured_particle_px": measured_particle_px(model, examples, target_particle_px)}
-    else:  # temzoo.predict runs on TensorFlow: measure it there (benchmarks/particles_real.py, recipes/ship.py do)
-        log.info("Keras backend %s: measured_particle_px is left for a TensorFlow run", keras.backend.backend())
-        measured = {}
+    measured = _measured_where_possible(model, examples, target_particle_px)
     info = {
         "backbone": backbone if isinstance(backbone, str) else getattr(backbone, "name", "model"),
         "box_images": [e.get("name") for e in examples],
