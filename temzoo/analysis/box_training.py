@@ -332,7 +332,6 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
 
     losses = _train_steps(model, samplers, fractions, rng, int(steps), batch_size, log_every, started)
     from temzoo.zoo.pretrained import attach_card
-
     base_card = card_of(model) or {}
     # what prediction reads (the target size, the polarity) before the model measures its own particles
     attach_card(model, {**base_card, "training": {"target_particle_px": target_particle_px, "polarity": polarity}})
