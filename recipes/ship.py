@@ -126,6 +126,19 @@ def add_real_data(name, benchmark_json):
     print(f"{path}: real_data from {benchmark_json}")
 
 
+def refresh_evaluation(name, recipe):
+    """Put the current leave-images-out rows (:func:`cross_validation_result`) into the shipped card of the
+    box recipe ``name`` (weights untouched), e.g. after the benchmark re-scored its cached folds."""
+    from temzoo.zoo import pretrained
+    from temzoo.zoo.cards import card_path, read_card, write_card
+
+    path = card_path(pretrained.weights_path(pretrained.resolve(name)))
+    card = read_card(path)
+    card["evaluation"] = cross_validation_result(recipe)
+    write_card(path, card)
+    print(f"{path}: evaluation from benchmarks/results/particles_real.json")
+
+
 def record_effective_receptive_field(name):
     """Measure the shipped model's effective receptive field and put it in its card (weights untouched),
     so tiled prediction uses it without measuring (temzoo.inference.tile_layout)."""
@@ -343,6 +356,8 @@ def main(argv=None):
     parser.add_argument("--eval-data-dir", default=None, help="TFDS data dir of the evaluation dataset")
     parser.add_argument("--real-data", default=None, help="benchmarks/real_denoising.py JSON: real-data numbers")
     parser.add_argument("--cards-only", action="store_true", help="only add --real-data to the shipped cards")
+    parser.add_argument("--evaluation-only", action="store_true",
+                        help="box recipes: only refresh the shipped card's leave-images-out evaluation (weights untouched)")
     parser.add_argument("--synthetic-simulated", action="store_true",
                         help="box recipes: make synthetic_tem/au_np with its simulator, not TFDS (a machine without TensorFlow)")
     parser.add_argument("--effective-receptive-field", action="store_true",
@@ -359,6 +374,10 @@ def main(argv=None):
             record_effective_receptive_field(name)
         elif opts.cards_only:
             add_real_data(name, opts.real_data)
+        elif opts.evaluation_only:
+            if "train_on_boxes" not in recipe:
+                raise SystemExit(f"--evaluation-only refreshes box recipes; {name} has no train_on_boxes section.")
+            refresh_evaluation(name, recipe)
         elif "train_on_boxes" in recipe:
             run_box_recipe(name, recipe, opts.runs, opts.boxes, opts.data_dir, opts.ship, opts.synthetic_simulated)
         else:

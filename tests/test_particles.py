@@ -403,6 +403,14 @@ def test_auto_factor_confidence_rule_picks_the_factor_the_model_is_surest_of():
     assert auto_factor(at(0.5), shape, 16.0, min_area=1) == 0.5
     # a factor finding far more than the octaves' median count is not trusted, however crisp
     assert auto_factor(at(4.0, specks_at=1.0), shape, 16.0, min_area=1) == 4
+    # dense small particles at a fine factor outnumber the coarse factors' merged blobs (here 8x their
+    # median count) and are still trusted when the model is surest of them
+    few = disks(shape, [(64, 64), (64, 192), (192, 64), (192, 192)], 40)
+    many = disks(shape, [(16 + 32 * i, 16 + 32 * j) for i in range(8) for j in range(4)], 6)  # 32 particles
+
+    def dense(factor):
+        return many.astype(np.float32) if factor == 0.5 else ndimage.gaussian_filter(few.astype(np.float32), 3)
+    assert auto_factor(dense, shape, 16.0, min_area=1) == 0.5
     # no particles at any factor: the fit rule's answer (1 here)
     assert auto_factor(lambda f: np.zeros(shape, np.float32), shape, 16.0) == 1
 
