@@ -167,6 +167,18 @@ def test_shipped_segmentation_card_says_what_it_is(name):
 
 
 @pytest.mark.parametrize("name", SEGMENTERS)
+def test_shipped_segmentation_card_quotes_the_current_benchmark_rows(name):
+    """The card's cross-validated rows are those of benchmarks/results/particles_real.json (refresh them with
+    ``recipes/ship.py NAME --evaluation-only`` after the benchmark re-scores)."""
+    card = read_card(card_path(pretrained.weights_path(ENTRIES[name])))
+    root = os.path.dirname(os.path.dirname(pretrained.WEIGHTS_DIR))
+    results = json.load(open(os.path.join(root, "benchmarks", "results", "particles_real.json")))
+    assert card["evaluation"]["rows"], name
+    for label, row in card["evaluation"]["rows"].items():
+        assert row["f1"] == pytest.approx(results["rows"][label]["f1"]), label
+
+
+@pytest.mark.parametrize("name", SEGMENTERS)
 def test_shipped_particle_model_finds_bright_and_dark_particles(name):
     """16 disks of 8-14 px on a noisy support, bright (HAADF) and inverted (bright field): all are found.
 
