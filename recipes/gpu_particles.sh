@@ -10,7 +10,7 @@
 # What ran on 2026-11-30 (one H200, 15 minutes of device time; docs/benchmarks.md "Particle models trained on
 # a GPU"): an earlier form of `run` that queued, each under a deadline, the two 10,000-step folds, the shipped
 # recipe at 10,000 steps, the folds at 3,000 steps and at target_particle_px 24. Steps ran at ~50/s (host-bound
-# train_on_batch), so only fold 1 finished (195 s); the rest were cut off. Fold 2 then ran alone
+# train_on_batch), so only fold 1 finished (199 s); the rest were cut off. Fold 2 then ran alone
 # (ONLY_FOLDS=2: 201 s). Nothing else came back.
 # The fold models come back as tar files of CACHE/KEY/{model.keras,train.json}; untar them into CACHE.
 # Only the tracked tree, .gpu and .whl travel (64 MiB in all): the eight large TIFFs go as lossless PNG
