@@ -101,12 +101,15 @@ def pick_factor(rule, maps, example, target, post, measured=None):
     """The factor a scale rule picks: ``auto`` (temzoo.particles' rule), ``auto-RULE`` (a rule of
     :func:`temzoo.analysis.scale.auto_factor`: ``fit``, ``count``, ``confidence``, comparing with the model's
     ``measured`` particle size), ``auto-target`` (``fit`` comparing with the target size), ``boxes`` (from the
-    annotation: an oracle)."""
+    annotation: an oracle), ``best`` (the cached factor scoring the highest F1 against the boxes: the
+    bound no rule can beat with this model)."""
     from temzoo.analysis.box_training import scale_for
     from temzoo.analysis.scale import AUTO_RULE, auto_factor
 
     if rule == "boxes":
         return scale_for(example["boxes"], target)
+    if rule == "best":
+        return max(sorted(maps), key=lambda f: score_image(maps[f], example["boxes"], post, f)["f1"])
     if rule.startswith("auto"):  # auto-fit, auto-count: measured size; auto-target: the target size
         size = measured if rule != "auto-target" and measured else target
         how = {"auto": AUTO_RULE, "auto-target": "fit"}.get(rule, rule[len("auto-"):])
@@ -221,7 +224,8 @@ def parse_args(argv=None):
                         help="training sees each box image at its target scale and this factor either side")
     parser.add_argument("--scale-rule", action="append", default=None,
                         help="how the prediction scale is chosen, repeatable: auto (temzoo.particles' rule, default), "
-                             "boxes (from the annotated median box size: an oracle, for diagnosis) or a factor")
+                             "boxes (from the annotated median box size: an oracle, for diagnosis), best (the factor "
+                             "scoring best per image: the bound for any rule) or a factor")
     parser.add_argument("--mask-kind", default="ellipse", choices=("ellipse", "refined"))
     from temzoo.analysis.box_training import DEFAULTS as TRAIN
 

@@ -112,3 +112,4 @@ def test_the_cache_key_names_a_batch_size_other_than_the_old_default():
     assert old == "_s1000_p128_t16_j1.4142_polbright"  # the key of the models cached before batch size was in it
     big = bench.cache_tag(bench.parse_args(["--steps", "1000", "--polarity", "bright", "--batch-size", "32"]))
     assert big == "_s1000_p128_t16_j1.4142_b32_polbright"
+
