@@ -13,6 +13,10 @@
 # train_on_batch), so only fold 1 finished (199 s); the rest were cut off. Fold 2 then ran alone
 # (ONLY_FOLDS=2: 201 s). Nothing else came back.
 # The fold models come back as tar files of CACHE/KEY/{model.keras,train.json}; untar them into CACHE.
+# CV_UNTIL=0 skips the folds and trains only the shipped recipe (ship.tar: runs/nanoparticles_sSTEPS/model.keras);
+# to ship it, set recipes/nanoparticles.json to those steps and batch 32, put the model at
+# runs/nanoparticles/model.keras and run `python recipes/ship.py nanoparticles --ship` here (it reuses the
+# model, measures its particle size on TensorFlow and exports it).
 # Only the tracked tree, .gpu and .whl travel (64 MiB in all): the eight large TIFFs go as lossless PNG
 # (8-bit images, checked equal after reading), the 14 JPEGs and the labels as they are.
 set -o pipefail
