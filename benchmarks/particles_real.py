@@ -263,7 +263,10 @@ def parse_args(argv=None):
     parser.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
     parser.add_argument("--force-docs", action="store_true",
                         help="write docs/benchmarks.md under load too (scores do not depend on it; training times do)")
-    return parser.parse_args(argv)
+    opts = parser.parse_args(argv)
+    if opts.train_only and (opts.model or opts.polarity_report):
+        parser.error("--train-only trains the fold models; it does not go with --model or --polarity-report.")
+    return opts
 
 
 def cache_tag(opts):

@@ -21,3 +21,14 @@ def test_the_best_scale_rule_picks_the_factor_whose_particles_match_the_boxes():
     example = {"image": right, "boxes": boxes}
     assert bench.pick_factor("best", maps, example, 16.0, post) == 2.0
     assert bench.pick_factor("best", {1.0: right, 2.0: merged.astype(np.float32)}, example, 16.0, post) == 1.0
+
+
+def test_train_only_refuses_options_that_train_nothing(capsys):
+    import particles_real as bench
+    import pytest
+
+    with pytest.raises(SystemExit) as exit_info:
+        bench.parse_args(["--train-only", "--model", "nanoparticles"])
+    assert exit_info.value.code == 2
+    assert "--train-only" in capsys.readouterr().err
+    assert bench.parse_args(["--train-only"]).train_only
