@@ -1,7 +1,8 @@
 """Tiled prediction: the cost of tiling against an untiled call, throughput, peak RSS.
 
 For each model and image side N (default 1024, 4096, 8192), in a subprocess of its own
-so that its peak RSS (``ru_maxrss``, TensorFlow runtime included) is its own:
+so that its peak RSS (``temzoo.inference.tiling.peak_rss_bytes``: ``VmHWM`` on Linux, TensorFlow
+runtime included) is its own:
 
 * ``untiled``: one model call on the largest square image that the default
   (memory-chosen) tile allows, at most N x N: the model's own throughput (Mpix/s);
@@ -10,8 +11,9 @@ so that its peak RSS (``ru_maxrss``, TensorFlow runtime included) is its own:
 * ``overhead`` = untiled Mpix/s / predict Mpix/s - 1. Goal: <= 15 % for the U-Nets,
   <= 30 % for HRNet; peak RSS < 3 GB at 8192 x 8192 for every shipped model.
 
-Every timed call follows an untimed call of the same shape (tracing, and the
-effective receptive field that ``predict`` measures once per model). The shipped
+Every timed call follows an untimed call of the same shape (tracing; the shipped
+cards record the effective receptive field and the memory per pixel, so nothing is
+measured on first use). The shipped
 models are used with their weights: the effective receptive field, hence the
 overlap, depends on them.
 
@@ -45,8 +47,6 @@ def overhead_goal(model_name):
 # ----------------------------------------------------------------------------- child process
 def child(model_name, size):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import resource
-
     import numpy as np
 
     import temzoo
@@ -56,7 +56,8 @@ def child(model_name, size):
     stride = tiling.model_stride(model)
     rng = np.random.default_rng(0)
     image = rng.random((size, size), dtype=np.float32)
-    margin, ramp, tile, batch = tiling.layout_parameters(model, stride, None, None, None, size)
+    margin, ramp, tile, batch = tiling.image_layout(model, size, size)
+    tile_h, rows = tiling.axis_layout(-(-size // stride) * stride, tile, 2 * margin + ramp, stride)
     side = min(size, tile)
     forward = tiling._forward(model)
     probe = rng.standard_normal((1, side, side, 1), dtype=np.float32)
@@ -64,19 +65,19 @@ def child(model_name, size):
     start = time.perf_counter()
     forward(probe)
     untiled = side * side / (time.perf_counter() - start) / 1e6
-    temzoo.predict(model, image)
+    # trace predict's tile shape untimed (a whole untimed predict would double the time at 8192 px)
+    forward(np.zeros((min(batch, len(rows) ** 2), tile_h, tile_h, 1), np.float32))
     start = time.perf_counter()
     result = temzoo.predict(model, image)
     seconds = time.perf_counter() - start
     assert result.shape[:2] == image.shape
-    tile_h, rows = tiling.axis_layout(-(-size // stride) * stride, tile, 2 * margin + ramp, stride)
     mpix = size * size / seconds / 1e6
     out = {
         "model": model_name, "size": size, "max_tile": tile, "tile": tile_h, "tiles": len(rows) ** 2,
         "batch": batch, "overlap": 2 * margin + ramp, "untiled_side": side,
         "untiled_mpix_s": round(untiled, 3), "predict_s": round(seconds, 2), "predict_mpix_s": round(mpix, 3),
         "overhead": round(untiled / mpix - 1, 3),
-        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
+        "peak_rss_gb": round(tiling.peak_rss_bytes() / 2**30, 3),
     }
     print("RESULT " + json.dumps(out), flush=True)
 
@@ -133,7 +134,7 @@ def main(argv=None):
             f"GPUs: {', '.join(info['gpus']) or 'none'}, TensorFlow {info['tensorflow']}, {info['date']}. "
             "Shipped models with their weights, float32 random images, default tiles and overlap "
             "(each axis split evenly; margins from the effective receptive field where the theoretical "
-            "one exceeds 256 px), each case in its own process (peak RSS = `ru_maxrss`, TensorFlow "
+            "one exceeds 256 px), each case in its own process (peak RSS = `VmHWM` in GiB, TensorFlow "
             "included); timings follow an untimed call of the same shape. `untiled_mpix_s`: one model "
             "call on the largest image one default tile holds; `overhead`: how much slower "
             f"`temzoo.predict` is per pixel. Goals: overhead <= {DEFAULT_OVERHEAD_GOAL:.0%} (U-Nets), "

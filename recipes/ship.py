@@ -164,6 +164,30 @@ def record_effective_receptive_field(name):
           f"tolerance {EFFECTIVE_TOLERANCE:g}), measured in {time.time() - started:.1f} s")
 
 
+def record_activation_memory(name):
+    """Measure the shipped model's inference memory per pixel in a fresh process and put it in its card
+    (weights untouched), so tiled prediction sizes its tiles from it (temzoo.inference.tile_layout)."""
+    import subprocess
+
+    from temzoo.inference.tile_layout import ACTIVATION_PROBE_SIDE
+    from temzoo.zoo import pretrained
+    from temzoo.zoo.cards import card_path, read_card, write_card
+
+    code = ("import temzoo; from temzoo.inference.tiling import measure_bytes_per_pixel; "
+            f"print('BYTES', measure_bytes_per_pixel(temzoo.load({name!r}), {ACTIVATION_PROBE_SIDE}))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("BYTES ")]
+    if proc.returncode or not lines:
+        raise SystemExit(f"{name}: measuring the activation memory failed:\n{proc.stderr[-2000:]}")
+    value = round(float(lines[-1].split()[1]))
+    path = card_path(pretrained.weights_path(pretrained.resolve(name)))
+    card = read_card(path)
+    card["activation_bytes_per_pixel"] = value
+    card["activation_probe_side"] = ACTIVATION_PROBE_SIDE
+    write_card(path, card)
+    print(f"{path}: {value} bytes per pixel (peak RSS growth of one {ACTIVATION_PROBE_SIDE} px call, CPU)")
+
+
 def run_recipe(name, runs, data_dir, dataset=None, ship=False, eval_data_dir=None, real_data=None):
     import numpy as np
 
@@ -362,6 +386,8 @@ def main(argv=None):
                         help="box recipes: make synthetic_tem/au_np with its simulator, not TFDS (a machine without TensorFlow)")
     parser.add_argument("--effective-receptive-field", action="store_true",
                         help="only measure the shipped models' effective receptive field into their cards")
+    parser.add_argument("--activation-memory", action="store_true",
+                        help="only measure the shipped models' inference memory per pixel into their cards")
     opts = parser.parse_args(argv)
     if opts.cards_only and not opts.real_data:
         parser.error("--cards-only needs --real-data JSON")
@@ -372,6 +398,8 @@ def main(argv=None):
         recipe = json.load(open(os.path.join(HERE, f"{name}.json"), encoding="utf-8"))
         if opts.effective_receptive_field:
             record_effective_receptive_field(name)
+        elif opts.activation_memory:
+            record_activation_memory(name)
         elif opts.cards_only:
             add_real_data(name, opts.real_data)
         elif opts.evaluation_only:

@@ -227,3 +227,17 @@ def test_wide_receptive_field_models_carry_their_effective_receptive_field(name)
     width = card.get("effective_receptive_field")
     assert isinstance(width, int) and 0 < width <= card["receptive_field"], (name, width)
     assert card["effective_receptive_field_tolerance"] == EFFECTIVE_TOLERANCE
+
+
+@pytest.mark.parametrize("name", sorted(ENTRIES))
+def test_shipped_cards_record_their_inference_memory(name):
+    """Tiles are sized from the card's measured bytes per pixel (recipes/ship.py --activation-memory); it
+    must be a peak RSS growth in bytes, so within what storing every layer's output at once would take."""
+    from temzoo.inference import tiling
+
+    card = read_card(card_path(pretrained.weights_path(ENTRIES[name])))
+    value = card.get("activation_bytes_per_pixel")
+    assert isinstance(value, int) and value > 0, (name, value)
+    model = temzoo.load(name)
+    assert value <= 4 * tiling.activation_floats_per_pixel(model), name
+    assert tiling.bytes_per_pixel(model) == value

@@ -217,6 +217,45 @@ def test_a_recorded_effective_receptive_field_is_used_without_measuring(monkeypa
     assert copy is not model and tiling.effective_receptive_field(copy) == 5
 
 
+def test_activation_size_counts_the_layers_of_nested_models():
+    """A keras.applications-style encoder nested as a layer is opened up, not replaced by a guess."""
+    inner_in = keras.Input((None, None, 1))
+    inner = keras.Model(inner_in, keras.layers.Conv2D(8, 3, padding="same")(inner_in), name="encoder")
+    inputs = keras.Input((None, None, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same")(keras.layers.MaxPooling2D(2)(inner(inputs)))
+    model = keras.Model(inputs, keras.layers.UpSampling2D(2)(x))
+    # 8 channels at full size, pooled 8 and conv 4 at a quarter of the pixels, upsampled 4 at full size
+    assert tiling.activation_floats_per_pixel(model) == pytest.approx(8 + 8 / 4 + 4 / 4 + 4)
+    assert tiling.bytes_per_pixel(model) == pytest.approx(tile_layout.ACTIVATION_FRACTION * 4 * 15)
+
+
+def test_a_recorded_activation_size_sizes_the_tiles(monkeypatch):
+    model = _blur_chain(layers=2, dilation=1)
+    attach_card(model, {"task": "denoising", "activation_bytes_per_pixel": 1000})
+    assert tiling.bytes_per_pixel(model) == 1000
+    monkeypatch.setattr(tile_layout, "memory_budget", lambda image_bytes=0: 1000 * 512 * 512)
+    assert tiling.choose_tile_size(model, 1, 16) == (512, 1)
+
+
+def test_measured_activation_size_is_the_peak_memory_of_one_call():
+    """In a fresh process: a chain of three convolutions (33 floats per pixel in all) grows the
+    peak RSS by about that much per pixel (oneDNN adds layout copies), not by KiB or GiB. Started from
+    pytest, whose own peak a child's ``ru_maxrss`` inherits, so it also checks that the peak is the child's."""
+    import subprocess
+    import sys
+
+    code = (
+        "import keras; from temzoo.inference import tiling\n"
+        "x = inputs = keras.Input((None, None, 1))\n"
+        "for width in (16, 16, 1): x = keras.layers.Conv2D(width, 3, padding='same')(x)\n"
+        "model = keras.Model(inputs, x)\n"
+        "print('RATIO', tiling.measure_bytes_per_pixel(model, 1024) / (4 * tiling.activation_floats_per_pixel(model)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    ratio = float(out.split("RATIO")[-1])
+    assert 0.3 < ratio < 3, ratio
+
+
 def test_the_budget_leaves_room_for_the_image_itself(monkeypatch):
     import psutil
 

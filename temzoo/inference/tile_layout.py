@@ -11,11 +11,17 @@ measured *effective* receptive field (:func:`effective_receptive_field`).
 Tiles are at least twice the overlap.
 
 **Tile size** (``tile_size=None``): the largest multiple of the stride, at most
-:data:`MAX_TILE`, whose activations fit a memory budget: ``bytes per input
-pixel`` is estimated once per model as half of 4 bytes times the summed
-channels of every layer's output, each weighted by its area relative to the
-input (measured on a small probe image); the measured peak on CPU was 17-47 %
-of that sum (:data:`ACTIVATION_FRACTION`). The
+:data:`MAX_TILE`, whose activations fit a memory budget. ``Bytes per input
+pixel`` (:func:`bytes_per_pixel`) is the model card's ``activation_bytes_per_pixel``
+where the card has one: the peak RSS growth of one 1024 x 1024 inference call on CPU,
+measured in a fresh process when the model was shipped (``recipes/ship.py
+--activation-memory``). Otherwise it is estimated from the graph: 4 bytes times the
+summed channels of every layer's output (nested models such as a
+``keras.applications`` encoder opened up), each weighted by its area relative to the
+input, times :data:`ACTIVATION_FRACTION`. The measured peak of the shipped models was
+10 % (MobileNet-U-Net), 22 % (U-Net) and 69 % (HRNet, whose head concatenates 286
+channels at full resolution) of that sum, so the estimate is the largest measured share,
+an upper bound for models like these. The
 budget on CPU is half the available RAM, at most :data:`MAX_BUDGET_BYTES`, less
 what the image's own arrays take (its normalised copy and the output); on a GPU it
 is :data:`GPU_BUDGET_BYTES`. Measured (``benchmarks/predict.py``, idle): a 2 GiB cap
@@ -35,9 +41,16 @@ MAX_BUDGET_BYTES = 1 << 30
 MIN_BUDGET_BYTES = 256 << 20
 GPU_BUDGET_BYTES = 1 << 30
 MAX_BATCH = 8
-# share of the summed layer activations alive at once during inference; measured
-# peak RSS growth on CPU was 0.17 (unet_b2_p22) to 0.47 (hrnet_w18_small) of the sum
-ACTIVATION_FRACTION = 0.5
+# share of the summed layer activations alive at once during inference, for models whose
+# card records no measurement; measured peak RSS growth on CPU (1024 px, one tile) was 0.10
+# (mobilenet_unet_pretrained), 0.22 (unet_pretrained) and 0.69 (hrnet_pretrained) of the sum
+ACTIVATION_FRACTION = 0.7
+# where 4 bytes x the summed activations cannot be counted from the graph (a layer the
+# shape walk does not know): assume 1024 float32 channels at the input's resolution
+UNKNOWN_BYTES_PER_PIXEL = 4.0 * 1024
+# side of the one inference call whose peak RSS growth is recorded as a card's
+# ``activation_bytes_per_pixel`` (recipes/ship.py --activation-memory)
+ACTIVATION_PROBE_SIDE = 1024
 # models whose theoretical receptive field is wider than this (px) get tile margins
 # from their measured effective receptive field when the image needs tiling
 LARGE_RECEPTIVE_FIELD = 256
@@ -97,26 +110,54 @@ def effective_receptive_field(model):
 
 
 def bytes_per_pixel(model):
-    """Estimated activation bytes per input pixel (see the module docstring); cached per model."""
+    """Activation bytes per input pixel of one inference call (see the module docstring); cached per model.
+
+    The card's measured ``activation_bytes_per_pixel`` where recorded, else
+    :data:`ACTIVATION_FRACTION` x 4 bytes x :func:`activation_floats_per_pixel`.
+    """
     if model in _bytes_per_pixel_cache:
         return _bytes_per_pixel_cache[model]
-    import keras
+    from temzoo.zoo.pretrained import card as card_of
 
-    stride = model_stride(model)
-    side = max(2 * stride, 64)
-    side = -(-side // stride) * stride
-    channels = model.inputs[0].shape[-1] or 1
-    try:
-        layers = [layer for layer in model.layers[1:] if not isinstance(layer, keras.layers.InputLayer)]
-        probe = keras.Model(model.inputs, [layer.output for layer in layers])
-        outputs = probe([np.zeros((1, side, side, channels), "float32")], training=False)
-        floats = sum(int(np.prod(out.shape[1:])) for out in keras.tree.flatten(outputs))
-        value = ACTIVATION_FRACTION * 4.0 * floats / (side * side)
-    except Exception:
-        # nested or multi-output layers the probe cannot expose: assume 1024 channels at full size
-        value = 4.0 * 1024
+    recorded = (card_of(model) or {}).get("activation_bytes_per_pixel")
+    if recorded:
+        value = float(recorded)
+    else:
+        try:
+            value = ACTIVATION_FRACTION * 4.0 * activation_floats_per_pixel(model)
+        except Exception as exc:  # a layer the shape walk does not know
+            warnings.warn(
+                f"{model.name}: activation size unknown ({exc}); tiles are sized for "
+                f"{UNKNOWN_BYTES_PER_PIXEL:g} bytes per pixel, pass tile_size= to choose.",
+                stacklevel=3,
+            )
+            value = UNKNOWN_BYTES_PER_PIXEL
     _bytes_per_pixel_cache[model] = value
     return value
+
+
+def activation_floats_per_pixel(model):
+    """Summed size of every layer output, in floats per input pixel (nested models opened up).
+
+    Counted from the layer graph's shapes on a probe image (no forward pass):
+    a layer output of ``C`` channels at 1/``s`` of the input's resolution
+    adds ``C / s**2``.
+    """
+    from temzoo.models.graph import flatten_calls
+    from temzoo.receptive_field import propagate_sizes
+
+    stride = model_stride(model)
+    side = round_up(max(2 * stride, 64), stride)
+    calls, inputs, _ = flatten_calls(model)
+    rows, cols = (propagate_sizes(calls, inputs, axis, side) for axis in (0, 1))
+    floats = 0
+    for call in calls:
+        if call.layer is None:  # an alias passes a tensor through: no new memory
+            continue
+        for key, shape in zip(call.outputs, call.shapes_out, strict=True):
+            if rows.get(key) is not None and cols.get(key) is not None:
+                floats += rows[key] * cols[key] * int(shape[-1] or 1)
+    return floats / (side * side)
 
 
 def memory_budget(image_bytes=0):

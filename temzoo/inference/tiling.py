@@ -39,6 +39,7 @@ sizes them. Inference imports nothing from the task layer: models are resolved b
 :mod:`temzoo.zoo.resolve`.
 """
 
+import sys
 import warnings
 import weakref
 
@@ -47,12 +48,14 @@ import numpy as np
 from temzoo.errors import BadInputError, InputSizeError
 from temzoo.inference.tile_layout import (  # noqa: F401  (re-exported: temzoo.inference.tiling.model_stride, ... keep working)
     ACTIVATION_FRACTION,
+    ACTIVATION_PROBE_SIDE,
     GPU_BUDGET_BYTES,
     LARGE_RECEPTIVE_FIELD,
     MAX_BATCH,
     MAX_BUDGET_BYTES,
     MAX_TILE,
     MIN_BUDGET_BYTES,
+    activation_floats_per_pixel,
     axis_layout,
     bytes_per_pixel,
     choose_tile_size,
@@ -138,11 +141,7 @@ def predict(model, image, *, tile_size=None, overlap=None, batch_size=None, norm
     height, width = array.shape[:2]
 
     stride = model_stride(model)
-    out_channels = (model.outputs[0].shape[-1] or 1) * int((card or {}).get("scale") or 1) ** 2
-    image_bytes = 4 * (channels + out_channels) * round_up(height, stride) * round_up(width, stride)
-    margin, ramp, tile, batch = layout_parameters(
-        model, stride, overlap, tile_size, batch_size, max(height, width), image_bytes
-    )
+    margin, ramp, tile, batch = image_layout(model, height, width, overlap, tile_size, batch_size, card)
 
     stats = normalizer.stats(array)
     padded = _normalized_padded(array, stats, stride)
@@ -157,6 +156,22 @@ def predict(model, image, *, tile_size=None, overlap=None, batch_size=None, norm
     if squeeze and output.shape[-1] == 1:
         output = output[..., 0]
     return output
+
+
+def image_layout(model, height, width, overlap=None, tile_size=None, batch_size=None, card=None):
+    """``(margin, ramp, max_tile, batch)`` that :func:`predict` uses for a ``height x width`` image.
+
+    The memory budget leaves room for the image's own float32 arrays (its
+    normalised padded copy and the output).
+    """
+    from temzoo.zoo.pretrained import card as card_of
+
+    card = card if card is not None else card_of(model)
+    stride = model_stride(model)
+    channels = model.inputs[0].shape[-1] or 1
+    out_channels = (model.outputs[0].shape[-1] or 1) * int((card or {}).get("scale") or 1) ** 2
+    image_bytes = 4 * (channels + out_channels) * round_up(height, stride) * round_up(width, stride)
+    return layout_parameters(model, stride, overlap, tile_size, batch_size, max(height, width), image_bytes)
 
 
 def _model_card_normalizer(model, normalizer, precision):
@@ -227,13 +242,57 @@ def _forward(model):
 
     Not ``model.predict_on_batch``: its ``reduce_retracing`` relaxes the shape to
     ``None`` after two sizes, which some layers (bilinear ``UpSampling2D``)
-    cannot trace.
+    cannot trace. HRNet heads run as the equivalent, leaner graph of
+    :func:`temzoo.models.hrnet_inference.lean_inference_model` (same weights, same
+    outputs to float rounding, about half the memory per pixel).
     """
     if model not in _forward_cache:
         import tensorflow as tf
 
-        _forward_cache[model] = tf.function(lambda x: model(x, training=False), reduce_retracing=False)
+        from temzoo.models.hrnet_inference import lean_inference_model
+
+        graph = lean_inference_model(model)
+        _forward_cache[model] = tf.function(lambda x: graph(x, training=False), reduce_retracing=False)
     return _forward_cache[model]
+
+
+def measure_bytes_per_pixel(model, side=ACTIVATION_PROBE_SIDE):
+    """Peak RSS growth of one ``side x side`` inference call of ``model``, per pixel.
+
+    Meaningful only in a fresh process, before any larger call: the peak resident
+    set size only grows, and memory freed by earlier calls is reused. A small call
+    first takes TensorFlow's one-off costs (tracing, oneDNN set-up) out of the
+    measurement.
+    """
+    channels = model.inputs[0].shape[-1] or 1
+    stride = model_stride(model)
+    small = round_up(max(2 * stride, 64), stride)
+    side = round_up(side, stride)
+    forward = _forward(model)
+    forward(np.zeros((1, small, small, channels), "float32"))
+    before = peak_rss_bytes()
+    forward(np.random.default_rng(0).standard_normal((1, side, side, channels)).astype("float32"))
+    return (peak_rss_bytes() - before) / (side * side)
+
+
+def peak_rss_bytes():
+    """This process's peak resident set size in bytes.
+
+    Linux: ``VmHWM`` of ``/proc/self/status``, the peak of this program's own memory.
+    ``ru_maxrss`` is not used there: a child started by a large process (pytest, a
+    notebook) inherits its parent's peak across ``exec``. Elsewhere ``ru_maxrss``.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
 
 
 def _as_image(image, channels):
