@@ -20,8 +20,9 @@ summed channels of every layer's output (nested models such as a
 ``keras.applications`` encoder opened up), each weighted by its area relative to the
 input, times :data:`ACTIVATION_FRACTION`. The measured peak of the shipped models was
 10 % (MobileNet-U-Net), 22 % (U-Net) and 69 % (HRNet, whose head concatenates 286
-channels at full resolution) of that sum, so the estimate is the largest measured share,
-an upper bound for models like these. The
+channels at full resolution, before :mod:`temzoo.models.hrnet_inference`) of that sum,
+so the estimate is the largest measured share, a bound for deep models like these
+(a chain of three small convolutions measured 110 %). The
 budget on CPU is half the available RAM, at most :data:`MAX_BUDGET_BYTES`, less
 what the image's own arrays take (its normalised copy and the output); on a GPU it
 is :data:`GPU_BUDGET_BYTES`. Measured (``benchmarks/predict.py``, idle): a 2 GiB cap
