@@ -23,11 +23,12 @@ input, times :data:`ACTIVATION_FRACTION`. The measured peak of the shipped model
 channels at full resolution, before :mod:`temzoo.models.hrnet_inference`) of that sum,
 so the estimate is the largest measured share, a bound for deep models like these
 (a chain of three small convolutions measured 110 %). The
-budget on CPU is half the available RAM, at most :data:`MAX_BUDGET_BYTES`, less
-what the image's own arrays take (its normalised copy and the output); on a GPU it
-is :data:`GPU_BUDGET_BYTES`. Measured (``benchmarks/predict.py``, idle): a 2 GiB cap
-gave ``unet_pretrained`` 6 % tiling overhead at 4096 px (peak RSS 1.8 GB) against 14 %
-(1.3 GB) at 1 GiB; the cap stays at 1 GiB until peak RSS at 8192 px is measured with it.
+budget on CPU is half the available RAM less what the image's own arrays take (its
+normalised copy and the output), at most :data:`MAX_BUDGET_BYTES`: the image's arrays
+come out of the free memory, not out of the activations' cap, so on a machine with RAM
+to spare an 8192 px image gets the tiles a 4096 px one gets. On a GPU the budget is
+:data:`GPU_BUDGET_BYTES`. The 1 GiB cap keeps the peak RSS of every shipped model under
+3 GB at 8192 x 8192 (``benchmarks/predict.py``, docs/benchmarks.md).
 """
 
 import math
@@ -182,7 +183,7 @@ def memory_budget(image_bytes=0):
             pass
     if not available:
         return MIN_BUDGET_BYTES
-    return int(max(min(available / 2, MAX_BUDGET_BYTES) - image_bytes, MIN_BUDGET_BYTES))
+    return int(max(min(available / 2 - image_bytes, MAX_BUDGET_BYTES), MIN_BUDGET_BYTES))
 
 
 # ----------------------------------------------------------------------------- geometry
