@@ -256,6 +256,20 @@ def test_measured_activation_size_is_the_peak_memory_of_one_call():
     assert 0.3 < ratio < 3, ratio
 
 
+@pytest.mark.parametrize("shape,stride", [((37, 50, 1), 16), ((64, 33, 2), 32), ((2, 5, 1), 8), ((100, 100, 1), 4)])
+def test_tiles_are_cut_from_the_image_as_from_a_normalised_padded_copy(shape, stride):
+    image = np.random.default_rng(3).integers(0, 255, shape).astype(np.uint8)
+    stats = (12.5, 3.0)
+    view = tiling._NormalizedPadded(image, stats, stride)
+    height, width = tile_layout.round_up(shape[0], stride), tile_layout.round_up(shape[1], stride)
+    reference = np.pad(image.astype(np.float32), ((0, height - shape[0]), (0, width - shape[1]), (0, 0)), mode="reflect")
+    reference = (reference - np.float32(12.5)) / np.float32(3.0)
+    assert view.shape == reference.shape
+    for r0, r1, c0, c1 in [(0, height, 0, width), (height - stride, height, width - stride, width),
+                           (0, stride, width - stride, width), (height // 2, height, 0, width // 2 + 1)]:
+        np.testing.assert_array_equal(view[r0:r1, c0:c1], reference[r0:r1, c0:c1])
+
+
 def test_the_budget_leaves_room_for_the_image_itself(monkeypatch):
     import psutil
 

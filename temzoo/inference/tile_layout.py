@@ -23,8 +23,8 @@ input, times :data:`ACTIVATION_FRACTION`. The measured peak of the shipped model
 channels at full resolution, before :mod:`temzoo.models.hrnet_inference`) of that sum,
 so the estimate is the largest measured share, a bound for deep models like these
 (a chain of three small convolutions measured 110 %). The
-budget on CPU is half the available RAM less what the image's own arrays take (its
-normalised copy and the output), at most :data:`MAX_BUDGET_BYTES`: the image's arrays
+budget on CPU is half the available RAM less what the image's own arrays take (the
+float32 output), at most :data:`MAX_BUDGET_BYTES`: the image's arrays
 come out of the free memory, not out of the activations' cap, so on a machine with RAM
 to spare an 8192 px image gets the tiles a 4096 px one gets. On a GPU the budget is
 :data:`GPU_BUDGET_BYTES`. The 1 GiB cap keeps the peak RSS of every shipped model under
@@ -165,7 +165,7 @@ def activation_floats_per_pixel(model):
 def memory_budget(image_bytes=0):
     """Bytes of activations one batch of tiles may use (see the module docstring).
 
-    ``image_bytes``: what the image's own arrays (normalised copy, output) take.
+    ``image_bytes``: what the image's own arrays (the float32 output) take.
     """
     import tensorflow as tf
 

@@ -25,8 +25,9 @@ How an image goes through a model:
 5. **Crop** back to the input's size (times the output scale), and for
    restoration models map back with ``normalizer.after``.
 
-Only one batch of tiles is in memory at a time; besides the input, its
-normalised padded copy and the output, memory holds two 1-D weight profiles.
+Only one batch of tiles is in memory at a time; besides the input and the output,
+memory holds two 1-D weight profiles (tiles are normalised and padded as they are
+cut, so no normalised copy of the whole image is made).
 
 **Tile size** (``tile_size=None``): the largest multiple of the stride, at most
 :data:`~temzoo.inference.tile_layout.MAX_TILE`, whose activations fit a memory budget
@@ -144,8 +145,7 @@ def predict(model, image, *, tile_size=None, overlap=None, batch_size=None, norm
     margin, ramp, tile, batch = image_layout(model, height, width, overlap, tile_size, batch_size, card)
 
     stats = normalizer.stats(array)
-    padded = _normalized_padded(array, stats, stride)
-    del array
+    padded = _NormalizedPadded(array, stats, stride)
     output = _predict_retrying(model, padded, tile, batch, margin, ramp, stride, progress)
     factor = output.shape[0] // padded.shape[0]
     del padded
@@ -161,16 +161,15 @@ def predict(model, image, *, tile_size=None, overlap=None, batch_size=None, norm
 def image_layout(model, height, width, overlap=None, tile_size=None, batch_size=None, card=None):
     """``(margin, ramp, max_tile, batch)`` that :func:`predict` uses for a ``height x width`` image.
 
-    The memory budget leaves room for the image's own float32 arrays (its
-    normalised padded copy and the output).
+    The memory budget leaves room for the float32 output, the one array as large as
+    the image that prediction makes.
     """
     from temzoo.zoo.pretrained import card as card_of
 
     card = card if card is not None else card_of(model)
     stride = model_stride(model)
-    channels = model.inputs[0].shape[-1] or 1
     out_channels = (model.outputs[0].shape[-1] or 1) * int((card or {}).get("scale") or 1) ** 2
-    image_bytes = 4 * (channels + out_channels) * round_up(height, stride) * round_up(width, stride)
+    image_bytes = 4 * out_channels * round_up(height, stride) * round_up(width, stride)
     return layout_parameters(model, stride, overlap, tile_size, batch_size, max(height, width), image_bytes)
 
 
@@ -194,17 +193,42 @@ def _model_card_normalizer(model, normalizer, precision):
     return model, card, normalizer
 
 
-def _normalized_padded(array, stats, stride):
-    """A float32 copy of ``array`` padded by reflection to a multiple of ``stride`` and normalised."""
-    height, width = array.shape[:2]
-    pad_h, pad_w = round_up(height, stride) - height, round_up(width, stride) - width
-    padded = array.astype(np.float32)  # a copy: normalised in place below
-    if pad_h or pad_w:
-        padded = np.pad(padded, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
-    offset, scale = stats
-    padded -= np.float32(offset)
-    padded /= np.float32(scale)
-    return padded
+class _NormalizedPadded:
+    """The image normalised and padded by reflection to a multiple of ``stride``, made one tile at a time.
+
+    ``view[r0:r1, c0:c1]`` equals the same slice of a normalised ``np.pad(..., mode="reflect")``
+    copy of the whole image, without holding that copy (at 8192 x 8192, 256 MiB).
+    """
+
+    def __init__(self, array, stats, stride):
+        self.array = array
+        self.offset, self.scale = (np.float32(v) for v in stats)
+        height, width = array.shape[:2]
+        self.shape = (round_up(height, stride), round_up(width, stride), array.shape[2])
+
+    def __getitem__(self, key):
+        (rows, pad_h, crop_h), (cols, pad_w, crop_w) = (
+            _reflected_source(k, n) for k, n in zip(key, self.array.shape[:2], strict=True)
+        )
+        block = self.array[rows, cols].astype(np.float32)  # a copy: normalised in place below
+        if pad_h or pad_w:
+            block = np.pad(block, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
+        block = block[crop_h:, crop_w:]
+        block -= self.offset
+        block /= self.scale
+        return block
+
+
+def _reflected_source(index, length):
+    """``(source slice, pad after, crop before)`` giving ``index`` of an axis of ``length`` padded by reflection.
+
+    The source starts early enough that reflecting its end reads the rows a reflection of the
+    whole axis reads.
+    """
+    start, stop = index.start or 0, index.stop
+    pad = max(stop - length, 0)
+    first = min(start, max(length - pad - 1, 0)) if pad else start
+    return slice(first, min(stop, length)), pad, start - first
 
 
 def _predict_retrying(model, padded, tile, batch, margin, ramp, stride, progress):
