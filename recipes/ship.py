@@ -129,14 +129,20 @@ def add_real_data(name, benchmark_json):
 def refresh_evaluation(name, recipe):
     """Put the current leave-images-out rows (:func:`cross_validation_result`) into the shipped card of the
     box recipe ``name`` (weights untouched), e.g. after the benchmark re-scored its cached folds."""
+    path = update_shipped_card(name, evaluation=cross_validation_result(recipe))
+    print(f"{path}: evaluation from benchmarks/results/particles_real.json")
+
+
+def update_shipped_card(name, **fields):
+    """Set ``fields`` in the shipped card of ``name`` (weights untouched); returns the card's path."""
     from temzoo.zoo import pretrained
     from temzoo.zoo.cards import card_path, read_card, write_card
 
     path = card_path(pretrained.weights_path(pretrained.resolve(name)))
     card = read_card(path)
-    card["evaluation"] = cross_validation_result(recipe)
+    card.update(fields)
     write_card(path, card)
-    print(f"{path}: evaluation from benchmarks/results/particles_real.json")
+    return path
 
 
 def record_effective_receptive_field(name):
@@ -150,16 +156,12 @@ def record_effective_receptive_field(name):
         receptive_field,
     )
     from temzoo.zoo import pretrained
-    from temzoo.zoo.cards import card_path, read_card, write_card
 
     model = pretrained.load(name)
     started = time.time()
     width = int(effective_receptive_field(model))
-    path = card_path(pretrained.weights_path(pretrained.resolve(name)))
-    card = read_card(path)
-    card["effective_receptive_field"] = width
-    card["effective_receptive_field_tolerance"] = EFFECTIVE_TOLERANCE
-    write_card(path, card)
+    path = update_shipped_card(name, effective_receptive_field=width,
+                               effective_receptive_field_tolerance=EFFECTIVE_TOLERANCE)
     print(f"{path}: effective receptive field {width} px (theoretical {receptive_field(model)} px, "
           f"tolerance {EFFECTIVE_TOLERANCE:g}), measured in {time.time() - started:.1f} s")
 
@@ -173,8 +175,6 @@ def record_activation_memory(name):
     import subprocess
 
     from temzoo.inference.tile_layout import ACTIVATION_PROBE_SIDE
-    from temzoo.zoo import pretrained
-    from temzoo.zoo.cards import card_path, read_card, write_card
 
     code = ("import temzoo; from temzoo.inference.tiling import measure_bytes_per_pixel; "
             f"print('BYTES', measure_bytes_per_pixel(temzoo.load({name!r}), {ACTIVATION_PROBE_SIDE}))")
@@ -186,11 +186,7 @@ def record_activation_memory(name):
             raise SystemExit(f"{name}: measuring the activation memory failed:\n{proc.stderr[-2000:]}")
         measured.append(float(lines[-1].split()[1]))
     value = round(max(measured))
-    path = card_path(pretrained.weights_path(pretrained.resolve(name)))
-    card = read_card(path)
-    card["activation_bytes_per_pixel"] = value
-    card["activation_probe_side"] = ACTIVATION_PROBE_SIDE
-    write_card(path, card)
+    path = update_shipped_card(name, activation_bytes_per_pixel=value, activation_probe_side=ACTIVATION_PROBE_SIDE)
     print(f"{path}: {value} bytes per pixel (largest peak RSS growth of one {ACTIVATION_PROBE_SIDE} px call in "
           f"{MEMORY_REPEATS} fresh processes, CPU: {', '.join(f'{m:.0f}' for m in measured)})")
 
