@@ -82,3 +82,18 @@ def test_other_graphs_are_left_alone():
     refined = model.get_layer("head_refine_act").output
     branched = keras.Model(model.inputs, [model.outputs[0], keras.layers.Conv2D(1, 1)(refined)])
     assert lean_inference_model(branched) is branched
+
+
+def test_lean_head_predicts_in_mixed_precision_as_the_plain_model_does():
+    """A bfloat16 copy's lean head computes in the refinement convolution's dtype; its error against
+    float32 stays that of the plain bfloat16 model."""
+    from temzoo.inference.precision import precision_copy
+
+    model = _hrnet(3)
+    image = _image(96)[0, ..., 0]
+    none = Normalizer("none")
+    exact = temzoo.predict(model, image, normalizer=none)
+    lean = temzoo.predict(model, image, normalizer=none, precision="mixed_bfloat16")
+    plain = np.asarray(precision_copy(model, "mixed_bfloat16")(image[None, ..., None], training=False))[0, ..., 0]
+    assert lean.dtype == np.float32
+    assert np.abs(lean - exact).max() <= 2 * np.abs(plain - exact).max() + 1e-6

@@ -46,7 +46,8 @@ class _UpsampledConv(keras.layers.Layer):
 
     def call(self, features, skip=None):
         ops = keras.ops
-        kernel = ops.cast(self.conv.kernel, features.dtype)
+        dtype = features.dtype  # the refinement convolution's compute dtype (bfloat16 in a mixed-precision copy)
+        kernel = ops.cast(self.conv.kernel, dtype)
         size, _, _, out = self.conv.kernel.shape
         n_features = features.shape[-1]
         # (k, k, n, out) -> (n, k * k * out): column t * out + c is tap t's mixing into channel c
@@ -57,7 +58,7 @@ class _UpsampledConv(keras.layers.Layer):
         for row in range(size):
             for col in range(size):
                 t = row * size + col
-                upsampled = self.upsampling(mixed[..., t * out:(t + 1) * out])  # one tap at a time
+                upsampled = ops.cast(self.upsampling(mixed[..., t * out:(t + 1) * out]), dtype)  # one tap at a time
                 height, width = ops.shape(upsampled)[1], ops.shape(upsampled)[2]
                 block = ops.pad(upsampled, [[0, 0], [radius, radius], [radius, radius], [0, 0]])
                 shifted = block[:, row:row + height, col:col + width, :]
@@ -65,7 +66,7 @@ class _UpsampledConv(keras.layers.Layer):
         if skip is not None:
             total = total + ops.conv(skip, kernel[:, :, n_features:], padding="same")
         if self.conv.use_bias:
-            total = total + ops.cast(self.conv.bias, total.dtype)
+            total = total + ops.cast(self.conv.bias, dtype)
         return total
 
     def compute_output_shape(self, features_shape, skip_shape=None):
@@ -107,7 +108,7 @@ def lean_inference_model(model):
         size, _, channels_in, channels_out = conv.kernel.shape
         if size * size * channels_out >= channels_in:  # the per-tap channels would not be fewer
             return model
-        x = _UpsampledConv(upsampling, conv, name="lean_head_refine")(features, skip)
+        x = _UpsampledConv(upsampling, conv, dtype=conv.dtype_policy, name="lean_head_refine")(features, skip)
         tensor = conv.output
         while tensor is not model.outputs[0]:
             consumers = [layer for layer in model.layers if _single_input(layer) is tensor]
