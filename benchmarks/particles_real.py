@@ -196,12 +196,22 @@ def _train_into(folder, key, train_fn):
     model, info = train_fn()
     info["load_before"], info["load_after_training"] = load_before, load_average()
     os.makedirs(folder, exist_ok=True)
-    tasks.save(model, os.path.join(folder, "model.keras"), name=key, training=info)
+    if not info.get("model"):  # a model trained here; a trained one (--model) keeps its own file and card
+        tasks.save(model, os.path.join(folder, "model.keras"), name=key, training=info)
     with open(os.path.join(folder, "train.json"), "w") as f:
         json.dump(info, f, indent=1, default=str)
     print(f"  {key}: trained {info['seconds']:.0f} s ({info.get('cpu_seconds')} CPU-s), "
           f"load {info['load_before']} -> {info['load_after_training']}", flush=True)
     return model, info
+
+
+def model_sha256(name_or_path):
+    """sha256 of a model's ``.keras`` file: a path, or a registered name's weights file."""
+    from temzoo.zoo.cards import sha256_file
+    from temzoo.zoo.pretrained import resolve, weights_path
+
+    path = name_or_path if os.path.exists(name_or_path) else weights_path(resolve(name_or_path))
+    return sha256_file(path)
 
 
 def _load_cached(path):
@@ -235,6 +245,10 @@ def parse_args(argv=None):
     parser.add_argument("--polarity", default=TRAIN["polarity"] or "none", choices=("none", "bright"),
                         help="bright: bright-field training images inverted, test images whose particles look dark "
                              "inverted before prediction (temzoo.analysis.polarity)")
+    parser.add_argument("--foreground-crops", type=float, default=TRAIN["foreground_crops"],
+                        help="probability of a training crop centred near a particle (temzoo.analysis.box_crops)")
+    parser.add_argument("--intensity", action=argparse.BooleanOptionalAction, default=TRAIN["intensity"],
+                        help="random contrast, offset, blur and noise on the training crops")
     parser.add_argument("--polarity-report", action="store_true",
                         help="only compare the image-based polarity decision with the boxes on every image "
                              "(writes benchmarks/results/particles_polarity.json; no model)")
@@ -279,6 +293,10 @@ def cache_tag(opts):
         tag += f"_c{opts.classes}_i{opts.invert:g}"
     if opts.polarity != "none":
         tag += f"_pol{opts.polarity}"
+    if opts.foreground_crops:
+        tag += f"_fg{opts.foreground_crops:g}"
+    if opts.intensity:
+        tag += "_int"
     return tag
 
 
@@ -295,7 +313,9 @@ def train_runs(opts, examples, by_name, names, common, tag, trainings):
 
         def train():
             return pretrained.load(opts.model), {"model": opts.model, "seconds": 0.0}
-        fgs, info = cached_foreground(opts.cache, "model_" + label.replace(" ", "_").replace("/", "_"), examples, train)
+        # the file's hash in the key: a re-shipped model under the same name must not reuse older maps
+        key = "model_" + label.replace(" ", "_").replace("/", "_") + "_" + model_sha256(opts.model)[:12]
+        fgs, info = cached_foreground(opts.cache, key, examples, train)
         from temzoo.analysis.scale import measured_particle_px
 
         runs = {label: [(names, fgs, measured_particle_px(pretrained.load(opts.model)))]}
@@ -307,6 +327,8 @@ def train_runs(opts, examples, by_name, names, common, tag, trainings):
             f" [{opts.classes} classes, invert {opts.invert:g}]")
         part = "" if opts.only_folds is None else f" [fold {opts.only_folds} of {opts.folds}]"
         recipe += "" if opts.polarity == "none" else f" [polarity {opts.polarity}]"
+        recipe += "" if not opts.foreground_crops else f" [foreground crops {opts.foreground_crops:g}]"
+        recipe += " [intensity]" if opts.intensity else ""
         runs, seen_note = {}, {}
         for name in opts.variants.split(","):
             spec = VARIANTS[name]
@@ -422,7 +444,8 @@ def main(argv=None):
     common = dict(steps=opts.steps, batch_size=opts.batch_size, patch_size=opts.patch_size, seed=opts.seed,
                   mask_kind=opts.mask_kind, data_dir=opts.data_dir, target_particle_px=opts.target_particle_px or None,
                   scale_jitter=opts.scale_jitter, classes=opts.classes, invert=opts.invert,
-                  polarity=None if opts.polarity == "none" else opts.polarity)
+                  polarity=None if opts.polarity == "none" else opts.polarity,
+                  foreground_crops=opts.foreground_crops, intensity=opts.intensity)
     tag = cache_tag(opts)
     if opts.synthetic_simulated:
         from temzoo.simulate.hrtem import nanoparticle_set

@@ -32,3 +32,33 @@ def test_train_only_refuses_options_that_train_nothing(capsys):
     assert exit_info.value.code == 2
     assert "--train-only" in capsys.readouterr().err
     assert bench.parse_args(["--train-only"]).train_only
+
+
+def test_a_model_cache_key_changes_with_the_model_file(tmp_path):
+    """A re-shipped model under the same name must not be scored from the maps of the previous one."""
+    import particles_real as bench
+
+    path = tmp_path / "m.keras"
+    path.write_bytes(b"first model")
+    first = bench.model_sha256(str(path))
+    path.write_bytes(b"second model")
+    assert bench.model_sha256(str(path)) != first
+    assert len(bench.model_sha256("nanoparticles")) == 64  # a registered name: its weights file
+
+
+def test_scoring_a_trained_model_keeps_its_card(tmp_path):
+    """--model: the model is scored as shipped. Re-saving it into the cache replaced its card's training
+    (the polarity with it), so bright-field images were no longer inverted and scored 0."""
+    import particles_real as bench
+
+    import temzoo
+    from temzoo import tasks
+    from temzoo.analysis.box_training import DEFAULTS
+    from temzoo.zoo.pretrained import attach_card, card
+
+    model = tasks.segmentation(temzoo.build("unet_b2_p22", base_filters=4), num_classes=2)
+    attach_card(model, {"name": "m", "training": {"polarity": "bright", "target_particle_px": 16.0}})
+    bench._train_into(str(tmp_path), "model_m", lambda: (model, {"model": "m.keras", "seconds": 0.0}))
+    assert card(model)["training"]["polarity"] == DEFAULTS["polarity"] == "bright"
+    assert not (tmp_path / "model.keras").exists()
+    assert (tmp_path / "train.json").exists()

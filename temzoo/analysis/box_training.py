@@ -23,7 +23,9 @@ and ``recipes/ship.py nanoparticles`` (the shipped model):
   uses as watershed markers to separate touching particles (masks:
   :func:`temzoo.data.boxes.boxes_to_mask`); inscribed ellipses by default; whole images normalised by the model's normaliser (as
   :func:`temzoo.predict` does at prediction), then random ``patch_size`` crops
-  with flips and 90-degree rotations; large images are only ever seen as crops;
+  with flips and 90-degree rotations (:mod:`temzoo.analysis.box_crops`: optionally centred near
+  particles, ``foreground_crops``, and varied in contrast, offset, blur and noise,
+  ``intensity``); large images are only ever seen as crops;
 * polarity: ``polarity="bright"`` (the default) inverts the bright-field images (particles
   darker than the rest, from the boxes) and synthetic images, so the model only
   learns bright particles; ``temzoo.particles`` then inverts an image whose
@@ -44,6 +46,7 @@ import time
 
 import numpy as np
 
+from temzoo.analysis.box_crops import crop_sampler
 from temzoo.analysis.polarity import inverted
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,8 @@ DEFAULTS = {
     "classes": 2,  # 3 (background / boundary / core) and invert 0.5 did not score better (issue 18, h18b)
     "invert": 0.0,
     "polarity": "bright",  # fold 2 at 400 steps: F1 0.520 vs 0.473 with None (docs/benchmarks.md, issue 18)
+    "foreground_crops": 0.0,  # probability of a crop centred near a particle (temzoo.analysis.box_crops)
+    "intensity": False,  # random contrast, offset, blur and noise on the crops (temzoo.analysis.box_crops)
     "seed": 0,
 }
 
@@ -122,35 +127,6 @@ def classes_from_mask(mask, core=None):
     largest = np.asarray(ndimage.maximum(distance, labels, np.arange(1, labels.max() + 1)))
     classes[(labels > 0) & (distance > (1.0 - core) * np.concatenate([[np.inf], largest])[labels])] = 2
     return classes
-
-
-def _crop_sampler(images, masks, patch, rng, invert=0.0):
-    """A function giving one random augmented (image, mask) crop from the lists.
-
-    ``invert``: the probability of a crop's intensities being reversed (``-image``: the images are
-    normalised, so this is :func:`inverted` up to the normalisation), so one model learns particles
-    brighter (HAADF) and darker (bright field) than their support.
-    """
-    sizes = np.array([min(im.shape) for im in images])
-    if (sizes < patch).any():
-        small = int(np.argmin(sizes))
-        raise ValueError(f"image {small} ({images[small].shape}) is smaller than patch_size={patch}.")
-
-    def sample():
-        i = rng.integers(len(images))
-        image, mask = images[i], masks[i]
-        y = rng.integers(image.shape[0] - patch + 1)
-        x = rng.integers(image.shape[1] - patch + 1)
-        a, b = image[y:y + patch, x:x + patch], mask[y:y + patch, x:x + patch]
-        k = rng.integers(4)
-        a, b = np.rot90(a, k), np.rot90(b, k)
-        if rng.integers(2):
-            a, b = a[:, ::-1], b[:, ::-1]
-        if invert and rng.random() < invert:
-            a = -a
-        return a, b
-
-    return sample
 
 
 def synthetic_examples(name, count, data_dir=None, polarity=None):
@@ -279,6 +255,7 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
                    synthetic_images=DEFAULTS["synthetic_images"], mask_kind=DEFAULTS["mask_kind"],
                    target_particle_px=DEFAULTS["target_particle_px"], scale_jitter=DEFAULTS["scale_jitter"],
                    classes=DEFAULTS["classes"], invert=DEFAULTS["invert"], polarity=DEFAULTS["polarity"],
+                   foreground_crops=DEFAULTS["foreground_crops"], intensity=DEFAULTS["intensity"],
                    seed=DEFAULTS["seed"], data_dir=None, log_every=50):
     """Train a particle segmentation model on box-labelled ``examples`` (see the module docstring).
 
@@ -295,6 +272,8 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
             are inverted so the model only learns particles brighter than their support; the card says
             so, and :func:`temzoo.particles` then inverts the images whose particles look dark
             (:mod:`temzoo.analysis.polarity`); ``None``: the images as they are.
+        foreground_crops, intensity: where crops are cut and how their intensities vary
+            (:func:`temzoo.analysis.box_crops.crop_sampler`).
 
     Returns ``(model, info)``: the compiled Keras model (card draft attached, save it with
     :func:`temzoo.tasks.save`) and a dict of the settings, timing and last losses.
@@ -319,14 +298,14 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
     if examples:
         images, masks = box_training_images(examples, normalizer, target_particle_px, scale_jitter, patch_size,
                                             mask_kind, scales, classes, polarity, flipped)
-        samplers.append(_crop_sampler(images, masks, patch_size, rng, invert))
+        samplers.append(crop_sampler(images, masks, patch_size, rng, invert, foreground_crops, intensity))
         fractions.append(1.0 - (synthetic_fraction if synthetic else 0.0))
     if synthetic and synthetic_fraction > 0:
         s_images, s_masks = synthetic_examples(synthetic, synthetic_images, data_dir, polarity)
         s_images = [normalizer.before(im)[0] for im in s_images]
         if int(classes) == 3:
             s_masks = [classes_from_mask(m) for m in s_masks]
-        samplers.append(_crop_sampler(s_images, s_masks, patch_size, rng, invert))
+        samplers.append(crop_sampler(s_images, s_masks, patch_size, rng, invert, foreground_crops, intensity))
         fractions.append(synthetic_fraction if examples else 1.0)
     fractions = np.array(fractions) / np.sum(fractions)
 
@@ -346,6 +325,7 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
         "synthetic_fraction": synthetic_fraction if synthetic else 0.0, "synthetic_images": synthetic_images,
         "mask_kind": mask_kind, "seed": seed, "target_particle_px": target_particle_px,
         "scale_jitter": scale_jitter, "scales": scales, "invert": invert, "polarity": polarity,
+        "foreground_crops": foreground_crops, "intensity": intensity,
         "inverted_images": flipped,
         "classes": ["background", "particle"] if int(classes) == 2 else list(CLASSES), **measured,
         "final_loss": float(np.mean(losses[-50:])) if losses else None,
