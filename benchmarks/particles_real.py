@@ -44,6 +44,7 @@ Writes ``benchmarks/results/particles_real.json`` and a section of ``docs/benchm
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -367,10 +368,12 @@ def train_runs(opts, examples, by_name, names, common, tag, trainings):
 
 
 def score_runs(runs, rules, posts, by_name, target, seen_note, rows, per_image_all):
-    """Score every run under every scale rule and post-processing into ``rows`` and ``per_image_all``."""
+    """Score every run under every scale rule and post-processing into ``rows`` and ``per_image_all``;
+    the labels written."""
     from temzoo.analysis.box_training import median_box_size, scale_for
 
     varying = [i for i, name in enumerate(("split", "min area", "core")) if len({key[i] for key in posts}) > 1]
+    written = []
     for variant, parts, rule, (key, post) in [(v, p, r, d) for v, p in runs.items() for r in rules
                                               for d in posts.items()]:
         per_image = []
@@ -388,6 +391,7 @@ def score_runs(runs, rules, posts, by_name, target, seen_note, rows, per_image_a
             f" ({('split', 'min area', 'core')[i]} {key[i]})" for i in varying)
         row = {"variant": label, **aggregate(per_image), "evaluation": seen_note[variant]}
         rows[label] = row
+        written.append(label)
         per_image_all[label] = [
             {k: (v if not isinstance(v, np.ndarray) else None) for k, v in s.items()
              if k not in ("pred_diameters", "true_diameters", "pred_all", "true_all")} for s in per_image
@@ -395,7 +399,7 @@ def score_runs(runs, rules, posts, by_name, target, seen_note, rows, per_image_a
         print(f"{label}: F1 {row['f1']:.3f} (P {row['precision']:.3f}, R {row['recall']:.3f}), "
               f"median diameter error {row['median_diameter_error']:.3f}, W1/median {row['wasserstein_rel']:.3f}",
               flush=True)
-
+    return written
 
 
 def polarity_report(examples, uptime_before):
@@ -459,13 +463,15 @@ def main(argv=None):
     if opts.train_only:
         print(f"trained into {opts.cache}: {', '.join(sorted(trainings))}; run again without --train-only to score")
         return
-    score_runs(runs, rules, posts, by_name, common["target_particle_px"], seen_note, rows, per_image_all)
+    command = "python benchmarks/particles_real.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    for label in score_runs(runs, rules, posts, by_name, common["target_particle_px"], seen_note, rows, per_image_all):
+        rows[label]["command"] = command  # rows of several calls share the file: each says how it was made
 
     uptime_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     columns = ["variant", "images", "true_particles", "predicted", "precision", "recall", "f1", "f1_per_image_mean",
                "median_diameter_error", "median_diameter_bias", "wasserstein_rel", "fn_missed", "fn_merged", "fn_mislocated"]
     payload = {
-        "command": "python benchmarks/particles_real.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": command,
         "settings": {**vars(opts), "steps": opts.steps},
         "peer": PEER,
         "rows": rows, "per_image": per_image_all, "trainings": trainings,

@@ -361,13 +361,11 @@ def cross_validation_result(recipe):
         return {"note": "not measured: run benchmarks/particles_real.py"}
     results = json.load(open(path, encoding="utf-8"))
     wanted = recipe.get("evaluation", {}).get("rows", [])
+    # the file gathers rows of several benchmark calls (fold models, the shipped model): each row carries
+    # the command that made it, so the file's last command and settings are not the card's
     return {
         "how": recipe.get("evaluation", {}).get("how"),
-        "command": results.get("command"),
-        "settings": {k: results["settings"].get(k) for k in ("folds", "train_images", "steps", "patch_size", "batch_size",
-                                                               "synthetic_fraction", "mask_kind", "threshold")},
         "rows": {k: v for k, v in results.get("rows", {}).items() if k in wanted},
-        "load_average": [results.get("uptime_before"), results.get("uptime_after")],
     }
 
 
