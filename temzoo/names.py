@@ -69,4 +69,4 @@ METRIC_DEFINITIONS = {
 #: Particle analysis (:func:`temzoo.particles`, ``temzoo-cli analyze``): post-processing of a
 #: segmentation's probabilities, in the pixels the model sees (``min_area``: half the 16 px particle
 #: size that box training targets; annotators box no particle under ~0.45 of their image's median size).
-PARTICLE_DEFAULTS = {"threshold": 0.5, "min_area": 50, "split_depth": 2.0, "scale": "auto"}
+PARTICLE_DEFAULTS = {"threshold": 0.5, "min_area": 50, "split_depth": 2.0, "scale": "auto", "ensemble": 1}

@@ -451,3 +451,40 @@ def test_analyze_contrast_option_reaches_the_particle_finder(tmp_path, tiny_mode
         assert seen[-1] is dark
     bad = run("--model", tiny_model, "--out", tmp_path / "o9", "--contrast", "grey", tmp_path / "x.tif")
     assert bad.exit_code != 0 and "--contrast" in bad.output
+
+
+def test_particles_ensemble_averages_flips_at_the_factor_auto_chose(tiny_model):
+    import temzoo
+    from temzoo.analysis.scale import particle_maps, upscale_to
+    from temzoo.inference.tiling import predict
+    from temzoo.zoo import pretrained
+
+    image = np.random.default_rng(5).random((48, 40)).astype(np.float32)
+    plain = temzoo.particles(tiny_model, image, scale=1.0)
+    averaged = temzoo.particles(tiny_model, image, scale=1.0, ensemble=8)
+    expected = upscale_to(particle_maps(predict(pretrained.load(tiny_model), image, ensemble=8)), image.shape)[..., 0]
+    np.testing.assert_allclose(averaged.foreground, expected, atol=1e-6)
+    assert not np.allclose(averaged.foreground, plain.foreground, atol=1e-4)  # an untrained net is not flip-invariant
+    assert temzoo.particles(tiny_model, image, ensemble=8).scale == temzoo.particles(tiny_model, image).scale
+
+
+def test_analyze_ensemble_option_reaches_the_particle_finder_and_bad_sizes_are_refused(tmp_path, tiny_model,
+                                                                                        monkeypatch):
+    import temzoo.analysis.files as files
+
+    seen = []
+    real = files.particles
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs["ensemble"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(files, "particles", recording)
+    tifffile.imwrite(tmp_path / "x.tif", np.random.default_rng(3).random((40, 40)).astype(np.float32))
+    assert run("--model", tiny_model, "--out", tmp_path / "o1", "--ensemble", "4", tmp_path / "x.tif").exit_code == 0
+    assert seen == [4]
+    bad = run("--model", tiny_model, "--out", tmp_path / "o2", "--ensemble", "3", tmp_path / "x.tif")
+    assert bad.exit_code != 0 and "--ensemble" in bad.output
+    with pytest.raises(BadInputError, match="ensemble must be one of"):
+        files.analyze_files(tiny_model, [str(tmp_path / "x.tif")], str(tmp_path / "o3"), ensemble=3)
+    assert not (tmp_path / "o3").exists()  # refused before anything was written

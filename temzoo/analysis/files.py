@@ -19,6 +19,7 @@ import numpy as np
 
 from temzoo.analysis.particles import COLUMNS, DEFAULTS, NM_COLUMNS, particles
 from temzoo.errors import BadInputError
+from temzoo.inference.ensemble import check_size
 from temzoo.io import read_pixel_size_nm
 
 log = logging.getLogger(__name__)
@@ -153,7 +154,8 @@ def summary_row(path, model_name, result):
 
 def analyze_files(model, inputs, out, *, pixel_size_nm=None, threshold=DEFAULTS["threshold"],
                   min_area=DEFAULTS["min_area"], split_depth=DEFAULTS["split_depth"], scale=DEFAULTS["scale"],
-                  particle_size_nm=None, tile_size=None, overwrite=False, on_file=None, on_tiles=None, dark=None):
+                  particle_size_nm=None, tile_size=None, overwrite=False, on_file=None, on_tiles=None, dark=None,
+                  ensemble=DEFAULTS["ensemble"]):
     """Find and measure the particles of every file of ``inputs``; write tables and figures into ``out``.
 
     Args:
@@ -166,6 +168,7 @@ def analyze_files(model, inputs, out, *, pixel_size_nm=None, threshold=DEFAULTS[
         dark: whether the particles are darker than their support (bright field) in every file; ``None``
             decides per image. Only models trained on bright particles alone read it (see
             :func:`temzoo.analysis.particles.particles`).
+        ensemble: test-time self-ensemble size (1, 2, 4, 8; see :func:`temzoo.analysis.particles.particles`).
 
     Returns the list of written paths (the summary last).
     """
@@ -178,6 +181,10 @@ def analyze_files(model, inputs, out, *, pixel_size_nm=None, threshold=DEFAULTS[
         raise BadInputError(f"the pixel size must be positive, got {pixel_size_nm}.")
     if particle_size_nm is not None and not float(particle_size_nm) > 0:
         raise BadInputError(f"the particle size must be positive, got {particle_size_nm}.")
+    try:
+        ensemble = check_size(ensemble)
+    except ValueError as exc:
+        raise BadInputError(str(exc)) from None
     jobs = plan(inputs, out, overwrite=overwrite)
     if particle_size_nm is not None and pixel_size_nm is None:
         for path, _ in jobs:  # before anything is written
@@ -201,7 +208,7 @@ def analyze_files(model, inputs, out, *, pixel_size_nm=None, threshold=DEFAULTS[
         try:
             result = particles(resolved.model, image, pixel_size_nm=size, threshold=threshold, min_area=min_area,
                                split_depth=split_depth, scale=scale, particle_size_px=typical, tile_size=tile_size,
-                               progress=on_tiles, dark=dark)
+                               progress=on_tiles, dark=dark, ensemble=ensemble)
         except (BadInputError, ValueError) as exc:
             raise type(exc)(f"{path}: {exc}") from exc
         columns = COLUMNS + (NM_COLUMNS if size is not None else ())

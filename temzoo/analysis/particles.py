@@ -153,7 +153,7 @@ def particle_table(labels, foreground=None, *, pixel_size_nm=None):
 
 def particles(model, image, *, pixel_size_nm=None, threshold=DEFAULTS["threshold"], min_area=DEFAULTS["min_area"],
               split_depth=DEFAULTS["split_depth"], scale=DEFAULTS["scale"], particle_size_px=None, tile_size=None,
-              progress=None, dark=None):
+              progress=None, dark=None, ensemble=DEFAULTS["ensemble"]):
     """Segment ``image`` (2-D array) with ``model`` and measure every particle.
 
     Args:
@@ -168,6 +168,9 @@ def particles(model, image, *, pixel_size_nm=None, threshold=DEFAULTS["threshold
         dark: whether the particles are darker than their support (bright field), for a model trained on
             bright particles only (it then sees the image inverted); ``None`` decides from the image
             (:mod:`temzoo.analysis.polarity`).
+        ensemble: 1, 2, 4 or 8: the probabilities at the factor used are averaged over that many flips and
+            quarter turns (test-time self-ensemble; the scale is chosen from single predictions). 8 costs
+            about 8 more predictions of the resampled image.
         tile_size, progress: passed to :func:`temzoo.predict`.
 
     Returns a :class:`ParticleResult` (``scale`` holds the factor used).
@@ -179,7 +182,7 @@ def particles(model, image, *, pixel_size_nm=None, threshold=DEFAULTS["threshold
 
     maps, factor = maps_at_scale(model, image, scale=scale, particle_size_px=particle_size_px,
                                              threshold=threshold, min_area=min_area, tile_size=tile_size,
-                                             progress=progress, dark=dark)
+                                             progress=progress, dark=dark, ensemble=ensemble)
     foreground = maps[..., 0]
     core = maps[..., 1] if maps.shape[-1] > 1 else None
     labels = instances(foreground, core=core, **scaled_post(factor, threshold=threshold, min_area=min_area,

@@ -179,13 +179,17 @@ def foreground_at_scale(model, image, **kwargs):
 
 
 def maps_at_scale(model, image, *, scale="auto", particle_size_px=None, threshold=POST["threshold"],
-                  min_area=POST["min_area"], tile_size=None, progress=None, keep=None, dark=None):
+                  min_area=POST["min_area"], tile_size=None, progress=None, keep=None, dark=None,
+                  ensemble=POST["ensemble"]):
     """:func:`particle_maps` of ``image`` (full size, ``H x W x K``) and the factor used (see the module docstring).
 
     ``keep``: optional dict that receives ``{factor: full-size maps}`` of every factor predicted.
     ``dark``: for a model trained on bright particles only (card ``training.polarity == "bright"``), whether
     the image's particles are dark (bright field: the image is inverted first); ``None`` decides from the
     image (:func:`temzoo.analysis.polarity.particles_look_dark`). Other models see the image as it is.
+    ``ensemble``: the maps at the factor finally used are the average over that many flips and quarter
+    turns (:func:`temzoo.predict`'s ``ensemble``); the factor itself is chosen from single predictions, and
+    ``keep`` receives those.
     """
     import keras
 
@@ -214,22 +218,25 @@ def maps_at_scale(model, image, *, scale="auto", particle_size_px=None, threshol
             image = inverted(image)
     maps = {} if keep is None else keep
 
+    def predicted(factor, ensemble=1):
+        probabilities = predict(model, rescale(image, factor), tile_size=tile_size, progress=progress,
+                                ensemble=ensemble)
+        if probabilities.ndim != 3 or probabilities.shape[-1] < 2:
+            raise BadInputError(
+                "the model does not output class probabilities (H x W x classes); particles() needs a segmentation "
+                "model such as 'nanoparticles' or one fine-tuned with task 'segmentation'."
+            )
+        return upscale_to(particle_maps(probabilities), image.shape)
+
     def at(factor):
         if factor not in maps:
-            probabilities = predict(model, rescale(image, factor), tile_size=tile_size, progress=progress)
-            if probabilities.ndim != 3 or probabilities.shape[-1] < 2:
-                raise BadInputError(
-                    "the model does not output class probabilities (H x W x classes); particles() needs a segmentation "
-                    "model such as 'nanoparticles' or one fine-tuned with task 'segmentation'."
-                )
-            maps[factor] = upscale_to(particle_maps(probabilities), image.shape)
+            maps[factor] = predicted(factor)
         return maps[factor]
 
-    if scale != "auto":
-        return at(scale), scale
-    factor = auto_factor(lambda f: at(f)[..., 0], image.shape, measured_particle_px(model), threshold=threshold,
-                         min_area=min_area)
-    return at(factor), factor
+    if scale == "auto":
+        scale = auto_factor(lambda f: at(f)[..., 0], image.shape, measured_particle_px(model), threshold=threshold,
+                            min_area=min_area)
+    return (at(scale) if ensemble == 1 else predicted(scale, ensemble)), scale
 
 
 def uncertain_fraction(foreground, low=UNSURE[0], high=UNSURE[1]):
