@@ -223,6 +223,13 @@ def _measured_where_possible(model, examples, target):
     return {}
 
 
+def _synthetic_crops(synthetic, count, data_dir, polarity, normalizer, classes):
+    """Normalised images and targets (2 or 3 classes) of ``count`` examples of the synthetic set."""
+    images, masks = synthetic_examples(synthetic, count, data_dir, polarity)
+    images = [normalizer.before(im)[0] for im in images]
+    return images, ([classes_from_mask(m) for m in masks] if int(classes) == 3 else masks)
+
+
 def _train_steps(model, samplers, fractions, rng, steps, batch_size, log_every, started):
     """``steps`` batches, each crop drawn from a sampler chosen with probabilities ``fractions``; the losses."""
     losses = []
@@ -282,6 +289,7 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
 
     from temzoo.data.boxes import CLASSES
     from temzoo.tasks import normalizer_of, segmentation
+    from temzoo.zoo.pretrained import attach_card
     from temzoo.zoo.pretrained import card as card_of
 
     _check_settings(examples, synthetic, synthetic_fraction, classes, polarity)
@@ -292,25 +300,21 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(int(steps), 1))
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=model.loss)
     normalizer = normalizer_of(card_of(model))
-
-    samplers, fractions = [], []
     scales, flipped = {}, []
+    crops = {"patch": patch_size, "rng": rng, "invert": invert, "foreground": foreground_crops, "intensity": intensity}
+    samplers, fractions = [], []
     if examples:
         images, masks = box_training_images(examples, normalizer, target_particle_px, scale_jitter, patch_size,
                                             mask_kind, scales, classes, polarity, flipped)
-        samplers.append(crop_sampler(images, masks, patch_size, rng, invert, foreground_crops, intensity))
+        samplers.append(crop_sampler(images, masks, **crops))
         fractions.append(1.0 - (synthetic_fraction if synthetic else 0.0))
     if synthetic and synthetic_fraction > 0:
-        s_images, s_masks = synthetic_examples(synthetic, synthetic_images, data_dir, polarity)
-        s_images = [normalizer.before(im)[0] for im in s_images]
-        if int(classes) == 3:
-            s_masks = [classes_from_mask(m) for m in s_masks]
-        samplers.append(crop_sampler(s_images, s_masks, patch_size, rng, invert, foreground_crops, intensity))
+        samplers.append(crop_sampler(*_synthetic_crops(synthetic, synthetic_images, data_dir, polarity, normalizer,
+                                                       classes), **crops))
         fractions.append(synthetic_fraction if examples else 1.0)
     fractions = np.array(fractions) / np.sum(fractions)
 
     losses = _train_steps(model, samplers, fractions, rng, int(steps), batch_size, log_every, started)
-    from temzoo.zoo.pretrained import attach_card
     base_card = card_of(model) or {}
     # what prediction reads (the target size, the polarity) before the model measures its own particles
     attach_card(model, {**base_card, "training": {"target_particle_px": target_particle_px, "polarity": polarity}})
@@ -325,8 +329,7 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
         "synthetic_fraction": synthetic_fraction if synthetic else 0.0, "synthetic_images": synthetic_images,
         "mask_kind": mask_kind, "seed": seed, "target_particle_px": target_particle_px,
         "scale_jitter": scale_jitter, "scales": scales, "invert": invert, "polarity": polarity,
-        "foreground_crops": foreground_crops, "intensity": intensity,
-        "inverted_images": flipped,
+        "foreground_crops": foreground_crops, "intensity": intensity, "inverted_images": flipped,
         "classes": ["background", "particle"] if int(classes) == 2 else list(CLASSES), **measured,
         "final_loss": float(np.mean(losses[-50:])) if losses else None,
         "seconds": round(time.time() - started, 1), "cpu_seconds": round(time.process_time() - cpu_started, 1),
