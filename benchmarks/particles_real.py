@@ -215,6 +215,23 @@ def model_sha256(name_or_path):
     return sha256_file(path)
 
 
+def ensembled(model_at, example, factor, ensemble):
+    """Maps of ``example`` at ``factor`` averaged over ``ensemble`` flips/quarter turns (the factor is picked
+    from the single predictions), cached as ``CACHE/KEY/NAME.eN.npz``; ``model_at`` = (cache, key, model or None:
+    the fold model ``CACHE/KEY/model.keras``)."""
+    from temzoo.analysis.scale import maps_at_scale
+    from temzoo.zoo import pretrained
+
+    cache, key, model = model_at
+    path = os.path.join(cache, key, f"{example['name']}.e{ensemble}.npz")
+    cached = _load_cached(path) if os.path.exists(path) else {}
+    if factor not in cached:
+        loaded = pretrained.load(model or os.path.join(cache, key, "model.keras"))
+        cached[factor] = maps_at_scale(loaded, example["image"], scale=factor, ensemble=ensemble)[0][..., 0]
+        np.savez_compressed(path, **{f"{f:.4f}": np.round(fg * 255).astype(np.uint8) for f, fg in cached.items()})
+    return cached[factor]
+
+
 def _load_cached(path):
     data = np.load(path)
     return {float(k): data[k].astype(np.float32) / 255.0 for k in data.files}
@@ -261,6 +278,9 @@ def parse_args(argv=None):
     parser.add_argument("--split-depth", type=float, action="append", default=None,
                         help="watershed split depth(s) in px to score (repeatable; default 2)")
     parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--ensemble", type=int, default=1, choices=(1, 2, 4, 8),
+                        help="score maps averaged over this many flips/quarter turns at the factor each rule picks "
+                             "(temzoo.particles(..., ensemble=N)); predicted once and cached beside the single maps")
     parser.add_argument("--model", default=None, help="score a trained model (name or .keras) on every image instead")
     parser.add_argument("--label", default=None, help="row label for --model")
     parser.add_argument("--only-folds", default=None,
@@ -319,7 +339,7 @@ def train_runs(opts, examples, by_name, names, common, tag, trainings):
         fgs, info = cached_foreground(opts.cache, key, examples, train)
         from temzoo.analysis.scale import measured_particle_px
 
-        runs = {label: [(names, fgs, measured_particle_px(pretrained.load(opts.model)))]}
+        runs = {label: [(names, fgs, measured_particle_px(pretrained.load(opts.model)), (opts.cache, key, opts.model))]}
         seen_note = {label: "a trained model, scored on every image (seen in training if it was trained on them)"}
     else:
         folds = folds_of(names, opts.folds, opts.seed)
@@ -341,7 +361,7 @@ def train_runs(opts, examples, by_name, names, common, tag, trainings):
                 key = f"{name}{tag}"
                 fgs, info = cached_foreground(opts.cache, key, examples, train, train_only=opts.train_only)
                 trainings[key] = info
-                runs[variant].append((names, fgs, info.get("measured_particle_px")))
+                runs[variant].append((names, fgs, info.get("measured_particle_px"), (opts.cache, key, None)))
                 seen_note[variant] = "no real image in training; scored on all images"
                 continue
             for k, test in enumerate(folds):
@@ -360,14 +380,14 @@ def train_runs(opts, examples, by_name, names, common, tag, trainings):
                                               [by_name[n] for n in train_names], common["target_particle_px"],
                                               train_only=opts.train_only)
                 trainings[key] = info
-                runs[variant].append((test, fgs, info.get("measured_particle_px")))
+                runs[variant].append((test, fgs, info.get("measured_particle_px"), (opts.cache, key, None)))
             seen_note[variant] = (f"{opts.folds}-fold leave-images-out{part}; each model trained on <= "
                                   f"{opts.train_images} images")
 
     return runs, seen_note
 
 
-def score_runs(runs, rules, posts, by_name, target, seen_note, rows, per_image_all):
+def score_runs(runs, rules, posts, by_name, target, seen_note, rows, per_image_all, ensemble=1):
     """Score every run under every scale rule and post-processing into ``rows`` and ``per_image_all``;
     the labels written."""
     from temzoo.analysis.box_training import median_box_size, scale_for
@@ -377,17 +397,19 @@ def score_runs(runs, rules, posts, by_name, target, seen_note, rows, per_image_a
     for variant, parts, rule, (key, post) in [(v, p, r, d) for v, p in runs.items() for r in rules
                                               for d in posts.items()]:
         per_image = []
-        for test, fgs, measured in parts:
+        for test, fgs, measured, model_at in parts:
             for n in test:
                 factor = pick_factor(rule, fgs[n], by_name[n], target, post, measured)
                 if factor not in fgs[n]:
                     raise SystemExit(f"{n}: factor {factor} not cached (cached: {sorted(fgs[n])})")
-                s = score_image(fgs[n][factor], by_name[n]["boxes"], post, factor)
+                maps = fgs[n][factor] if ensemble == 1 else ensembled(model_at, by_name[n], factor, ensemble)
+                s = score_image(maps, by_name[n]["boxes"], post, factor)
                 s.update(image=n, scale=factor, scale_from_boxes=scale_for(by_name[n]["boxes"], target),
                          box_median_px=median_box_size(by_name[n]["boxes"]),
                          pred_median_px=float(np.median(s["pred_all"])) if len(s["pred_all"]) else None)
                 per_image.append(s)
-        label = variant + ("" if rule == "auto" else f" (scale={rule})") + "".join(
+        label = variant + ("" if rule == "auto" else f" (scale={rule})") + (
+            "" if ensemble == 1 else f" (ensemble {ensemble})") + "".join(
             f" ({('split', 'min area', 'core')[i]} {key[i]})" for i in varying)
         row = {"variant": label, **aggregate(per_image), "evaluation": seen_note[variant]}
         rows[label] = row
@@ -464,7 +486,8 @@ def main(argv=None):
         print(f"trained into {opts.cache}: {', '.join(sorted(trainings))}; run again without --train-only to score")
         return
     command = "python benchmarks/particles_real.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    for label in score_runs(runs, rules, posts, by_name, common["target_particle_px"], seen_note, rows, per_image_all):
+    for label in score_runs(runs, rules, posts, by_name, common["target_particle_px"], seen_note, rows, per_image_all,
+                            opts.ensemble):
         rows[label]["command"] = command  # rows of several calls share the file: each says how it was made
 
     uptime_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()

@@ -62,3 +62,20 @@ def test_scoring_a_trained_model_keeps_its_card(tmp_path):
     assert card(model)["training"]["polarity"] == DEFAULTS["polarity"] == "bright"
     assert not (tmp_path / "model.keras").exists()
     assert (tmp_path / "train.json").exists()
+
+
+def test_ensembled_maps_are_predicted_once_and_then_read_from_the_cache(tmp_path):
+    import particles_real as bench
+
+    import temzoo
+    from temzoo import tasks
+
+    folder = tmp_path / "fold"
+    folder.mkdir()
+    model = tasks.segmentation(temzoo.build("unet_b2_p22", base_filters=4), num_classes=2)
+    tasks.save(model, folder / "model.keras", name="fold")
+    example = {"name": "img", "image": np.random.default_rng(0).random((40, 36)).astype(np.float32)}
+    first = bench.ensembled((str(tmp_path), "fold", None), example, 1.0, 8)
+    assert first.shape == (40, 36) and (folder / "img.e8.npz").exists()
+    (folder / "model.keras").unlink()  # a second call must not need the model
+    np.testing.assert_allclose(bench.ensembled((str(tmp_path), "fold", None), example, 1.0, 8), first, atol=1 / 255)
