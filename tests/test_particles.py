@@ -488,3 +488,28 @@ def test_analyze_ensemble_option_reaches_the_particle_finder_and_bad_sizes_are_r
     with pytest.raises(BadInputError, match="ensemble must be one of"):
         files.analyze_files(tiny_model, [str(tmp_path / "x.tif")], str(tmp_path / "o3"), ensemble=3)
     assert not (tmp_path / "o3").exists()  # refused before anything was written
+
+
+def test_train_on_boxes_traces_its_step_with_fused_batch_norm(monkeypatch):
+    """Box training steps go through the fused BatchNormalization kernel, like finetune's fit."""
+    import contextlib
+
+    import temzoo
+    import temzoo.training.fused_batch_norm as fused
+    from temzoo.analysis.box_training import train_on_boxes
+
+    entered, real = [], fused.fused_batch_norm
+
+    @contextlib.contextmanager
+    def spy(models):
+        with real(models):
+            entered.append([m.name for m in models])
+            yield
+
+    monkeypatch.setattr(fused, "fused_batch_norm", spy)
+    image, boxes = disk_grid(96, 3, 16, 24, 6)
+    model, info = train_on_boxes(temzoo.build("unet_b2_p22", base_filters=4), [{"name": "a", "image": image,
+                                 "boxes": boxes}], steps=2, batch_size=2, patch_size=32, synthetic=None,
+                                 target_particle_px=6.0, scale_jitter=1.0, log_every=0)
+    assert entered == [[model.name]]
+    assert np.isfinite(info["final_loss"])

@@ -231,7 +231,18 @@ def _synthetic_crops(synthetic, count, data_dir, polarity, normalizer, classes):
 
 
 def _train_steps(model, samplers, fractions, rng, steps, batch_size, log_every, started):
-    """``steps`` batches, each crop drawn from a sampler chosen with probabilities ``fractions``; the losses."""
+    """``steps`` batches, each crop drawn from a sampler chosen with probabilities ``fractions``; the losses.
+
+    BatchNormalization trains through TensorFlow's fused kernel (:mod:`temzoo.training.fused_batch_norm`:
+    same statistics and updates; the step is traced inside it on the first batch), as ``temzoo-cli finetune``
+    does."""
+    from temzoo.training.fused_batch_norm import fused_batch_norm
+
+    with fused_batch_norm([model]):
+        return _steps(model, samplers, fractions, rng, steps, batch_size, log_every, started)
+
+
+def _steps(model, samplers, fractions, rng, steps, batch_size, log_every, started):
     losses = []
     for step in range(steps):
         which = rng.choice(len(samplers), size=batch_size, p=fractions)
