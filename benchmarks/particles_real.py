@@ -350,6 +350,7 @@ def train_runs(opts, examples, by_name, names, common, tag, trainings):
         recipe += "" if opts.polarity == "none" else f" [polarity {opts.polarity}]"
         recipe += "" if not opts.foreground_crops else f" [foreground crops {opts.foreground_crops:g}]"
         recipe += " [intensity]" if opts.intensity else ""
+        recipe += "" if opts.mask_kind == "ellipse" else f" [{opts.mask_kind} masks]"
         runs, seen_note = {}, {}
         for name in opts.variants.split(","):
             spec = VARIANTS[name]
