@@ -433,17 +433,22 @@ def test_train_on_boxes_sees_each_image_at_three_scales_and_records_what_auto_ne
     assert measured_particle_px(model) == (info["measured_particle_px"] or 8.0)
 
 
-def test_analyze_contrast_option_reaches_the_particle_finder(tmp_path, tiny_model, monkeypatch):
+def record_particle_calls(monkeypatch, keyword):
+    """Make analyze's particle finder record the ``keyword`` argument of each call; the list of values."""
     import temzoo.analysis.files as files
 
-    seen = []
-    real = files.particles
+    seen, real = [], files.particles
 
     def recording(*args, **kwargs):
-        seen.append(kwargs["dark"])
+        seen.append(kwargs[keyword])
         return real(*args, **kwargs)
 
     monkeypatch.setattr(files, "particles", recording)
+    return seen
+
+
+def test_analyze_contrast_option_reaches_the_particle_finder(tmp_path, tiny_model, monkeypatch):
+    seen = record_particle_calls(monkeypatch, "dark")
     tifffile.imwrite(tmp_path / "x.tif", np.random.default_rng(3).random((40, 40)).astype(np.float32))
     for i, (choice, dark) in enumerate((("auto", None), ("bright", False), ("dark", True))):
         result = run("--model", tiny_model, "--out", tmp_path / f"o{i}", "--contrast", choice, tmp_path / "x.tif")
@@ -472,14 +477,7 @@ def test_analyze_ensemble_option_reaches_the_particle_finder_and_bad_sizes_are_r
                                                                                         monkeypatch):
     import temzoo.analysis.files as files
 
-    seen = []
-    real = files.particles
-
-    def recording(*args, **kwargs):
-        seen.append(kwargs["ensemble"])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(files, "particles", recording)
+    seen = record_particle_calls(monkeypatch, "ensemble")
     tifffile.imwrite(tmp_path / "x.tif", np.random.default_rng(3).random((40, 40)).astype(np.float32))
     assert run("--model", tiny_model, "--out", tmp_path / "o1", "--ensemble", "4", tmp_path / "x.tif").exit_code == 0
     assert seen == [4]
