@@ -228,7 +228,9 @@ def ensembled(model_at, example, factor, ensemble):
     if factor not in cached:
         loaded = pretrained.load(model or os.path.join(cache, key, "model.keras"))
         cached[factor] = maps_at_scale(loaded, example["image"], scale=factor, ensemble=ensemble)[0][..., 0]
-        np.savez_compressed(path, **{f"{f:.4f}": np.round(fg * 255).astype(np.uint8) for f, fg in cached.items()})
+        partial = path + ".partial.npz"  # written whole, then renamed: an interrupted run leaves no broken cache
+        np.savez_compressed(partial, **{f"{f:.4f}": np.round(fg * 255).astype(np.uint8) for f, fg in cached.items()})
+        os.replace(partial, path)
     return cached[factor]
 
 
