@@ -471,6 +471,8 @@ def test_particles_ensemble_averages_flips_at_the_factor_auto_chose(tiny_model):
     np.testing.assert_allclose(averaged.foreground, expected, atol=1e-6)
     assert not np.allclose(averaged.foreground, plain.foreground, atol=1e-4)  # an untrained net is not flip-invariant
     assert temzoo.particles(tiny_model, image, ensemble=8).scale == temzoo.particles(tiny_model, image).scale
+    with pytest.raises(ValueError, match="ensemble must be one of"):
+        temzoo.particles(tiny_model, image, ensemble=3)
 
 
 def test_analyze_ensemble_option_reaches_the_particle_finder_and_bad_sizes_are_refused(tmp_path, tiny_model,

@@ -198,8 +198,10 @@ def maps_at_scale(model, image, *, scale="auto", particle_size_px=None, threshol
 
     if not isinstance(model, keras.Model):
         model = resolve_model(model, allow_architecture=False).model
+    from temzoo.inference.ensemble import check_size
+
     target = target_particle_px(model)
-    scale = _checked_scale(scale)
+    scale, ensemble = _checked_scale(scale), check_size(ensemble)  # bad values fail before any prediction
     if particle_size_px is not None:
         if not float(particle_size_px) > 0:
             raise BadInputError(f"the particle size must be positive, got {particle_size_px}.")
