@@ -353,6 +353,8 @@ def train_runs(opts, examples, by_name, names, common, tag, trainings):
         recipe += "" if not opts.foreground_crops else f" [foreground crops {opts.foreground_crops:g}]"
         recipe += " [intensity]" if opts.intensity else ""
         recipe += "" if opts.mask_kind == "ellipse" else f" [{opts.mask_kind} masks]"
+        recipe += "" if opts.synthetic_fraction == TRAIN["synthetic_fraction"] else (
+            f" [synthetic {opts.synthetic_fraction:g}]")
         runs, seen_note = {}, {}
         for name in opts.variants.split(","):
             spec = VARIANTS[name]
