@@ -59,7 +59,7 @@ DEFAULTS = {
     "patch_size": 128,
     "learning_rate": 1e-3,
     "synthetic": "synthetic_tem/au_np",
-    "synthetic_fraction": 0.25,
+    "synthetic_fraction": 0.25,  # the shipped recipe uses 0: F1 0.691 vs 0.645 on unseen images (sixth pass)
     "synthetic_images": 200,
     "mask_kind": "ellipse",
     "target_particle_px": 16.0,
