@@ -279,7 +279,9 @@ def parse_args(argv=None):
     parser.add_argument("--variants", default="pretrained,random,synthetic_only")
     parser.add_argument("--split-depth", type=float, action="append", default=None,
                         help="watershed split depth(s) in px to score (repeatable; default 2)")
-    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="foreground probability threshold (default that of temzoo.particles: with --model, the "
+                             "model card's post-processing, else the library's)")
     parser.add_argument("--ensemble", type=int, default=1, choices=(1, 2, 4, 8),
                         help="score maps averaged over this many flips/quarter turns at the factor each rule picks "
                              "(temzoo.particles(..., ensemble=N)); predicted once and cached beside the single maps")
@@ -392,12 +394,10 @@ def train_runs(opts, examples, by_name, names, common, tag, trainings):
     return runs, seen_note
 
 
-def score_runs(runs, rules, posts, by_name, target, seen_note, rows, per_image_all, ensemble=1):
+def score_runs(runs, rules, posts, defaults, by_name, target, seen_note, rows, per_image_all, ensemble=1):
     """Score every run under every scale rule and post-processing into ``rows`` and ``per_image_all``;
-    the labels written."""
+    the labels written (they name each post-processing setting that differs from ``defaults`` or varies)."""
     from temzoo.analysis.box_training import median_box_size, scale_for
-
-    varying = [i for i, name in enumerate(("split", "min area", "core")) if len({key[i] for key in posts}) > 1]
     written = []
     for variant, parts, rule, (key, post) in [(v, p, r, d) for v, p in runs.items() for r in rules
                                               for d in posts.items()]:
@@ -414,8 +414,7 @@ def score_runs(runs, rules, posts, by_name, target, seen_note, rows, per_image_a
                          pred_median_px=float(np.median(s["pred_all"])) if len(s["pred_all"]) else None)
                 per_image.append(s)
         label = variant + ("" if rule == "auto" else f" (scale={rule})") + (
-            "" if ensemble == 1 else f" (ensemble {ensemble})") + "".join(
-            f" ({('split', 'min area', 'core')[i]} {key[i]})" for i in varying)
+            "" if ensemble == 1 else f" (ensemble {ensemble})") + post_label(key, post, posts, defaults)
         row = {"variant": label, **aggregate(per_image), "evaluation": seen_note[variant]}
         rows[label] = row
         written.append(label)
@@ -427,6 +426,16 @@ def score_runs(runs, rules, posts, by_name, target, seen_note, rows, per_image_a
               f"median diameter error {row['median_diameter_error']:.3f}, W1/median {row['wasserstein_rel']:.3f}",
               flush=True)
     return written
+
+
+def post_label(key, post, posts, defaults):
+    """A row label's post-processing part: each setting (threshold, split depth, minimum area, cores) that
+    differs from the library default or varies between the scored ``posts`` (keys ``(split, area, core)``)."""
+    parts = [("threshold", post["threshold"], {p["threshold"] for p in posts.values()}, defaults["threshold"])]
+    parts += [(name, key[i], {k[i] for k in posts}, default) for i, (name, default) in
+              enumerate((("split", defaults["split_depth"]), ("min area", defaults["min_area"]), ("core", True)))]
+    return "".join(f" ({name} {value})" for name, value, seen, default in parts
+                   if len(seen) > 1 or value != default)
 
 
 def polarity_report(examples, uptime_before):
@@ -467,9 +476,15 @@ def main(argv=None):
     from temzoo.analysis.box_training import DEFAULTS as TRAIN
     from temzoo.analysis.particles import DEFAULTS as POST
 
+    if opts.model:  # scored as temzoo.particles uses it: its card's post-processing unless given
+        from temzoo.analysis.particles import postprocessing
+        from temzoo.zoo import pretrained
+
+        POST = postprocessing(pretrained.load(opts.model))  # noqa: N806
+    threshold = POST["threshold"] if opts.threshold is None else opts.threshold
     depths = opts.split_depth or [POST["split_depth"]]
     areas = opts.min_area or [POST["min_area"]]
-    posts = {(d, a, c): {"threshold": opts.threshold, "split_depth": d, "min_area": a, "core": c}
+    posts = {(d, a, c): {"threshold": threshold, "split_depth": d, "min_area": a, "core": c}
              for d in depths for a in areas for c in ((True, False) if opts.no_core else (True,))}
     rules = opts.scale_rule or ["auto"]
     common = dict(steps=opts.steps, batch_size=opts.batch_size, patch_size=opts.patch_size, seed=opts.seed,
@@ -491,8 +506,8 @@ def main(argv=None):
         print(f"trained into {opts.cache}: {', '.join(sorted(trainings))}; run again without --train-only to score")
         return
     command = "python benchmarks/particles_real.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    for label in score_runs(runs, rules, posts, by_name, common["target_particle_px"], seen_note, rows, per_image_all,
-                            opts.ensemble):
+    for label in score_runs(runs, rules, posts, POST, by_name, common["target_particle_px"], seen_note, rows,
+                            per_image_all, opts.ensemble):
         rows[label]["command"] = command  # rows of several calls share the file: each says how it was made
 
     uptime_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()

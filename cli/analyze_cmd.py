@@ -1,8 +1,11 @@
 """``temzoo-cli analyze``: particles, sizes and figures per micrograph (thin shell over ``temzoo.analysis.particles``)."""
 
+import math
+
 import click
 
 from temzoo.inference.ensemble import ENSEMBLE_SIZES
+from temzoo.names import PARTICLE_DEFAULTS as DEFAULTS
 
 from .predict_cmd import _TileBar
 
@@ -14,15 +17,17 @@ from .predict_cmd import _TileBar
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--pixel-size", type=float, default=None,
               help="Pixel size in nm for every input (default: read from each TIFF; no _nm columns without one).")
-@click.option("--threshold", type=float, default=None, help="Foreground probability threshold (default 0.5).")
+@click.option("--threshold", type=float, default=None,
+              help=f"Foreground probability threshold (default: the model card's, else {DEFAULTS['threshold']}).")
 @click.option("--min-area", type=click.IntRange(0), default=None,
-              help="Smallest particle area in the pixels the model sees, after the --scale resampling (default 50).")
+              help="Smallest particle area in the pixels the model sees, after the --scale resampling (default: the "
+                   f"model card's, else {DEFAULTS['min_area']}).")
 @click.option("--split-depth", type=float, default=None,
-              help="Watershed split depth in pixels for touching particles (default 2; a three-class model's "
-                   "particle cores split them instead).")
+              help="Watershed split depth in pixels for touching particles (default: the model card's, else "
+                   f"{DEFAULTS['split_depth']:g}; a three-class model's particle cores split them instead).")
 @click.option("--no-split", is_flag=True, help="Do not split touching particles (connected components only).")
 @click.option("--scale", default=None,
-              help="'auto' (default: the model's card says which particle size it learnt; the image is predicted at "
+              help="'auto' (the default, unless the model card says otherwise: the model's card says which particle size it learnt; the image is predicted at "
                    "1, 1/2, 1/4 (1/8) and resampled to the factor its particles' size asks for) or a resampling "
                    "factor such as 2 (half size) or 0.5 (double size).")
 @click.option("--particle-size", type=float, default=None,
@@ -31,9 +36,10 @@ from .predict_cmd import _TileBar
               help="Particles brighter than their support (HAADF, dark field) or darker (bright-field TEM); 'auto' "
                    "decides from each image. Used by models trained on bright particles only, such as the shipped "
                    "nanoparticles, which see dark-particle images inverted.")
-@click.option("--ensemble", type=click.Choice([str(n) for n in ENSEMBLE_SIZES]), default="1", show_default=True,
+@click.option("--ensemble", type=click.Choice([str(n) for n in ENSEMBLE_SIZES]), default=None,
               help="Average the probabilities at the chosen scale over this many flips/quarter turns (test-time "
-                   "self-ensemble; 8 took 1.3-3.1x the time for +0.01-0.02 F1: docs/benchmarks.md).")
+                   "self-ensemble; 8 took 1.3-3.1x the time for +0.01-0.02 F1: docs/benchmarks.md). Default: the "
+                   f"model card's, else {DEFAULTS['ensemble']}.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--tile-size", type=click.IntRange(1), default=None, help="Tile size in pixels (default: from free memory).")
 def analyze(model_name, inputs, out, pixel_size, threshold, min_area, split_depth, no_split, scale, particle_size,
@@ -46,7 +52,6 @@ def analyze(model_name, inputs, out, pixel_size, threshold, min_area, split_dept
     and NAME_overlay.png; and OUT/particles_summary.csv over all inputs.
     """
     from temzoo.analysis.files import analyze_files
-    from temzoo.analysis.particles import DEFAULTS
     from temzoo.errors import TemzooError
 
     if no_split and split_depth is not None:
@@ -67,12 +72,10 @@ def analyze(model_name, inputs, out, pixel_size, threshold, min_area, split_dept
     try:
         written = analyze_files(
             model_name, list(inputs), out, pixel_size_nm=pixel_size,
-            threshold=DEFAULTS["threshold"] if threshold is None else threshold,
-            min_area=DEFAULTS["min_area"] if min_area is None else min_area,
-            split_depth=None if no_split else (DEFAULTS["split_depth"] if split_depth is None else split_depth),
-            scale=DEFAULTS["scale"] if scale is None else scale, particle_size_nm=particle_size,
-            tile_size=tile_size, overwrite=overwrite, on_file=on_file, on_tiles=bar,
-            dark={"auto": None, "bright": False, "dark": True}[contrast], ensemble=int(ensemble),
+            threshold=threshold, min_area=min_area, split_depth=math.inf if no_split else split_depth, scale=scale,
+            particle_size_nm=particle_size, tile_size=tile_size, overwrite=overwrite, on_file=on_file, on_tiles=bar,
+            dark={"auto": None, "bright": False, "dark": True}[contrast],
+            ensemble=None if ensemble is None else int(ensemble),
         )
     except (TemzooError, ValueError) as err:
         raise click.ClickException(str(err)) from err

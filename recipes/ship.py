@@ -129,8 +129,19 @@ def add_real_data(name, benchmark_json):
 def refresh_evaluation(name, recipe):
     """Put the current leave-images-out rows (:func:`cross_validation_result`) into the shipped card of the
     box recipe ``name`` (weights untouched), e.g. after the benchmark re-scored its cached folds."""
-    path = update_shipped_card(name, evaluation=cross_validation_result(recipe))
-    print(f"{path}: evaluation from benchmarks/results/particles_real.json")
+    path = update_shipped_card(name, evaluation=cross_validation_result(recipe), postprocessing=postprocessing(recipe))
+    print(f"{path}: evaluation from benchmarks/results/particles_real.json, post-processing from the recipe")
+
+
+def postprocessing(recipe):
+    """The post-processing a box recipe's card carries (``temzoo.particles`` uses it): the recipe's own
+    ``postprocessing`` over the library defaults."""
+    from temzoo.names import PARTICLE_DEFAULTS
+
+    unknown = set(recipe.get("postprocessing", {})) - set(PARTICLE_DEFAULTS)
+    if unknown:
+        raise SystemExit(f"the recipe's postprocessing has unknown keys {sorted(unknown)}; known: {sorted(PARTICLE_DEFAULTS)}")
+    return {**PARTICLE_DEFAULTS, **recipe.get("postprocessing", {})}
 
 
 def update_shipped_card(name, **fields):
@@ -300,7 +311,6 @@ def run_box_recipe(name, recipe, runs, boxes, data_dir, ship=False, synthetic_si
     (:func:`temzoo.simulate.hrtem.nanoparticle_set`) instead of TFDS, e.g. on a GPU machine without TensorFlow."""
     from temzoo import tasks
     from temzoo.analysis.box_training import train_on_boxes
-    from temzoo.analysis.particles import DEFAULTS as PARTICLE_DEFAULTS
     from temzoo.data.boxes import load_box_folder
     from temzoo.zoo import pretrained
 
@@ -345,7 +355,7 @@ def run_box_recipe(name, recipe, runs, boxes, data_dir, ship=False, synthetic_si
         recipe=f"recipes/{name}.json",
         training_data_note=recipe["training_data_note"],
         evaluation=evaluation,
-        postprocessing=dict(PARTICLE_DEFAULTS),
+        postprocessing=postprocessing(recipe),
     )
     from temzoo.zoo.cards import export_model, make_card
 

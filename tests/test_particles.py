@@ -490,6 +490,44 @@ def test_analyze_ensemble_option_reaches_the_particle_finder_and_bad_sizes_are_r
     assert not (tmp_path / "o3").exists()  # refused before anything was written
 
 
+def test_the_model_cards_postprocessing_is_the_default_and_given_settings_win(tmp_path, tiny_model):
+    import json
+    import math
+    import shutil
+
+    import temzoo
+    from temzoo.analysis.particles import instances
+    from temzoo.names import PARTICLE_DEFAULTS
+    from temzoo.zoo.cards import card_path
+
+    tuned = tmp_path / "tuned.keras"
+    shutil.copy(tiny_model, tuned)
+    own = json.loads(open(card_path(tiny_model)).read())
+    own["postprocessing"] = {"threshold": 0.3, "min_area": 7, "split_depth": 0.5}
+    open(card_path(tuned), "w").write(json.dumps(own))
+    image = np.random.default_rng(6).random((48, 40)).astype(np.float32)
+
+    result = temzoo.particles(str(tuned), image, scale=1.0)
+    assert result.settings == {"threshold": 0.3, "min_area": 7, "split_depth": 0.5, "scale": 1.0,
+                               "ensemble": PARTICLE_DEFAULTS["ensemble"]}
+    np.testing.assert_array_equal(result.labels, instances(result.foreground, threshold=0.3, min_area=7, split_depth=0.5))
+    given = temzoo.particles(str(tuned), image, scale=1.0, threshold=0.6, split_depth=math.inf)
+    assert (given.settings["threshold"], given.settings["min_area"]) == (0.6, 7)
+    np.testing.assert_array_equal(given.labels, instances(given.foreground, threshold=0.6, min_area=7, split_depth=None))
+    plain = temzoo.particles(tiny_model, image, scale=1.0)  # no postprocessing in its card: the library's
+    assert plain.settings == {**PARTICLE_DEFAULTS, "scale": 1.0}
+    with pytest.raises(TypeError, match="unknown post-processing"):
+        temzoo.analysis.particles.postprocessing(plain, treshold=0.3)
+
+    tifffile.imwrite(tmp_path / "x.tif", image)
+    for i, (options, expected) in enumerate((((), (0.3, 7, 0.5)), (("--threshold", "0.6", "--no-split"),
+                                                                 (0.6, 7, math.inf)))):
+        result = run("--model", tuned, "--out", tmp_path / f"o{i}", "--scale", "1", *options, tmp_path / "x.tif")
+        assert result.exit_code == 0, result.output
+        summary = next(csv.DictReader(open(tmp_path / f"o{i}" / "particles_summary.csv")))
+        assert tuple(float(summary[key]) for key in ("threshold", "min_area", "split_depth")) == expected
+
+
 def test_train_on_boxes_traces_its_step_with_fused_batch_norm(monkeypatch):
     """Box training steps go through the fused BatchNormalization kernel, like finetune's fit."""
     import contextlib

@@ -79,3 +79,19 @@ def test_ensembled_maps_are_predicted_once_and_then_read_from_the_cache(tmp_path
     assert first.shape == (40, 36) and (folder / "img.e8.npz").exists()
     (folder / "model.keras").unlink()  # a second call must not need the model
     np.testing.assert_allclose(bench.ensembled((str(tmp_path), "fold", None), example, 1.0, 8), first, atol=1 / 255)
+
+
+def test_row_labels_name_each_post_processing_setting_off_its_default_or_varied():
+    import particles_real as bench
+
+    defaults = {"threshold": 0.5, "split_depth": 2.0, "min_area": 50}
+    one = {(2.0, 50.0, True): {"threshold": 0.5, "split_depth": 2.0, "min_area": 50.0, "core": True}}
+    assert bench.post_label(*next(iter(one.items())), one, defaults) == ""
+    tuned = {(0.5, 80.0, True): {"threshold": 0.4, "split_depth": 0.5, "min_area": 80.0, "core": True}}
+    assert bench.post_label(*next(iter(tuned.items())), tuned, defaults) == " (threshold 0.4) (split 0.5) (min area 80.0)"
+    # the same settings are the defaults of a model whose card carries them: nothing to name
+    assert bench.post_label(*next(iter(tuned.items())), tuned, {"threshold": 0.4, "split_depth": 0.5,
+                                                                  "min_area": 80}) == ""
+    varied = {(d, 50.0, True): {"threshold": 0.5, "split_depth": d, "min_area": 50.0, "core": True} for d in (1.0, 2.0)}
+    labels = [bench.post_label(k, p, varied, defaults) for k, p in varied.items()]
+    assert labels == [" (split 1.0)", " (split 2.0)"]

@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from temzoo.analysis.particles import COLUMNS, DEFAULTS, NM_COLUMNS, particles
+from temzoo.analysis.particles import COLUMNS, NM_COLUMNS, particles
 from temzoo.errors import BadInputError
 from temzoo.inference.ensemble import check_size
 from temzoo.io import read_pixel_size_nm
@@ -28,6 +28,7 @@ SUMMARY_COLUMNS = (
     "file", "model", "width_px", "height_px", "pixel_size_nm", "particles", "particles_inside",
     "mean_diameter_px", "median_diameter_px", "std_diameter_px",
     "mean_diameter_nm", "median_diameter_nm", "std_diameter_nm", "area_fraction", "scale",
+    "threshold", "min_area", "split_depth", "ensemble",
 )
 SUMMARY_FILE = "particles_summary.csv"
 
@@ -144,6 +145,7 @@ def summary_row(path, model_name, result):
         "height_px": result.labels.shape[0], "width_px": result.labels.shape[1],
         "pixel_size_nm": result.pixel_size_nm, "particles": len(result.rows), "particles_inside": len(d_px),
         "area_fraction": float((result.labels > 0).mean()), "scale": result.scale,
+        **{key: result.settings.get(key) for key in ("threshold", "min_area", "split_depth", "ensemble")},
     }
     for unit, scale in (("px", 1.0), ("nm", result.pixel_size_nm)):
         stats = (float(np.mean(d_px)), float(np.median(d_px)), float(np.std(d_px))) if len(d_px) and scale else (None,) * 3
@@ -152,10 +154,9 @@ def summary_row(path, model_name, result):
     return row
 
 
-def analyze_files(model, inputs, out, *, pixel_size_nm=None, threshold=DEFAULTS["threshold"],
-                  min_area=DEFAULTS["min_area"], split_depth=DEFAULTS["split_depth"], scale=DEFAULTS["scale"],
-                  particle_size_nm=None, tile_size=None, overwrite=False, on_file=None, on_tiles=None, dark=None,
-                  ensemble=DEFAULTS["ensemble"]):
+def analyze_files(model, inputs, out, *, pixel_size_nm=None, threshold=None, min_area=None, split_depth=None,
+                  scale=None, particle_size_nm=None, tile_size=None, overwrite=False, on_file=None, on_tiles=None,
+                  dark=None, ensemble=None):
     """Find and measure the particles of every file of ``inputs``; write tables and figures into ``out``.
 
     Args:
@@ -169,6 +170,8 @@ def analyze_files(model, inputs, out, *, pixel_size_nm=None, threshold=DEFAULTS[
             decides per image. Only models trained on bright particles alone read it (see
             :func:`temzoo.analysis.particles.particles`).
         ensemble: test-time self-ensemble size (1, 2, 4, 8; see :func:`temzoo.analysis.particles.particles`).
+        threshold, min_area, split_depth, scale, ensemble: ``None`` takes the model card's setting, else the
+            library default (:func:`temzoo.analysis.particles.postprocessing`).
 
     Returns the list of written paths (the summary last).
     """
@@ -182,7 +185,7 @@ def analyze_files(model, inputs, out, *, pixel_size_nm=None, threshold=DEFAULTS[
     if particle_size_nm is not None and not float(particle_size_nm) > 0:
         raise BadInputError(f"the particle size must be positive, got {particle_size_nm}.")
     try:
-        ensemble = check_size(ensemble)
+        ensemble = None if ensemble is None else check_size(ensemble)
     except ValueError as exc:
         raise BadInputError(str(exc)) from None
     jobs = plan(inputs, out, overwrite=overwrite)

@@ -17,13 +17,17 @@ From a model's class probabilities to one row per particle:
    ``skimage.morphology.h_maxima`` markers, ``skimage.segmentation.watershed``):
    a component is split where its distance map has several maxima at least
    ``split_depth`` pixels higher than the neck between them (in the pixels the
-   model saw: multiplied by the resampling factor). ``split_depth=None``
-   disables the splitting.
+   model saw: multiplied by the resampling factor). ``split_depth=math.inf``
+   (``None`` in :func:`instances`) disables the splitting.
 4. **Measurements** (``skimage.measure.regionprops``), in pixels with
    x = column and y = row, bounding boxes ``[x0, x1) x [y0, y1)`` (end
    exclusive); ``equivalent_diameter_px`` is the diameter of the disk of the same
    area; ``touches_border`` marks particles cut by the image edge (size
    statistics leave them out). Given a pixel size, ``_nm`` columns follow.
+
+Post-processing settings left at ``None`` take the model card's ``postprocessing`` (chosen for that
+model, as StarDist keeps the thresholds optimised for each model), else
+:data:`temzoo.names.PARTICLE_DEFAULTS` (:func:`postprocessing`).
 
 Files and figures for many images: :mod:`temzoo.analysis.files` (``temzoo-cli
 analyze``); scores against hand-drawn boxes: :mod:`temzoo.analysis.scoring`.
@@ -31,6 +35,7 @@ analyze``); scores against hand-drawn boxes: :mod:`temzoo.analysis.scoring`.
 
 import dataclasses
 import logging
+import math
 
 import numpy as np
 
@@ -57,6 +62,7 @@ class ParticleResult:
     foreground: np.ndarray  # float32 foreground probability
     pixel_size_nm: float | None = None
     scale: float = 1.0  # the resampling factor the model saw the image at (2: half size)
+    settings: dict = dataclasses.field(default_factory=dict)  # the post-processing used (:func:`postprocessing`)
 
     def inside(self):
         """Rows of the particles that do not touch the image border."""
@@ -78,7 +84,7 @@ def instances(foreground, *, threshold=DEFAULTS["threshold"], min_area=DEFAULTS[
     :func:`temzoo.data.boxes.boxes_to_classes`), same shape: each connected region of
     ``core > threshold`` inside the foreground is one particle's marker, grown over the foreground
     by a watershed of ``-core`` (``split_depth`` is then not used). Without ``core`` touching
-    particles are split by the distance-transform watershed (``split_depth``, ``None``: no split).
+    particles are split by the distance-transform watershed (``split_depth``, ``None`` or ``math.inf``: no split).
     Foreground components holding no marker are particles of their own.
     """
     from scipy import ndimage
@@ -93,7 +99,7 @@ def instances(foreground, *, threshold=DEFAULTS["threshold"], min_area=DEFAULTS[
     mask = ndimage.binary_fill_holes(mask)
     if min_area and min_area > 1:
         mask = morphology.remove_small_objects(mask, max_size=int(min_area) - 1)
-    if not mask.any() or (core is None and split_depth is None):
+    if not mask.any() or (core is None and (split_depth is None or math.isinf(split_depth))):
         return measure.label(mask, connectivity=2).astype(np.int32)
     if core is not None:
         core = np.asarray(core, np.float32)
@@ -151,16 +157,33 @@ def particle_table(labels, foreground=None, *, pixel_size_nm=None):
     return rows
 
 
-def particles(model, image, *, pixel_size_nm=None, threshold=DEFAULTS["threshold"], min_area=DEFAULTS["min_area"],
-              split_depth=DEFAULTS["split_depth"], scale=DEFAULTS["scale"], particle_size_px=None, tile_size=None,
-              progress=None, dark=None, ensemble=DEFAULTS["ensemble"]):
+def postprocessing(model, **given):
+    """The post-processing settings ``particles()`` uses with ``model`` (a loaded Keras model).
+
+    Each of ``given`` (``threshold``, ``min_area``, ``split_depth``, ``scale``, ``ensemble``) that is not
+    ``None`` wins; the others come from the model card's ``postprocessing`` (the settings chosen for that
+    model, e.g. on its cross-validation images), else from :data:`temzoo.names.PARTICLE_DEFAULTS`.
+    """
+    from temzoo.zoo.pretrained import card
+
+    unknown = set(given) - set(DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown post-processing settings {sorted(unknown)}; known: {sorted(DEFAULTS)}.")
+    own = (card(model) or {}).get("postprocessing") or {}
+    settings = {key: own.get(key, value) for key, value in DEFAULTS.items()}
+    settings.update({key: value for key, value in given.items() if value is not None})
+    return settings
+
+
+def particles(model, image, *, pixel_size_nm=None, threshold=None, min_area=None, split_depth=None, scale=None,
+              particle_size_px=None, tile_size=None, progress=None, dark=None, ensemble=None):
     """Segment ``image`` (2-D array) with ``model`` and measure every particle.
 
     Args:
         model: a segmentation model: Keras model, pretrained name (e.g. ``"nanoparticles"``) or ``.keras`` path.
         pixel_size_nm: adds the ``_nm`` columns.
         threshold, min_area, split_depth: see :func:`instances`, in the pixels the model saw
-            (:func:`scaled_post` turns them into the image's pixels).
+            (:func:`scaled_post` turns them into the image's pixels); ``split_depth=math.inf``: no split.
         scale: ``"auto"`` or a resampling factor (2: the model sees the image at half size); see
             :mod:`temzoo.analysis.scale`.
         particle_size_px: a rough typical particle diameter in pixels, if known: chooses the factor
@@ -173,13 +196,25 @@ def particles(model, image, *, pixel_size_nm=None, threshold=DEFAULTS["threshold
             1.3-3.1x the time of 1 and gained 0.01-0.02 F1 on unseen images (docs/benchmarks.md).
         tile_size, progress: passed to :func:`temzoo.predict`.
 
+    Settings left at ``None`` (threshold, min_area, split_depth, scale, ensemble) come from the model
+    card, else the library defaults (:func:`postprocessing`).
+
     Returns a :class:`ParticleResult` (``scale`` holds the factor used).
     """
     image = np.asarray(image)
     if image.ndim != 2:
         raise BadInputError(f"particles() takes one 2-D image, got an array of shape {image.shape}.")
-    from temzoo.analysis.scale import maps_at_scale
+    import keras
 
+    from temzoo.analysis.scale import maps_at_scale
+    from temzoo.tasks.backbone import resolve_model
+
+    if not isinstance(model, keras.Model):
+        model = resolve_model(model, allow_architecture=False).model
+    post = postprocessing(model, threshold=threshold, min_area=min_area, split_depth=split_depth, scale=scale,
+                          ensemble=ensemble)
+    threshold, min_area, split_depth = post["threshold"], post["min_area"], post["split_depth"]
+    scale, ensemble = post["scale"], post["ensemble"]
     maps, factor = maps_at_scale(model, image, scale=scale, particle_size_px=particle_size_px,
                                              threshold=threshold, min_area=min_area, tile_size=tile_size,
                                              progress=progress, dark=dark, ensemble=ensemble)
@@ -190,4 +225,4 @@ def particles(model, image, *, pixel_size_nm=None, threshold=DEFAULTS["threshold
     rows = particle_table(labels, foreground, pixel_size_nm=pixel_size_nm)
     log.info("%d particles (%d not touching the border) at scale 1/%.3g", len(rows),
              sum(not r["touches_border"] for r in rows), factor)
-    return ParticleResult(labels, rows, foreground, pixel_size_nm, factor)
+    return ParticleResult(labels, rows, foreground, pixel_size_nm, factor, dict(post))
