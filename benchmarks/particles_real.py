@@ -13,7 +13,8 @@ a model is trained with :func:`temzoo.analysis.box_training.train_on_boxes` on a
 ``--train-images`` images of the other folds (same steps, batch and patch size
 for every variant) and evaluated on the fold's images, never seen in training:
 
-* ``pretrained``: ``unet_pretrained`` backbone, box images + synthetic_tem/au_np;
+* ``pretrained``: ``unet_pretrained`` backbone, box images (+ synthetic_tem/au_np crops with
+  ``--synthetic-fraction``);
 * ``random``: the same architecture (``unet_b3_p222``) from random weights, same budget;
 * ``synthetic_only``: ``unet_pretrained`` on synthetic_tem/au_np only (no real labels),
   trained once and evaluated on all images.
@@ -247,7 +248,6 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--patch-size", type=int, default=128)
-    parser.add_argument("--synthetic-fraction", type=float, default=0.25)
     parser.add_argument("--target-particle-px", type=float, default=16.0,
                         help="particle size the models learn (images downsampled to it); 0: native scale")
     parser.add_argument("--scale-jitter", type=float, default=1.4142,
@@ -259,6 +259,8 @@ def parse_args(argv=None):
     parser.add_argument("--mask-kind", default="ellipse", choices=("ellipse", "refined"))
     from temzoo.analysis.box_training import DEFAULTS as TRAIN
 
+    parser.add_argument("--synthetic-fraction", type=float, default=TRAIN["synthetic_fraction"],
+                        help="share of each batch from the labelled synthetic set (default that of train_on_boxes)")
     parser.add_argument("--classes", type=int, default=TRAIN["classes"], choices=(2, 3),
                         help="2: background / particle; 3: background / boundary / core (cores mark the particles)")
     parser.add_argument("--invert", type=float, default=TRAIN["invert"], help="probability of an inverted training crop")
