@@ -281,9 +281,12 @@ def parse_args(argv=None):
     parser.add_argument("--variants", default="pretrained,random,synthetic_only")
     parser.add_argument("--split-depth", type=float, action="append", default=None,
                         help="watershed split depth(s) in px to score (repeatable; default 2)")
-    parser.add_argument("--threshold", type=float, default=None,
-                        help="foreground probability threshold (default that of temzoo.particles: with --model, the "
-                             "model card's post-processing, else the library's)")
+    parser.add_argument("--threshold", type=float, action="append", default=None,
+                        help="foreground probability threshold(s) to score (repeatable; default that of "
+                             "temzoo.particles: with --model, the model card's post-processing, else the library's)")
+    parser.add_argument("--choose-post", action="store_true",
+                        help="also score, per fold, the post-processing (of those given) that scores best on the "
+                             "other folds' images: an estimate free of the choice (rows '(post chosen on other folds)')")
     parser.add_argument("--ensemble", type=int, default=1, choices=(1, 2, 4, 8),
                         help="score maps averaged over this many flips/quarter turns at the factor each rule picks "
                              "(temzoo.particles(..., ensemble=N)); predicted once and cached beside the single maps")
@@ -396,9 +399,10 @@ def train_runs(opts, examples, by_name, names, common, tag, trainings):
     return runs, seen_note
 
 
-def score_runs(runs, rules, posts, defaults, by_name, target, seen_note, rows, per_image_all, ensemble=1):
+def score_runs(runs, rules, posts, defaults, by_name, target, seen_note, rows, per_image_all, ensemble=1, scored=None):
     """Score every run under every scale rule and post-processing into ``rows`` and ``per_image_all``;
-    the labels written (they name each post-processing setting that differs from ``defaults`` or varies)."""
+    the labels written (they name each post-processing setting that differs from ``defaults`` or varies).
+    ``scored`` (a dict) receives ``{(variant, rule, ensemble): {post key: (label, per-image scores)}}``."""
     from temzoo.analysis.box_training import median_box_size, scale_for
     written = []
     for variant, parts, rule, (key, post) in [(v, p, r, d) for v, p in runs.items() for r in rules
@@ -416,28 +420,58 @@ def score_runs(runs, rules, posts, defaults, by_name, target, seen_note, rows, p
                          pred_median_px=float(np.median(s["pred_all"])) if len(s["pred_all"]) else None)
                 per_image.append(s)
         label = variant + ("" if rule == "auto" else f" (scale={rule})") + (
-            "" if ensemble == 1 else f" (ensemble {ensemble})") + post_label(key, post, posts, defaults)
+            "" if ensemble == 1 else f" (ensemble {ensemble})") + post_label(key, posts, defaults)
         row = {"variant": label, **aggregate(per_image), "evaluation": seen_note[variant]}
         rows[label] = row
         written.append(label)
-        per_image_all[label] = [
-            {k: (v if not isinstance(v, np.ndarray) else None) for k, v in s.items()
-             if k not in ("pred_diameters", "true_diameters", "pred_all", "true_all")} for s in per_image
-        ]
+        if scored is not None:
+            scored.setdefault((variant, rule, ensemble), {})[key] = (label, per_image)
+        per_image_all[label] = per_image_json(per_image)
         print(f"{label}: F1 {row['f1']:.3f} (P {row['precision']:.3f}, R {row['recall']:.3f}), "
               f"median diameter error {row['median_diameter_error']:.3f}, W1/median {row['wasserstein_rel']:.3f}",
               flush=True)
     return written
 
 
-def post_label(key, post, posts, defaults):
+def per_image_json(per_image):
+    """Per-image scores without their diameter arrays (for the JSON)."""
+    return [{k: (v if not isinstance(v, np.ndarray) else None) for k, v in s.items()
+             if k not in ("pred_diameters", "true_diameters", "pred_all", "true_all")} for s in per_image]
+
+
+def post_label(key, posts, defaults):
     """A row label's post-processing part: each setting (threshold, split depth, minimum area, cores) that
-    differs from the library default or varies between the scored ``posts`` (keys ``(split, area, core)``)."""
-    parts = [("threshold", post["threshold"], {p["threshold"] for p in posts.values()}, defaults["threshold"])]
-    parts += [(name, key[i], {k[i] for k in posts}, default) for i, (name, default) in
-              enumerate((("split", defaults["split_depth"]), ("min area", defaults["min_area"]), ("core", True)))]
-    return "".join(f" ({name} {value})" for name, value, seen, default in parts
-                   if len(seen) > 1 or value != default)
+    differs from ``defaults`` or varies between the scored ``posts`` (keys ``(threshold, split, area, core)``)."""
+    names = (("threshold", defaults["threshold"]), ("split", defaults["split_depth"]),
+             ("min area", defaults["min_area"]), ("core", True))
+    return "".join(f" ({name} {key[i]})" for i, (name, default) in enumerate(names)
+                   if len({k[i] for k in posts}) > 1 or key[i] != default)
+
+
+def choose_post_rows(runs, scored, rows, per_image_all, seen_note):
+    """Rows whose post-processing was chosen without the images it is scored on: for each fold, the
+    post-processing scoring the highest pooled F1 on the other folds' images is applied to this fold's.
+    Adds them to ``rows``; returns their labels."""
+    written = []
+    for (variant, rule, ensemble), by_post in scored.items():
+        if len(by_post) < 2 or len(runs[variant]) < 2:
+            continue
+        per_image, chosen = [], []
+        for test, *_ in runs[variant]:
+            elsewhere = {key: aggregate([s for s in scores if s["image"] not in test])["f1"]
+                         for key, (_, scores) in by_post.items()}
+            best = max(sorted(elsewhere), key=elsewhere.get)
+            chosen.append(by_post[best][0])
+            per_image += [s for s in by_post[best][1] if s["image"] in test]
+        label = variant + ("" if rule == "auto" else f" (scale={rule})") + (
+            "" if ensemble == 1 else f" (ensemble {ensemble})") + " (post chosen on other folds)"
+        rows[label] = {"variant": label, **aggregate(per_image), "evaluation": seen_note[variant],
+                       "post_chosen_per_fold": chosen}
+        per_image_all[label] = per_image_json(per_image)
+        written.append(label)
+        print(f"{label}: F1 {rows[label]['f1']:.3f} (P {rows[label]['precision']:.3f}, R {rows[label]['recall']:.3f}); "
+              f"chosen per fold: {chosen}", flush=True)
+    return written
 
 
 def polarity_report(examples, uptime_before):
@@ -483,10 +517,10 @@ def main(argv=None):
         from temzoo.zoo import pretrained
 
         POST = postprocessing(pretrained.load(opts.model))  # noqa: N806
-    threshold = POST["threshold"] if opts.threshold is None else opts.threshold
+    thresholds = opts.threshold or [POST["threshold"]]
     depths = opts.split_depth or [POST["split_depth"]]
     areas = opts.min_area or [POST["min_area"]]
-    posts = {(d, a, c): {"threshold": threshold, "split_depth": d, "min_area": a, "core": c}
+    posts = {(t, d, a, c): {"threshold": t, "split_depth": d, "min_area": a, "core": c} for t in thresholds
              for d in depths for a in areas for c in ((True, False) if opts.no_core else (True,))}
     rules = opts.scale_rule or ["auto"]
     common = dict(steps=opts.steps, batch_size=opts.batch_size, patch_size=opts.patch_size, seed=opts.seed,
@@ -508,8 +542,12 @@ def main(argv=None):
         print(f"trained into {opts.cache}: {', '.join(sorted(trainings))}; run again without --train-only to score")
         return
     command = "python benchmarks/particles_real.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    for label in score_runs(runs, rules, posts, POST, by_name, common["target_particle_px"], seen_note, rows,
-                            per_image_all, opts.ensemble):
+    scored = {}
+    labels = score_runs(runs, rules, posts, POST, by_name, common["target_particle_px"], seen_note, rows,
+                        per_image_all, opts.ensemble, scored)
+    if opts.choose_post:
+        labels += choose_post_rows(runs, scored, rows, per_image_all, seen_note)
+    for label in labels:
         rows[label]["command"] = command  # rows of several calls share the file: each says how it was made
 
     uptime_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()

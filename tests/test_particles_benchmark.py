@@ -85,13 +85,38 @@ def test_row_labels_name_each_post_processing_setting_off_its_default_or_varied(
     import particles_real as bench
 
     defaults = {"threshold": 0.5, "split_depth": 2.0, "min_area": 50}
-    one = {(2.0, 50.0, True): {"threshold": 0.5, "split_depth": 2.0, "min_area": 50.0, "core": True}}
-    assert bench.post_label(*next(iter(one.items())), one, defaults) == ""
-    tuned = {(0.5, 80.0, True): {"threshold": 0.4, "split_depth": 0.5, "min_area": 80.0, "core": True}}
-    assert bench.post_label(*next(iter(tuned.items())), tuned, defaults) == " (threshold 0.4) (split 0.5) (min area 80.0)"
+    one = {(0.5, 2.0, 50.0, True): {"threshold": 0.5, "split_depth": 2.0, "min_area": 50.0, "core": True}}
+    assert bench.post_label(next(iter(one)), one, defaults) == ""
+    tuned = {(0.4, 0.5, 80.0, True): {"threshold": 0.4, "split_depth": 0.5, "min_area": 80.0, "core": True}}
+    assert bench.post_label(next(iter(tuned)), tuned, defaults) == " (threshold 0.4) (split 0.5) (min area 80.0)"
     # the same settings are the defaults of a model whose card carries them: nothing to name
-    assert bench.post_label(*next(iter(tuned.items())), tuned, {"threshold": 0.4, "split_depth": 0.5,
+    assert bench.post_label(next(iter(tuned)), tuned, {"threshold": 0.4, "split_depth": 0.5,
                                                                   "min_area": 80}) == ""
-    varied = {(d, 50.0, True): {"threshold": 0.5, "split_depth": d, "min_area": 50.0, "core": True} for d in (1.0, 2.0)}
-    labels = [bench.post_label(k, p, varied, defaults) for k, p in varied.items()]
+    varied = {(0.5, d, 50.0, True): {"threshold": 0.5, "split_depth": d, "min_area": 50.0, "core": True}
+              for d in (1.0, 2.0)}
+    labels = [bench.post_label(k, varied, defaults) for k in varied]
     assert labels == [" (split 1.0)", " (split 2.0)"]
+
+
+def test_post_processing_chosen_on_other_folds_never_sees_the_scored_fold():
+    import particles_real as bench
+
+    def score(image, tp, fp):
+        d = np.full(tp, 10.0)
+        return {"image": image, "tp": tp, "fp": fp, "fn": 10 - tp, "f1": 2 * tp / (2 * tp + fp + 10 - tp),
+                "pred_diameters": d, "true_diameters": d, "pred_all": d, "true_all": d}
+
+    # post A scores well on fold 1's images, post B on fold 2's
+    scored = {("v", "auto", 1): {
+        "A": ("v (A)", [score("a1", 9, 0), score("a2", 9, 0), score("b1", 2, 5), score("b2", 2, 5)]),
+        "B": ("v (B)", [score("a1", 3, 4), score("a2", 3, 4), score("b1", 8, 1), score("b2", 8, 1)]),
+    }}
+    runs = {"v": [(["a1", "a2"], None, None, None), (["b1", "b2"], None, None, None)]}
+    rows, per_image = {}, {}
+    labels = bench.choose_post_rows(runs, scored, rows, per_image, {"v": "note"})
+    assert labels == ["v (post chosen on other folds)"]
+    row = rows[labels[0]]
+    assert row["post_chosen_per_fold"] == ["v (B)", "v (A)"]  # each fold gets what won on the other
+    assert (row["true_particles"], row["predicted"]) == (40, 3 + 3 + 2 + 2 + 4 + 4 + 5 + 5)
+    assert [s["image"] for s in per_image[labels[0]]] == ["a1", "a2", "b1", "b2"]
+    assert bench.choose_post_rows(runs, {("v", "auto", 1): {"A": scored[("v", "auto", 1)]["A"]}}, {}, {}, {}) == []
