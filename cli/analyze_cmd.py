@@ -27,7 +27,8 @@ from .predict_cmd import _TileBar
                    f"{DEFAULTS['split_depth']:g}; a three-class model's particle cores split them instead).")
 @click.option("--no-split", is_flag=True, help="Do not split touching particles (connected components only).")
 @click.option("--scale", default=None,
-              help="'auto' (the default, unless the model card says otherwise: the model's card says which particle size it learnt; the image is predicted at "
+              help="'auto' (default, unless the model card sets another: the card says which particle size the model "
+                   "learnt; the image is predicted at "
                    "1, 1/2, 1/4 (1/8) and resampled to the factor its particles' size asks for) or a resampling "
                    "factor such as 2 (half size) or 0.5 (double size).")
 @click.option("--particle-size", type=float, default=None,
