@@ -280,7 +280,7 @@ def parse_args(argv=None):
                         help="also score three-class models without their core markers (distance watershed)")
     parser.add_argument("--variants", default="pretrained,random,synthetic_only")
     parser.add_argument("--split-depth", type=float, action="append", default=None,
-                        help="watershed split depth(s) in px to score (repeatable; default 2)")
+                        help="watershed split depth(s) in px to score (repeatable; default that of temzoo.particles)")
     parser.add_argument("--threshold", type=float, action="append", default=None,
                         help="foreground probability threshold(s) to score (repeatable; default that of "
                              "temzoo.particles: with --model, the model card's post-processing, else the library's)")
@@ -419,8 +419,7 @@ def score_runs(runs, rules, posts, defaults, by_name, target, seen_note, rows, p
                          box_median_px=median_box_size(by_name[n]["boxes"]),
                          pred_median_px=float(np.median(s["pred_all"])) if len(s["pred_all"]) else None)
                 per_image.append(s)
-        label = variant + ("" if rule == "auto" else f" (scale={rule})") + (
-            "" if ensemble == 1 else f" (ensemble {ensemble})") + post_label(key, posts, defaults)
+        label = run_label(variant, rule, ensemble) + post_label(key, posts, defaults)
         row = {"variant": label, **aggregate(per_image), "evaluation": seen_note[variant]}
         rows[label] = row
         written.append(label)
@@ -431,6 +430,11 @@ def score_runs(runs, rules, posts, defaults, by_name, target, seen_note, rows, p
               f"median diameter error {row['median_diameter_error']:.3f}, W1/median {row['wasserstein_rel']:.3f}",
               flush=True)
     return written
+
+
+def run_label(variant, rule, ensemble):
+    """A row label before its post-processing part: the variant, a scale rule other than ``auto``, flips."""
+    return variant + ("" if rule == "auto" else f" (scale={rule})") + ("" if ensemble == 1 else f" (ensemble {ensemble})")
 
 
 def per_image_json(per_image):
@@ -463,8 +467,7 @@ def choose_post_rows(runs, scored, rows, per_image_all, seen_note):
             best = max(sorted(elsewhere), key=elsewhere.get)
             chosen.append(by_post[best][0])
             per_image += [s for s in by_post[best][1] if s["image"] in test]
-        label = variant + ("" if rule == "auto" else f" (scale={rule})") + (
-            "" if ensemble == 1 else f" (ensemble {ensemble})") + " (post chosen on other folds)"
+        label = run_label(variant, rule, ensemble) + " (post chosen on other folds)"
         rows[label] = {"variant": label, **aggregate(per_image), "evaluation": seen_note[variant],
                        "post_chosen_per_fold": chosen}
         per_image_all[label] = per_image_json(per_image)
