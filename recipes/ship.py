@@ -136,12 +136,12 @@ def refresh_evaluation(name, recipe):
 def postprocessing(recipe):
     """The post-processing a box recipe's card carries (``temzoo.particles`` uses it): the recipe's own
     ``postprocessing`` over the library defaults."""
-    from temzoo.names import PARTICLE_DEFAULTS
+    from temzoo.analysis.particles import merged_postprocessing
 
-    unknown = set(recipe.get("postprocessing", {})) - set(PARTICLE_DEFAULTS)
-    if unknown:
-        raise SystemExit(f"the recipe's postprocessing has unknown keys {sorted(unknown)}; known: {sorted(PARTICLE_DEFAULTS)}")
-    return {**PARTICLE_DEFAULTS, **recipe.get("postprocessing", {})}
+    try:
+        return merged_postprocessing(recipe.get("postprocessing", {}))
+    except TypeError as exc:
+        raise SystemExit(f"recipe {recipe.get('name')}: {exc}") from None
 
 
 def update_shipped_card(name, **fields):

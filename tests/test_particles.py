@@ -517,7 +517,7 @@ def test_the_model_cards_postprocessing_is_the_default_and_given_settings_win(tm
     plain = temzoo.particles(tiny_model, image, scale=1.0)  # no postprocessing in its card: the library's
     assert plain.settings == {**PARTICLE_DEFAULTS, "scale": 1.0}
     with pytest.raises(TypeError, match="unknown post-processing"):
-        temzoo.analysis.particles.postprocessing(plain, treshold=0.3)
+        temzoo.analysis.particles.postprocessing(temzoo.zoo.pretrained.load(str(tuned)), treshold=0.3)
 
     tifffile.imwrite(tmp_path / "x.tif", image)
     for i, (options, expected) in enumerate((((), (0.3, 7, 0.5)), (("--threshold", "0.6", "--no-split"),

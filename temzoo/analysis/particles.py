@@ -166,10 +166,16 @@ def postprocessing(model, **given):
     """
     from temzoo.zoo.pretrained import card
 
-    unknown = set(given) - set(DEFAULTS)
+    return merged_postprocessing((card(model) or {}).get("postprocessing") or {}, given)
+
+
+def merged_postprocessing(own, given=None):
+    """:data:`temzoo.names.PARTICLE_DEFAULTS` overridden by ``own`` (a card's settings), then by each of
+    ``given`` that is not ``None``; unknown keys are refused."""
+    given = given or {}
+    unknown = (set(own) | set(given)) - set(DEFAULTS)
     if unknown:
         raise TypeError(f"unknown post-processing settings {sorted(unknown)}; known: {sorted(DEFAULTS)}.")
-    own = (card(model) or {}).get("postprocessing") or {}
     settings = {key: own.get(key, value) for key, value in DEFAULTS.items()}
     settings.update({key: value for key, value in given.items() if value is not None})
     return settings
