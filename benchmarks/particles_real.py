@@ -58,6 +58,9 @@ VARIANTS = {
     "pretrained": {"backbone": "unet_pretrained"},
     "random": {"backbone": "unet_b3_p222"},
     "synthetic_only": {"backbone": "unet_pretrained", "synthetic_only": True},
+    # the other shipped pretrained backbones (larger receptive fields, slower steps)
+    "mobilenet": {"backbone": "mobilenet_unet_pretrained"},
+    "hrnet": {"backbone": "hrnet_pretrained"},
 }
 # The peer (ArdaGen/STEM-Automated-Nanoparticle-Analysis-YOLOv8-SAM): its README publishes no scores; its paper
 # (Genc et al., "A versatile machine learning workflow for high-throughput analysis of supported metal catalyst
@@ -261,6 +264,8 @@ def parse_args(argv=None):
 
     parser.add_argument("--synthetic-fraction", type=float, default=TRAIN["synthetic_fraction"],
                         help="share of each batch from the labelled synthetic set (default that of train_on_boxes)")
+    parser.add_argument("--precision", default=TRAIN["precision"], choices=("float32", "mixed_bfloat16", "auto"),
+                        help="training precision of the fold models (train_on_boxes); 'auto' as resolved here")
     parser.add_argument("--classes", type=int, default=TRAIN["classes"], choices=(2, 3),
                         help="2: background / particle; 3: background / boundary / core (cores mark the particles)")
     parser.add_argument("--invert", type=float, default=TRAIN["invert"], help="probability of an inverted training crop")
@@ -327,7 +332,15 @@ def cache_tag(opts):
         tag += f"_fg{opts.foreground_crops:g}"
     if opts.intensity:
         tag += "_int"
+    if resolved_precision(opts) != "float32":
+        tag += "_bf16"
     return tag
+
+
+def resolved_precision(opts):
+    from temzoo.inference.precision import resolve_precision
+
+    return resolve_precision(opts.precision)
 
 
 def train_runs(opts, examples, by_name, names, common, tag, trainings):
@@ -359,6 +372,8 @@ def train_runs(opts, examples, by_name, names, common, tag, trainings):
         recipe += "" if opts.polarity == "none" else f" [polarity {opts.polarity}]"
         recipe += "" if not opts.foreground_crops else f" [foreground crops {opts.foreground_crops:g}]"
         recipe += " [intensity]" if opts.intensity else ""
+        recipe += "" if opts.batch_size == 8 else f" [batch {opts.batch_size}]"
+        recipe += "" if resolved_precision(opts) == "float32" else " [bfloat16]"
         recipe += "" if opts.mask_kind == "ellipse" else f" [{opts.mask_kind} masks]"
         recipe += "" if opts.synthetic_fraction == TRAIN["synthetic_fraction"] else (
             f" [synthetic {opts.synthetic_fraction:g}]")
@@ -530,7 +545,7 @@ def main(argv=None):
                   mask_kind=opts.mask_kind, data_dir=opts.data_dir, target_particle_px=opts.target_particle_px or None,
                   scale_jitter=opts.scale_jitter, classes=opts.classes, invert=opts.invert,
                   polarity=None if opts.polarity == "none" else opts.polarity,
-                  foreground_crops=opts.foreground_crops, intensity=opts.intensity)
+                  foreground_crops=opts.foreground_crops, intensity=opts.intensity, precision=opts.precision)
     tag = cache_tag(opts)
     if opts.synthetic_simulated:
         from temzoo.simulate.hrtem import nanoparticle_set

@@ -551,3 +551,33 @@ def test_train_on_boxes_traces_its_step_with_fused_batch_norm(monkeypatch):
                                  target_particle_px=6.0, scale_jitter=1.0, log_every=0)
     assert entered == [[model.name]]
     assert np.isfinite(info["final_loss"])
+
+
+def test_train_on_boxes_trains_in_bfloat16_and_saves_a_float32_model(tmp_path):
+    """``precision="mixed_bfloat16"``: the layers compute in bfloat16, the saved model is float32 and predicts alike."""
+    import temzoo
+    from temzoo.analysis.box_training import train_on_boxes
+    from temzoo.inference.precision import model_precision
+    from temzoo.tasks import save
+
+    image, boxes = disk_grid(96, 3, 16, 24, 6)
+    model, info = train_on_boxes(temzoo.build("unet_b2_p22", base_filters=4), [{"name": "a", "image": image,
+                                 "boxes": boxes}], steps=2, batch_size=2, patch_size=32, synthetic=None,
+                                 target_particle_px=6.0, scale_jitter=1.0, log_every=0, precision="mixed_bfloat16")
+    assert model_precision(model) == "mixed_bfloat16" and info["precision"] == "mixed_bfloat16"
+    assert np.isfinite(info["final_loss"])
+    save(model, str(tmp_path / "m.keras"))
+    loaded = temzoo.load(str(tmp_path / "m.keras"))
+    assert model_precision(loaded) == "float32"
+    x = image[None, :64, :64, None].astype(np.float32)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x), np.float32), atol=0.05)
+
+
+def test_train_on_boxes_refuses_float16_without_loss_scaling():
+    import temzoo
+    from temzoo.analysis.box_training import train_on_boxes
+
+    image, boxes = disk_grid(96, 3, 16, 24, 6)
+    with pytest.raises(ValueError, match="mixed_float16"):
+        train_on_boxes(temzoo.build("unet_b2_p22", base_filters=4), [{"name": "a", "image": image, "boxes": boxes}],
+                       steps=1, synthetic=None, precision="mixed_float16")

@@ -74,6 +74,9 @@ DEFAULTS = {
     "foreground_crops": 0.0,
     "intensity": False,
     "seed": 0,
+    # "mixed_bfloat16" / "auto": train in bfloat16 where the CPU or GPU computes it natively (the model is
+    # saved in float32 either way; temzoo.inference.precision)
+    "precision": "float32",
 }
 
 
@@ -259,6 +262,18 @@ def _steps(model, samplers, fractions, rng, steps, batch_size, log_every, starte
     return losses
 
 
+def _with_precision(model, precision):
+    """``model``, or its copy computing under ``precision`` (same weights, card and loss)."""
+    from temzoo.inference.precision import check_precision, precision_copy, resolve_precision
+
+    if resolve_precision(check_precision(precision)) == "mixed_float16":
+        raise ValueError("precision='mixed_float16' needs loss scaling, which train_on_boxes does not do; "
+                         "use 'mixed_bfloat16' or 'auto'.")
+    copy = precision_copy(model, precision)
+    copy.loss = model.loss
+    return copy
+
+
 def _check_settings(examples, synthetic, synthetic_fraction, classes, polarity):
     """Refuse settings :func:`train_on_boxes` cannot train with, saying why."""
     if not examples and not (synthetic and synthetic_fraction >= 1):
@@ -278,7 +293,7 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
                    target_particle_px=DEFAULTS["target_particle_px"], scale_jitter=DEFAULTS["scale_jitter"],
                    classes=DEFAULTS["classes"], invert=DEFAULTS["invert"], polarity=DEFAULTS["polarity"],
                    foreground_crops=DEFAULTS["foreground_crops"], intensity=DEFAULTS["intensity"],
-                   seed=DEFAULTS["seed"], data_dir=None, log_every=50):
+                   precision=DEFAULTS["precision"], seed=DEFAULTS["seed"], data_dir=None, log_every=50):
     """Train a particle segmentation model on box-labelled ``examples`` (see the module docstring).
 
     Args:
@@ -296,6 +311,9 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
             (:mod:`temzoo.analysis.polarity`); ``None``: the images as they are.
         foreground_crops, intensity: where crops are cut and how their intensities vary
             (:func:`temzoo.analysis.box_crops.crop_sampler`).
+        precision: ``"float32"``, ``"mixed_bfloat16"`` or ``"auto"`` (bfloat16 where the hardware computes it
+            natively, :func:`temzoo.inference.precision.resolve_precision`); the returned model computes under
+            it and :func:`temzoo.tasks.save` writes it in float32.
 
     Returns ``(model, info)``: the compiled Keras model (card draft attached, save it with
     :func:`temzoo.tasks.save`) and a dict of the settings, timing and last losses.
@@ -303,6 +321,7 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
     import keras
 
     from temzoo.data.boxes import CLASSES
+    from temzoo.inference.precision import resolve_precision
     from temzoo.tasks import normalizer_of, segmentation
     from temzoo.zoo.pretrained import attach_card
     from temzoo.zoo.pretrained import card as card_of
@@ -311,7 +330,7 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
     started, cpu_started = time.time(), time.process_time()
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
-    model = segmentation(backbone, num_classes=int(classes), learning_rate=learning_rate)
+    model = _with_precision(segmentation(backbone, num_classes=int(classes), learning_rate=learning_rate), precision)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(int(steps), 1))
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=model.loss)
     normalizer = normalizer_of(card_of(model))
@@ -345,6 +364,7 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
         "mask_kind": mask_kind, "seed": seed, "target_particle_px": target_particle_px,
         "scale_jitter": scale_jitter, "scales": scales, "invert": invert, "polarity": polarity,
         "foreground_crops": foreground_crops, "intensity": intensity, "inverted_images": flipped,
+        "precision": resolve_precision(precision),
         "classes": ["background", "particle"] if int(classes) == 2 else list(CLASSES), **measured,
         "final_loss": float(np.mean(losses[-50:])) if losses else None,
         "seconds": round(time.time() - started, 1), "cpu_seconds": round(time.process_time() - cpu_started, 1),
