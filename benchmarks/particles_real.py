@@ -17,7 +17,11 @@ for every variant) and evaluated on the fold's images, never seen in training:
   ``--synthetic-fraction``);
 * ``random``: the same architecture (``unet_b3_p222``) from random weights, same budget;
 * ``synthetic_only``: ``unet_pretrained`` on synthetic_tem/au_np only (no real labels),
-  trained once and evaluated on all images.
+  trained once and evaluated on all images;
+* ``mobilenet``, ``hrnet``: the other shipped pretrained backbones (``mobilenet_unet_pretrained``,
+  ``hrnet_pretrained``) in place of ``unet_pretrained`` (``--variants mobilenet``; not in the default list).
+
+``--precision mixed_bfloat16`` (or ``auto``) trains the fold models in bfloat16 (cache keys and labels say so).
 
 ``--classes 3`` trains the background / boundary / core target and finds
 particles from the cores (``--no-core`` also scores them by the distance

@@ -120,3 +120,18 @@ def test_post_processing_chosen_on_other_folds_never_sees_the_scored_fold():
     assert (row["true_particles"], row["predicted"]) == (40, 3 + 3 + 2 + 2 + 4 + 4 + 5 + 5)
     assert [s["image"] for s in per_image[labels[0]]] == ["a1", "a2", "b1", "b2"]
     assert bench.choose_post_rows(runs, {("v", "auto", 1): {"A": scored[("v", "auto", 1)]["A"]}}, {}, {}, {}) == []
+
+
+def test_fold_models_trained_in_bfloat16_have_their_own_cache_key(monkeypatch):
+    """float32 and bfloat16 fold models never share cached maps; "auto" keys by what it resolves to here."""
+    import particles_real as bench
+
+    import temzoo.inference.precision as precision
+
+    float32 = bench.cache_tag(bench.parse_args([]))
+    bfloat16 = bench.cache_tag(bench.parse_args(["--precision", "mixed_bfloat16"]))
+    assert bfloat16 == float32 + "_bf16"
+    monkeypatch.setattr(precision, "fast_bfloat16", lambda: False)
+    assert bench.cache_tag(bench.parse_args(["--precision", "auto"])) == float32
+    monkeypatch.setattr(precision, "fast_bfloat16", lambda: True)
+    assert bench.cache_tag(bench.parse_args(["--precision", "auto"])) == bfloat16
