@@ -270,6 +270,9 @@ def parse_args(argv=None):
                         help="share of each batch from the labelled synthetic set (default that of train_on_boxes)")
     parser.add_argument("--precision", default=TRAIN["precision"], choices=("float32", "mixed_bfloat16", "auto"),
                         help="training precision of the fold models (train_on_boxes); 'auto' as resolved here")
+    parser.add_argument("--flatten", type=float, default=TRAIN["flatten"],
+                        help="train_on_boxes' flatten: background sigma in target particle sizes taken out of every "
+                             "image before the model sees it (0: off)")
     parser.add_argument("--classes", type=int, default=TRAIN["classes"], choices=(2, 3),
                         help="2: background / particle; 3: background / boundary / core (cores mark the particles)")
     parser.add_argument("--invert", type=float, default=TRAIN["invert"], help="probability of an inverted training crop")
@@ -338,6 +341,8 @@ def cache_tag(opts):
         tag += "_int"
     if resolved_precision(opts) != "float32":
         tag += "_bf16"
+    if opts.flatten:
+        tag += f"_fl{opts.flatten:g}"
     return tag
 
 
@@ -378,6 +383,7 @@ def train_runs(opts, examples, by_name, names, common, tag, trainings):
         recipe += " [intensity]" if opts.intensity else ""
         recipe += "" if opts.batch_size == 8 else f" [batch {opts.batch_size}]"
         recipe += "" if resolved_precision(opts) == "float32" else " [bfloat16]"
+        recipe += "" if not opts.flatten else f" [flatten {opts.flatten:g}]"
         recipe += "" if opts.mask_kind == "ellipse" else f" [{opts.mask_kind} masks]"
         recipe += "" if opts.synthetic_fraction == TRAIN["synthetic_fraction"] else (
             f" [synthetic {opts.synthetic_fraction:g}]")
@@ -549,7 +555,8 @@ def main(argv=None):
                   mask_kind=opts.mask_kind, data_dir=opts.data_dir, target_particle_px=opts.target_particle_px or None,
                   scale_jitter=opts.scale_jitter, classes=opts.classes, invert=opts.invert,
                   polarity=None if opts.polarity == "none" else opts.polarity,
-                  foreground_crops=opts.foreground_crops, intensity=opts.intensity, precision=opts.precision)
+                  foreground_crops=opts.foreground_crops, intensity=opts.intensity, precision=opts.precision,
+                  flatten=opts.flatten)
     tag = cache_tag(opts)
     if opts.synthetic_simulated:
         from temzoo.simulate.hrtem import nanoparticle_set

@@ -581,3 +581,42 @@ def test_train_on_boxes_refuses_float16_without_loss_scaling():
     with pytest.raises(ValueError, match="mixed_float16"):
         train_on_boxes(temzoo.build("unet_b2_p22", base_filters=4), [{"name": "a", "image": image, "boxes": boxes}],
                        steps=1, synthetic=None, precision="mixed_float16")
+
+
+def test_flattened_takes_out_a_smooth_background_and_keeps_particles():
+    from temzoo.analysis.flatten import flattened
+
+    image, _ = disk_grid(256, 3, 40, 88, 6)  # sparse particles on a flat support
+    yy, xx = np.mgrid[:256, :256]
+    lit = image + 5.0 + 0.03 * xx + 6.0 * np.sin(yy / 80.0)
+    out = flattened(lit, 32.0)
+    support, disk = image < 0.3, image > 0.7
+    support[:32], support[-32:], support[:, :32], support[:, -32:] = False, False, False, False  # reflected edges
+    left, right = support & (xx < 100), support & (xx > 156)
+    top, middle = support & (yy < 80) & (yy > 50), support & (yy > 110) & (yy < 140)
+    # the ramp (about 5 units between these columns) and the sine (1.6 between these rows) are gone
+    assert abs(lit[right].mean() - lit[left].mean()) > 3 and abs(out[right].mean() - out[left].mean()) < 0.3
+    assert abs(lit[top].mean() - lit[middle].mean()) > 1 and abs(out[top].mean() - out[middle].mean()) < 0.3
+    # the particles keep most of their contrast
+    assert out[disk].mean() - out[support].mean() > 0.8
+    np.testing.assert_array_equal(flattened(image, 0), image.astype(np.float32))
+
+
+def test_a_model_trained_on_flattened_images_sees_flattened_images(monkeypatch):
+    """``train_on_boxes(flatten=...)``: the card records the sigma and temzoo.particles' maps flatten alike."""
+    import temzoo
+    import temzoo.inference.tiling as tiling
+    from temzoo.analysis.box_training import train_on_boxes
+    from temzoo.analysis.flatten import flattened
+    from temzoo.analysis.scale import maps_at_scale
+
+    image, boxes = disk_grid(96, 3, 16, 24, 6)
+    model, info = train_on_boxes(temzoo.build("unet_b2_p22", base_filters=4), [{"name": "a", "image": image,
+                                 "boxes": boxes}], steps=1, batch_size=2, patch_size=32, synthetic=None,
+                                 target_particle_px=6.0, scale_jitter=1.0, log_every=0, flatten=4.0)
+    assert info["flatten_px"] == 24.0 and temzoo.card(model)["training"]["flatten_px"] == 24.0
+    seen, real = [], tiling.predict
+    monkeypatch.setattr(tiling, "predict", lambda m, x, **kw: (seen.append(x), real(m, x, **kw))[1])
+    lit = image + np.linspace(0, 3, 96)[None, :]
+    maps_at_scale(model, lit, scale=1.0)
+    np.testing.assert_allclose(seen[-1], flattened(lit, 24.0), atol=1e-5)

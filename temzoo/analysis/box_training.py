@@ -77,6 +77,8 @@ DEFAULTS = {
     # "mixed_bfloat16" / "auto": train in bfloat16 where the CPU or GPU computes it natively (the model is
     # saved in float32 either way; temzoo.inference.precision)
     "precision": "float32",
+    # background taken out before the model sees an image: Gaussian sigma in target particle sizes (0: none)
+    "flatten": 0.0,
 }
 
 
@@ -163,13 +165,14 @@ def synthetic_examples(name, count, data_dir=None, polarity=None):
 
 
 def box_training_images(examples, normalizer, target, jitter, patch_size, mask_kind, scales, classes=2,
-                        polarity=None, flipped=None):
+                        polarity=None, flipped=None, flatten_px=None):
     """Normalised images and label maps of the box ``examples`` at their :func:`training_factors`
     (``scales`` receives the factors per image name); ``classes`` 2: particle masks
     (:func:`temzoo.data.boxes.boxes_to_mask`), 3: background / boundary / core
     (:func:`temzoo.data.boxes.boxes_to_classes`). ``polarity="bright"``: images whose boxed particles are
     darker than the rest (:func:`temzoo.data.boxes.particles_are_bright`) are inverted (their names
-    appended to ``flipped``)."""
+    appended to ``flipped``). ``flatten_px``: background sigma in model pixels (:func:`temzoo.analysis.flatten.flattened`)."""
+    from temzoo.analysis.flatten import flattened
     from temzoo.analysis.scale import rescale
     from temzoo.data.boxes import boxes_to_classes, boxes_to_mask, particles_are_bright
 
@@ -191,7 +194,7 @@ def box_training_images(examples, normalizer, target, jitter, patch_size, mask_k
             # boxes follow the image's actual size change
             ratio = np.array(image.shape[::-1] * 2, np.float64) / np.array(e["image"].shape[::-1] * 2)
             boxes = np.asarray(e["boxes"], np.float64) * ratio
-            images.append(normalizer.before(image)[0])
+            images.append(normalizer.before(flattened(image, flatten_px))[0])
             masks.append(labels_of(boxes, image.shape, kind=mask_kind, image=image))
     return images, masks
 
@@ -293,7 +296,8 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
                    target_particle_px=DEFAULTS["target_particle_px"], scale_jitter=DEFAULTS["scale_jitter"],
                    classes=DEFAULTS["classes"], invert=DEFAULTS["invert"], polarity=DEFAULTS["polarity"],
                    foreground_crops=DEFAULTS["foreground_crops"], intensity=DEFAULTS["intensity"],
-                   precision=DEFAULTS["precision"], seed=DEFAULTS["seed"], data_dir=None, log_every=50):
+                   precision=DEFAULTS["precision"], flatten=DEFAULTS["flatten"], seed=DEFAULTS["seed"],
+                   data_dir=None, log_every=50):
     """Train a particle segmentation model on box-labelled ``examples`` (see the module docstring).
 
     Args:
@@ -314,6 +318,9 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
         precision: ``"float32"``, ``"mixed_bfloat16"`` or ``"auto"`` (bfloat16 where the hardware computes it
             natively, :func:`temzoo.inference.precision.resolve_precision`); the returned model computes under
             it and :func:`temzoo.tasks.save` writes it in float32.
+        flatten: subtract each image's Gaussian-smoothed background (sigma ``flatten`` x
+            ``target_particle_px`` model pixels) before the model sees it; the card records it
+            (``training.flatten_px``) and :func:`temzoo.particles` does the same. 0: off.
 
     Returns ``(model, info)``: the compiled Keras model (card draft attached, save it with
     :func:`temzoo.tasks.save`) and a dict of the settings, timing and last losses.
@@ -335,11 +342,12 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=model.loss)
     normalizer = normalizer_of(card_of(model))
     scales, flipped = {}, []
+    flatten_px = float(flatten) * float(target_particle_px or 0) or None
     crops = {"patch": patch_size, "rng": rng, "invert": invert, "foreground": foreground_crops, "intensity": intensity}
     samplers, fractions = [], []
     if examples:
         images, masks = box_training_images(examples, normalizer, target_particle_px, scale_jitter, patch_size,
-                                            mask_kind, scales, classes, polarity, flipped)
+                                            mask_kind, scales, classes, polarity, flipped, flatten_px)
         samplers.append(crop_sampler(images, masks, **crops))
         fractions.append(1.0 - (synthetic_fraction if synthetic else 0.0))
     if synthetic and synthetic_fraction > 0:
@@ -351,7 +359,8 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
     losses = _train_steps(model, samplers, fractions, rng, int(steps), batch_size, log_every, started)
     base_card = card_of(model) or {}
     # what prediction reads (the target size, the polarity) before the model measures its own particles
-    attach_card(model, {**base_card, "training": {"target_particle_px": target_particle_px, "polarity": polarity}})
+    attach_card(model, {**base_card, "training": {"target_particle_px": target_particle_px, "polarity": polarity,
+                                                  "flatten_px": flatten_px}})
     measured = _measured_where_possible(model, examples, target_particle_px)
     info = {
         "backbone": backbone if isinstance(backbone, str) else getattr(backbone, "name", "model"),
@@ -364,7 +373,7 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
         "mask_kind": mask_kind, "seed": seed, "target_particle_px": target_particle_px,
         "scale_jitter": scale_jitter, "scales": scales, "invert": invert, "polarity": polarity,
         "foreground_crops": foreground_crops, "intensity": intensity, "inverted_images": flipped,
-        "precision": resolve_precision(precision),
+        "precision": resolve_precision(precision), "flatten_px": flatten_px,
         "classes": ["background", "particle"] if int(classes) == 2 else list(CLASSES), **measured,
         "final_loss": float(np.mean(losses[-50:])) if losses else None,
         "seconds": round(time.time() - started, 1), "cpu_seconds": round(time.process_time() - cpu_started, 1),

@@ -33,6 +33,7 @@ import logging
 
 import numpy as np
 
+from temzoo.analysis.flatten import flattened, model_flatten_px
 from temzoo.analysis.resample import rescale
 from temzoo.errors import BadInputError
 from temzoo.names import PARTICLE_DEFAULTS as POST
@@ -220,9 +221,11 @@ def maps_at_scale(model, image, *, scale="auto", particle_size_px=None, threshol
             image = inverted(image)
     maps = {} if keep is None else keep
 
+    flatten_px = model_flatten_px(model)
+
     def predicted(factor, ensemble=1):
-        probabilities = predict(model, rescale(image, factor), tile_size=tile_size, progress=progress,
-                                ensemble=ensemble)
+        probabilities = predict(model, flattened(rescale(image, factor), flatten_px), tile_size=tile_size,
+                                progress=progress, ensemble=ensemble)
         if probabilities.ndim != 3 or probabilities.shape[-1] < 2:
             raise BadInputError(
                 "the model does not output class probabilities (H x W x classes); particles() needs a segmentation "
