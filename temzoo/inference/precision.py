@@ -32,9 +32,11 @@ def resolve_precision(name):
     """The dtype policy for ``name``: itself, or for ``"auto"`` the fastest one with float32's range.
 
     ``"auto"`` is ``"mixed_bfloat16"`` where the hardware computes bfloat16 natively
-    (NVIDIA GPUs of compute capability 8.0 or more; CPUs with AVX512-BF16 or AMX,
-    measured here 1.4x (U-Net) to 2x (HRNet) faster training than float32) and
-    ``"float32"`` elsewhere, where bfloat16 is emulated and slower.
+    (NVIDIA GPUs of compute capability 8.0 or more; CPUs with AVX512-BF16 or AMX) and
+    ``"float32"`` elsewhere, where bfloat16 is emulated and slower. What it gains depends on the
+    chip and the architecture: on an AMD EPYC with AVX512-BF16 but no AMX, pretext training ran
+    1.22x (U-Net), 1.11x (HRNet) and 1.04x (MobileNet U-Net) as fast as float32
+    (``benchmarks/precision.py``, docs/benchmarks.md).
     """
     if check_precision(name) != "auto":
         return name
