@@ -233,10 +233,13 @@ def _measured_where_possible(model, examples, target):
     return {}
 
 
-def _synthetic_crops(synthetic, count, data_dir, polarity, normalizer, classes):
-    """Normalised images and targets (2 or 3 classes) of ``count`` examples of the synthetic set."""
+def _synthetic_crops(synthetic, count, data_dir, polarity, normalizer, classes, flatten_px=None):
+    """Normalised (and flattened, as the box images) images and targets (2 or 3 classes) of ``count``
+    examples of the synthetic set."""
+    from temzoo.analysis.flatten import flattened
+
     images, masks = synthetic_examples(synthetic, count, data_dir, polarity)
-    images = [normalizer.before(im)[0] for im in images]
+    images = [normalizer.before(flattened(im, flatten_px))[0] for im in images]
     return images, ([classes_from_mask(m) for m in masks] if int(classes) == 3 else masks)
 
 
@@ -352,7 +355,7 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
         fractions.append(1.0 - (synthetic_fraction if synthetic else 0.0))
     if synthetic and synthetic_fraction > 0:
         samplers.append(crop_sampler(*_synthetic_crops(synthetic, synthetic_images, data_dir, polarity, normalizer,
-                                                       classes), **crops))
+                                                       classes, flatten_px), **crops))
         fractions.append(synthetic_fraction if examples else 1.0)
     fractions = np.array(fractions) / np.sum(fractions)
 
