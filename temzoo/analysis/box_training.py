@@ -268,6 +268,32 @@ def _steps(model, samplers, fractions, rng, steps, batch_size, log_every, starte
     return losses
 
 
+def _compiled_model(backbone, classes, learning_rate, steps, precision, seed):
+    """The segmentation model of ``backbone`` under ``precision``, compiled with Adam on a cosine decay over ``steps``."""
+    import keras
+
+    from temzoo.tasks import segmentation
+
+    keras.utils.set_random_seed(seed)
+    model = _with_precision(segmentation(backbone, num_classes=int(classes), learning_rate=learning_rate), precision)
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(int(steps), 1))
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=model.loss)
+    return model
+
+
+def _samplers(boxes, synthetic_crops, synthetic_fraction, crops):
+    """Crop samplers of the box images and of the synthetic set (each ``(images, targets)`` or falsy) and the
+    probabilities of drawing from each."""
+    samplers, fractions = [], []
+    if boxes:
+        samplers.append(crop_sampler(*boxes, **crops))
+        fractions.append(1.0 - (synthetic_fraction if synthetic_crops else 0.0))
+    if synthetic_crops:
+        samplers.append(crop_sampler(*synthetic_crops, **crops))
+        fractions.append(synthetic_fraction if boxes else 1.0)
+    return samplers, np.array(fractions) / np.sum(fractions)
+
+
 def _with_precision(model, precision):
     """``model``, or its copy computing under ``precision`` (same weights, card and loss)."""
     from temzoo.inference.precision import check_precision, precision_copy, resolve_precision
@@ -328,37 +354,25 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
     Returns ``(model, info)``: the compiled Keras model (card draft attached, save it with
     :func:`temzoo.tasks.save`) and a dict of the settings, timing and last losses.
     """
-    import keras
-
     from temzoo.data.boxes import CLASSES
     from temzoo.inference.precision import resolve_precision
-    from temzoo.tasks import normalizer_of, segmentation
+    from temzoo.tasks import normalizer_of
     from temzoo.zoo.pretrained import attach_card
     from temzoo.zoo.pretrained import card as card_of
 
     _check_settings(examples, synthetic, synthetic_fraction, classes, polarity)
     started, cpu_started = time.time(), time.process_time()
-    keras.utils.set_random_seed(seed)
+    model = _compiled_model(backbone, classes, learning_rate, steps, precision, seed)
     rng = np.random.default_rng(seed)
-    model = _with_precision(segmentation(backbone, num_classes=int(classes), learning_rate=learning_rate), precision)
-    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(int(steps), 1))
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=model.loss)
     normalizer = normalizer_of(card_of(model))
     scales, flipped = {}, []
     flatten_px = float(flatten) * float(target_particle_px or 0) or None
     crops = {"patch": patch_size, "rng": rng, "invert": invert, "foreground": foreground_crops, "intensity": intensity}
-    samplers, fractions = [], []
-    if examples:
-        images, masks = box_training_images(examples, normalizer, target_particle_px, scale_jitter, patch_size,
-                                            mask_kind, scales, classes, polarity, flipped, flatten_px)
-        samplers.append(crop_sampler(images, masks, **crops))
-        fractions.append(1.0 - (synthetic_fraction if synthetic else 0.0))
-    if synthetic and synthetic_fraction > 0:
-        samplers.append(crop_sampler(*_synthetic_crops(synthetic, synthetic_images, data_dir, polarity, normalizer,
-                                                       classes, flatten_px), **crops))
-        fractions.append(synthetic_fraction if examples else 1.0)
-    fractions = np.array(fractions) / np.sum(fractions)
-
+    boxes = examples and box_training_images(examples, normalizer, target_particle_px, scale_jitter, patch_size,
+                                             mask_kind, scales, classes, polarity, flipped, flatten_px)
+    synthetic_crops = synthetic and synthetic_fraction > 0 and _synthetic_crops(
+        synthetic, synthetic_images, data_dir, polarity, normalizer, classes, flatten_px)
+    samplers, fractions = _samplers(boxes, synthetic_crops, synthetic_fraction, crops)
     losses = _train_steps(model, samplers, fractions, rng, int(steps), batch_size, log_every, started)
     base_card = card_of(model) or {}
     # what prediction reads (the target size, the polarity) before the model measures its own particles
@@ -367,8 +381,7 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
     measured = _measured_where_possible(model, examples, target_particle_px)
     info = {
         "backbone": backbone if isinstance(backbone, str) else getattr(backbone, "name", "model"),
-        "box_images": [e.get("name") for e in examples],
-        "boxes": int(sum(len(e["boxes"]) for e in examples)),
+        "box_images": [e.get("name") for e in examples], "boxes": int(sum(len(e["boxes"]) for e in examples)),
         "steps": int(steps), "batch_size": batch_size, "patch_size": patch_size,
         "learning_rate": learning_rate, "schedule": "cosine",
         "synthetic": (synthetic.get("name") if isinstance(synthetic, dict) else synthetic) if synthetic_fraction else None,
