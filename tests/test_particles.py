@@ -602,6 +602,17 @@ def test_flattened_takes_out_a_smooth_background_and_keeps_particles():
     np.testing.assert_array_equal(flattened(image, 0), image.astype(np.float32))
 
 
+def test_flattened_is_exact_for_a_flat_image_of_any_size_and_for_a_ramp_inside():
+    """Partial blocks at the last row and column average only the pixels they hold (no zero padding)."""
+    from temzoo.analysis.flatten import flattened
+
+    for shape in ((100, 103), (97, 61)):
+        np.testing.assert_allclose(flattened(np.full(shape, 5.0), 48.0), 0.0, atol=1e-5)
+    yy, xx = np.mgrid[:400, :403]
+    ramp = flattened(0.05 * xx + 0.02 * yy, 48.0)
+    np.testing.assert_allclose(ramp[150:-150, 150:-150], 0.0, atol=0.01)  # beyond the reflected edges
+
+
 def test_a_model_trained_on_flattened_images_sees_flattened_images(monkeypatch):
     """``train_on_boxes(flatten=...)``: the card records the sigma and temzoo.particles' maps flatten alike."""
     import temzoo

@@ -17,9 +17,11 @@ def flattened(image, sigma_px):
     from skimage.transform import resize
 
     step = max(int(float(sigma_px) // 4), 1)
-    small = block_reduce(image, (step, step), np.mean)
+    # block means over the pixels each block holds (the last row and column of blocks may be partial)
+    small = block_reduce(image, (step, step), np.sum) / block_reduce(np.ones_like(image), (step, step), np.sum)
     background = gaussian_filter(small, float(sigma_px) / step, mode="reflect")
-    return image - resize(background, image.shape, order=1, mode="edge").astype(np.float32)
+    full = resize(background, tuple(n * step for n in small.shape), order=1, mode="edge")
+    return image - full[: image.shape[0], : image.shape[1]].astype(np.float32)
 
 
 def model_flatten_px(model):
