@@ -73,3 +73,16 @@ def test_bfloat16_copy_of_a_single_output_model_keeps_its_output_layer_float32()
     copy = precision_copy(model, "mixed_bfloat16")
     assert copy.get_layer("head").compute_dtype == "bfloat16"
     assert copy.get_layer("head_activation").compute_dtype == "float32"
+
+
+def test_training_copy_refuses_float16_and_keeps_float32_models_as_they_are():
+    """One rule for the trainers without loss scaling (fine-tuning, train_on_boxes): float16 is refused by name."""
+    from temzoo.errors import BadInputError
+    from temzoo.inference.precision import model_precision, training_copy
+
+    model = temzoo.build("unet_b2_p22", base_filters=4)
+    assert training_copy(model, "float32", "fine-tuning") is model
+    copy = training_copy(model, "mixed_bfloat16", "fine-tuning")
+    assert copy is not model and model_precision(copy) == "mixed_bfloat16"
+    with pytest.raises(BadInputError, match="loss scaling, which fine-tuning does not do"):
+        training_copy(model, "mixed_float16", "fine-tuning")

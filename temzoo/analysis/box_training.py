@@ -296,12 +296,9 @@ def _samplers(boxes, synthetic_crops, synthetic_fraction, crops):
 
 def _with_precision(model, precision):
     """``model``, or its copy computing under ``precision`` (same weights, card and loss)."""
-    from temzoo.inference.precision import check_precision, precision_copy, resolve_precision
+    from temzoo.inference.precision import training_copy
 
-    if resolve_precision(check_precision(precision)) == "mixed_float16":
-        raise ValueError("precision='mixed_float16' needs loss scaling, which train_on_boxes does not do; "
-                         "use 'mixed_bfloat16' or 'auto'.")
-    copy = precision_copy(model, precision)
+    copy = training_copy(model, precision, "train_on_boxes")
     copy.loss = model.loss
     return copy
 

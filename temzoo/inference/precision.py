@@ -124,6 +124,19 @@ def precision_copy(model, name):
     return clone
 
 
+def training_copy(model, name, trainer):
+    """:func:`precision_copy` for a trainer without loss scaling (``trainer`` names it in the error):
+    ``model`` itself for float32, its bfloat16 copy for ``"mixed_bfloat16"`` (or ``"auto"`` resolving to
+    it); ``"mixed_float16"`` is refused, its float16 gradients would underflow."""
+    from temzoo.errors import BadInputError
+
+    resolved = resolve_precision(check_precision(name))
+    if resolved == "mixed_float16":
+        raise BadInputError(f"precision='mixed_float16' needs loss scaling, which {trainer} does not do; "
+                            "use 'mixed_bfloat16' or 'auto'.")
+    return precision_copy(model, resolved)
+
+
 def _without_dtype_policies(config):
     """A functional model's ``config`` with every layer's recorded dtype policy dropped (so the
     global policy applies), except the model's output layers, which stay float32."""

@@ -206,17 +206,13 @@ def prepare(model, dataset, task, *, train_fraction, epochs, batch_size, patch_s
 
 def _with_precision(task_model, precision):
     """``task_model``, or a copy computing under ``precision``, compiled alike, with the same card."""
-    from temzoo.inference.precision import check_precision, precision_copy, resolve_precision
+    from temzoo.inference.precision import model_precision, training_copy
 
-    resolved = resolve_precision(check_precision(precision))
-    if resolved == "float32":
+    copy = training_copy(task_model, precision, "fine-tuning")  # with the task model's card
+    if copy is task_model:
         return task_model
-    if resolved == "mixed_float16":
-        raise BadInputError("precision='mixed_float16' needs loss scaling, which fine-tuning does not do; "
-                            "use 'mixed_bfloat16' or 'auto'.")
-    copy = precision_copy(task_model, resolved)  # with the task model's card
     copy.compile_from_config(task_model.get_compile_config())
-    logger.info("training in %s (exported in float32)", resolved)
+    logger.info("training in %s (exported in float32)", model_precision(copy))
     return copy
 
 
