@@ -43,20 +43,15 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 
 def shipped():
     """{architecture: a shipped pretrained model of it} for the built-in pretrained restoration models."""
+    import temzoo
     from temzoo.zoo.pretrained import pretrained_entries
 
     found = {}
     for name, entry in sorted(pretrained_entries().items()):
-        card = _card(name)
+        card = temzoo.card(name) or {}
         if entry.get("builtin") and card.get("pretext") and card.get("architecture"):
             found.setdefault(card["architecture"], name)
     return found
-
-
-def _card(name):
-    import temzoo
-
-    return temzoo.card(name) or {}
 
 
 def pretext_data(size, batch, images=16, seed=0, repeat=True):
