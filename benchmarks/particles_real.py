@@ -254,6 +254,9 @@ def parse_args(argv=None):
     parser.add_argument("--train-images", type=int, default=10, help="at most this many box images per training")
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--weight-map", action="store_true",
+                        help="train_on_boxes' weight_map: small particles weigh as much as median ones, the background "
+                             "between touching particles more (temzoo.data.boxes.boxes_to_weights)")
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="train_on_boxes' peak learning rate (Adam, cosine decay; default train_on_boxes')")
     parser.add_argument("--patch-size", type=int, default=128)
@@ -335,6 +338,8 @@ def cache_tag(opts):
         tag += f"_b{opts.batch_size}"
     if opts.learning_rate is not None:
         tag += f"_lr{opts.learning_rate:g}"
+    if opts.weight_map:
+        tag += "_wm"
     if (opts.classes, opts.invert) != (2, 0):
         tag += f"_c{opts.classes}_i{opts.invert:g}"
     if opts.polarity != "none":
@@ -387,6 +392,7 @@ def train_runs(opts, examples, by_name, names, common, tag, trainings):
         recipe += " [intensity]" if opts.intensity else ""
         recipe += "" if opts.batch_size == 8 else f" [batch {opts.batch_size}]"
         recipe += "" if opts.learning_rate is None else f" [learning rate {opts.learning_rate:g}]"
+        recipe += " [weight map]" if opts.weight_map else ""
         recipe += "" if resolved_precision(opts) == "float32" else " [bfloat16]"
         recipe += "" if not opts.flatten else f" [flatten {opts.flatten:g}]"
         recipe += "" if opts.mask_kind == "ellipse" else f" [{opts.mask_kind} masks]"
@@ -561,7 +567,7 @@ def main(argv=None):
                   scale_jitter=opts.scale_jitter, classes=opts.classes, invert=opts.invert,
                   polarity=None if opts.polarity == "none" else opts.polarity,
                   foreground_crops=opts.foreground_crops, intensity=opts.intensity, precision=opts.precision,
-                  flatten=opts.flatten,
+                  flatten=opts.flatten, weight_map=opts.weight_map,
                   **({} if opts.learning_rate is None else {"learning_rate": opts.learning_rate}))
     tag = cache_tag(opts)
     if opts.synthetic_simulated:

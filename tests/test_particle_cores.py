@@ -83,7 +83,7 @@ def test_particle_maps_add_the_core_channel_of_three_class_models():
 
 def test_inverted_crops_reverse_the_intensities():
     from temzoo.analysis.box_crops import crop_sampler as _crop_sampler
-    from temzoo.analysis.box_training import inverted
+    from temzoo.analysis.polarity import inverted
 
     image = np.arange(64, dtype=np.float32).reshape(8, 8)
     np.testing.assert_allclose(inverted(image), 63 - image)

@@ -137,11 +137,13 @@ def test_fold_models_trained_in_bfloat16_have_their_own_cache_key(monkeypatch):
     assert bench.cache_tag(bench.parse_args(["--precision", "auto"])) == bfloat16
 
 
-def test_a_learning_rate_given_keys_its_own_fold_models():
-    """Fold models trained at another learning rate get their own cache key; the default keeps older keys valid."""
+def test_a_learning_rate_or_weight_map_keys_its_own_fold_models():
+    """Fold models trained at another learning rate or with a weight map get their own cache key; the default keeps older keys valid."""
     import particles_real as bench
 
     default = bench.cache_tag(bench.parse_args([]))
     assert "_lr" not in default
     tagged = bench.cache_tag(bench.parse_args(["--learning-rate", "0.003"]))
     assert "_lr0.003" in tagged and tagged.replace("_lr0.003", "") == default
+    weighted = bench.cache_tag(bench.parse_args(["--weight-map"]))
+    assert "_wm" in weighted and weighted.replace("_wm", "") == default

@@ -25,7 +25,10 @@ and ``recipes/ship.py nanoparticles`` (the shipped model):
   :func:`temzoo.predict` does at prediction), then random ``patch_size`` crops
   with flips and 90-degree rotations (:mod:`temzoo.analysis.box_crops`: optionally centred near
   particles, ``foreground_crops``, and varied in contrast, offset, blur and noise,
-  ``intensity``); large images are only ever seen as crops;
+  ``intensity``); large images are only ever seen as crops; ``weight_map=True`` weights the
+  cross-entropy per pixel (:func:`temzoo.data.boxes.boxes_to_weights`: small particles as much as median
+  ones, the background between touching particles more); the targets are built by
+  :mod:`temzoo.analysis.box_targets`;
 * polarity: ``polarity="bright"`` (the default) inverts the bright-field images (particles
   darker than the rest, from the boxes) and synthetic images, so the model only
   learns bright particles; ``temzoo.particles`` then inverts an image whose
@@ -47,11 +50,19 @@ import time
 import numpy as np
 
 from temzoo.analysis.box_crops import crop_sampler
-from temzoo.analysis.polarity import inverted
+from temzoo.analysis.box_targets import (  # noqa: F401  (re-exported: callers import them from here)
+    POLARITIES,
+    box_training_images,
+    classes_from_mask,
+    median_box_size,
+    scale_for,
+    synthetic_crops,
+    synthetic_examples,
+    training_factors,
+)
 
 log = logging.getLogger(__name__)
 
-POLARITIES = (None, "bright")  # train on the images as they are, or with every bright-field one inverted
 
 DEFAULTS = {
     "steps": 600,
@@ -74,129 +85,15 @@ DEFAULTS = {
     "foreground_crops": 0.0,
     "intensity": False,
     "seed": 0,
+    # pixel weights (temzoo.data.boxes.boxes_to_weights): small particles count as much as median ones, and the
+    # background between touching particles weighs more
+    "weight_map": False,
     # "mixed_bfloat16" / "auto": train in bfloat16 where the CPU or GPU computes it natively (the model is
     # saved in float32 either way; temzoo.inference.precision)
     "precision": "float32",
     # background taken out before the model sees an image: Gaussian sigma in target particle sizes (0: none)
     "flatten": 0.0,
 }
-
-
-def median_box_size(boxes):
-    """Median ``sqrt(w h)`` of ``N x 4`` pixel-corner boxes (``None`` for no boxes)."""
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    if not len(boxes):
-        return None
-    return float(np.median(np.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))))
-
-
-def scale_for(boxes, target):
-    """The factor of :data:`temzoo.analysis.scale.SCALES` that brings the median box size closest to ``target`` px."""
-    from temzoo.analysis.scale import factor_for_size
-
-    return factor_for_size(median_box_size(boxes), target)
-
-
-def training_factors(boxes, target, jitter, shape, min_side):
-    """The resampling factors one box image is trained at: median box size to ``target``, and ``jitter`` either side.
-
-    Factors that would leave the image smaller than ``min_side`` (the crop size) are dropped.
-    """
-    size = median_box_size(boxes)
-    if not target or not size:
-        return [1.0]
-    centre = float(np.clip(size / target, 0.25, 16.0))
-    factors = [centre] if not jitter or jitter <= 1 else [centre / jitter, centre, centre * jitter]
-    return [f for f in factors if min(shape) / f >= min_side] or [min(shape) / min_side]
-
-
-
-
-def classes_from_mask(mask, core=None):
-    """Three-class target (0 background, 1 boundary, 2 core) from a binary particle mask (synthetic sets).
-
-    Particles are :func:`temzoo.analysis.particles.instances` of the mask (distance-transform watershed);
-    each one's core is where its own distance to its edge is above ``1 - core`` of its largest, i.e. a disk
-    keeps the inner ``core`` of its radius (as :func:`temzoo.data.boxes.boxes_to_classes` shrinks the ellipses).
-    """
-    from scipy import ndimage
-    from skimage import segmentation
-
-    from temzoo.analysis.particles import instances
-    from temzoo.data.boxes import CORE_FRACTION
-
-    core = CORE_FRACTION if core is None else float(core)
-    mask = np.asarray(mask) > 0
-    labels = instances(mask, min_area=0)
-    classes = mask.astype(np.uint8)
-    if not labels.max():
-        return classes
-    inner = (labels > 0) & ~segmentation.find_boundaries(labels, mode="inner")
-    distance = ndimage.distance_transform_edt(inner)
-    largest = np.asarray(ndimage.maximum(distance, labels, np.arange(1, labels.max() + 1)))
-    classes[(labels > 0) & (distance > (1.0 - core) * np.concatenate([[np.inf], largest])[labels])] = 2
-    return classes
-
-
-def synthetic_examples(name, count, data_dir=None, polarity=None):
-    """``count`` (image, mask) pairs of a labelled synthetic set (train split); ``polarity="bright"``
-    inverts those whose particles are darker (on average) than the rest.
-
-    ``name``: a TFDS set with ``image`` and ``mask`` (``"synthetic_tem/au_np"``), or a dict with
-    ``name``, ``images`` and ``masks`` already made (:func:`temzoo.simulate.hrtem.nanoparticle_set`
-    makes au_np's images without TensorFlow Datasets).
-    """
-    if isinstance(name, dict):
-        pairs = list(zip(name["images"], name["masks"], strict=True))[:int(count)]
-    else:
-        from temzoo import datasets
-
-        pairs = [(example["image"][..., 0], example["mask"][..., 0])
-                 for example in datasets.load(name, f"train[:{int(count)}]", data_dir=data_dir)]
-    images, masks = [], []
-    for image, mask in pairs:
-        image = np.asarray(image, np.float32)
-        mask = (np.asarray(mask) > 0).astype(np.uint8)
-        if polarity == "bright" and mask.any() and not mask.all() and image[mask > 0].mean() < image[mask == 0].mean():
-            image = inverted(image)
-        images.append(image)
-        masks.append(mask)
-    return images, masks
-
-
-def box_training_images(examples, normalizer, target, jitter, patch_size, mask_kind, scales, classes=2,
-                        polarity=None, flipped=None, flatten_px=None):
-    """Normalised images and label maps of the box ``examples`` at their :func:`training_factors`
-    (``scales`` receives the factors per image name); ``classes`` 2: particle masks
-    (:func:`temzoo.data.boxes.boxes_to_mask`), 3: background / boundary / core
-    (:func:`temzoo.data.boxes.boxes_to_classes`). ``polarity="bright"``: images whose boxed particles are
-    darker than the rest (:func:`temzoo.data.boxes.particles_are_bright`) are inverted (their names
-    appended to ``flipped``). ``flatten_px``: background sigma in model pixels (:func:`temzoo.analysis.flatten.flattened`)."""
-    from temzoo.analysis.flatten import flattened
-    from temzoo.analysis.scale import rescale
-    from temzoo.data.boxes import boxes_to_classes, boxes_to_mask, particles_are_bright
-
-    labels_of = {2: boxes_to_mask, 3: boxes_to_classes}[int(classes)]
-    if polarity not in POLARITIES:
-        raise ValueError(f"polarity must be one of {POLARITIES}, got {polarity!r}.")
-
-    images, masks = [], []
-    for e in examples:
-        factors = training_factors(e["boxes"], target, jitter, e["image"].shape, patch_size)
-        scales[e.get("name", len(scales))] = [round(f, 3) for f in factors]
-        source = e["image"]
-        if polarity == "bright" and not particles_are_bright(source, e["boxes"]):
-            source = inverted(source)
-            if flipped is not None:
-                flipped.append(e.get("name", len(flipped)))
-        for factor in factors:
-            image = rescale(source, factor)
-            # boxes follow the image's actual size change
-            ratio = np.array(image.shape[::-1] * 2, np.float64) / np.array(e["image"].shape[::-1] * 2)
-            boxes = np.asarray(e["boxes"], np.float64) * ratio
-            images.append(normalizer.before(flattened(image, flatten_px))[0])
-            masks.append(labels_of(boxes, image.shape, kind=mask_kind, image=image))
-    return images, masks
 
 
 def measured_particle_px(model, examples, target):
@@ -233,16 +130,6 @@ def _measured_where_possible(model, examples, target):
     return {}
 
 
-def _synthetic_crops(synthetic, count, data_dir, polarity, normalizer, classes, flatten_px=None):
-    """Normalised (and flattened, as the box images) images and targets (2 or 3 classes) of ``count``
-    examples of the synthetic set."""
-    from temzoo.analysis.flatten import flattened
-
-    images, masks = synthetic_examples(synthetic, count, data_dir, polarity)
-    images = [normalizer.before(flattened(im, flatten_px))[0] for im in images]
-    return images, ([classes_from_mask(m) for m in masks] if int(classes) == 3 else masks)
-
-
 def _train_steps(model, samplers, fractions, rng, steps, batch_size, log_every, started):
     """``steps`` batches, each crop drawn from a sampler chosen with probabilities ``fractions``; the losses.
 
@@ -261,23 +148,41 @@ def _steps(model, samplers, fractions, rng, steps, batch_size, log_every, starte
         which = rng.choice(len(samplers), size=batch_size, p=fractions)
         pairs = [samplers[w]() for w in which]
         x = np.stack([p[0] for p in pairs])[..., None].astype(np.float32)
-        y = np.stack([p[1] for p in pairs])[..., None].astype(np.int32)
+        y = np.stack([p[1] for p in pairs])
+        # label maps, or (label, pixel weight) pairs for the weighted loss
+        y = y.astype(np.float32) if y.ndim == 4 else y[..., None].astype(np.int32)
         losses.append(float(model.train_on_batch(x, y, return_dict=True)["loss"]))
         if log_every and (step + 1) % log_every == 0:
             log.info("step %d/%d: loss %.4f (%.0f s)", step + 1, steps, np.mean(losses[-log_every:]), time.time() - started)
     return losses
 
 
-def _compiled_model(backbone, classes, learning_rate, steps, precision, seed):
-    """The segmentation model of ``backbone`` under ``precision``, compiled with Adam on a cosine decay over ``steps``."""
+def _compiled_model(backbone, classes, learning_rate, steps, precision, seed, weight_map=False):
+    """The segmentation model of ``backbone`` under ``precision``, compiled with Adam on a cosine decay over ``steps``
+    (``weight_map``: with the task's loss weighted per pixel, :class:`temzoo.tasks.losses.WeightedCrossEntropyDice`)."""
     import keras
 
     from temzoo.tasks import segmentation
+    from temzoo.tasks.losses import WeightedCrossEntropyDice
 
     keras.utils.set_random_seed(seed)
     model = _with_precision(segmentation(backbone, num_classes=int(classes), learning_rate=learning_rate), precision)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(int(steps), 1))
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=model.loss)
+    loss = model.loss
+    if weight_map:
+        loss = WeightedCrossEntropyDice(dice_weight=model.loss.dice_weight, focal=model.loss.focal)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
+    return model
+
+
+def _with_task_loss(model):
+    """``model`` compiled again with the task's own loss (label-map targets) after training on a weighted one,
+    so the saved model fine-tunes on plain label maps."""
+    from temzoo.tasks.losses import CrossEntropyDice
+
+    weighted = model.loss
+    model.compile(optimizer=model.optimizer, loss=CrossEntropyDice(dice_weight=weighted.dice_weight,
+                                                                    focal=weighted.focal))
     return model
 
 
@@ -322,7 +227,8 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
                    target_particle_px=DEFAULTS["target_particle_px"], scale_jitter=DEFAULTS["scale_jitter"],
                    classes=DEFAULTS["classes"], invert=DEFAULTS["invert"], polarity=DEFAULTS["polarity"],
                    foreground_crops=DEFAULTS["foreground_crops"], intensity=DEFAULTS["intensity"],
-                   precision=DEFAULTS["precision"], flatten=DEFAULTS["flatten"], seed=DEFAULTS["seed"],
+                   precision=DEFAULTS["precision"], flatten=DEFAULTS["flatten"],
+                   weight_map=DEFAULTS["weight_map"], seed=DEFAULTS["seed"],
                    data_dir=None, log_every=50):
     """Train a particle segmentation model on box-labelled ``examples`` (see the module docstring).
 
@@ -347,6 +253,9 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
         flatten: subtract each image's Gaussian-smoothed background (sigma ``flatten`` x
             ``target_particle_px`` model pixels) before the model sees it; the card records it
             (``training.flatten_px``) and :func:`temzoo.particles` does the same. 0: off.
+        weight_map: weight the cross-entropy per pixel (:func:`temzoo.data.boxes.boxes_to_weights`: small
+            particles as much as median ones, the background between touching ones more); the returned model
+            is compiled with the task's own loss again.
 
     Returns ``(model, info)``: the compiled Keras model (card draft attached, save it with
     :func:`temzoo.tasks.save`) and a dict of the settings, timing and last losses.
@@ -359,18 +268,20 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
 
     _check_settings(examples, synthetic, synthetic_fraction, classes, polarity)
     started, cpu_started = time.time(), time.process_time()
-    model = _compiled_model(backbone, classes, learning_rate, steps, precision, seed)
+    model = _compiled_model(backbone, classes, learning_rate, steps, precision, seed, weight_map)
     rng = np.random.default_rng(seed)
     normalizer = normalizer_of(card_of(model))
     scales, flipped = {}, []
     flatten_px = float(flatten) * float(target_particle_px or 0) or None
     crops = {"patch": patch_size, "rng": rng, "invert": invert, "foreground": foreground_crops, "intensity": intensity}
     boxes = examples and box_training_images(examples, normalizer, target_particle_px, scale_jitter, patch_size,
-                                             mask_kind, scales, classes, polarity, flipped, flatten_px)
-    synthetic_crops = synthetic and synthetic_fraction > 0 and _synthetic_crops(
-        synthetic, synthetic_images, data_dir, polarity, normalizer, classes, flatten_px)
-    samplers, fractions = _samplers(boxes, synthetic_crops, synthetic_fraction, crops)
+                                             mask_kind, scales, classes, polarity, flipped, flatten_px, weight_map)
+    synthetic_set = synthetic and synthetic_fraction > 0 and synthetic_crops(
+        synthetic, synthetic_images, data_dir, polarity, normalizer, classes, flatten_px, weight_map)
+    samplers, fractions = _samplers(boxes, synthetic_set, synthetic_fraction, crops)
     losses = _train_steps(model, samplers, fractions, rng, int(steps), batch_size, log_every, started)
+    if weight_map:
+        _with_task_loss(model)
     base_card = card_of(model) or {}
     # what prediction reads (the target size, the polarity) before the model measures its own particles
     attach_card(model, {**base_card, "training": {"target_particle_px": target_particle_px, "polarity": polarity,
@@ -386,7 +297,7 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
         "mask_kind": mask_kind, "seed": seed, "target_particle_px": target_particle_px,
         "scale_jitter": scale_jitter, "scales": scales, "invert": invert, "polarity": polarity,
         "foreground_crops": foreground_crops, "intensity": intensity, "inverted_images": flipped,
-        "precision": resolve_precision(precision), "flatten_px": flatten_px,
+        "precision": resolve_precision(precision), "flatten_px": flatten_px, "weight_map": bool(weight_map),
         "classes": ["background", "particle"] if int(classes) == 2 else list(CLASSES), **measured,
         "final_loss": float(np.mean(losses[-50:])) if losses else None,
         "seconds": round(time.time() - started, 1), "cpu_seconds": round(time.process_time() - cpu_started, 1),

@@ -33,6 +33,11 @@ import numpy as np
 from temzoo.errors import BadInputError
 
 MASK_KINDS = ("ellipse", "refined")
+# pixel weights of boxes_to_weights (U-Net's weight map, per particle): a particle smaller than the median box
+# weighs up to MAX_SIZE_WEIGHT per pixel, so that one down to half the median diameter counts as much as a median
+# one; background pixels between touching particles weigh CONTACT_WEIGHT
+MAX_SIZE_WEIGHT = 4.0
+CONTACT_WEIGHT = 5.0
 CORE_FRACTION = 0.6  # the core class: the inscribed ellipse shrunk to this fraction of its radii
 CLASSES = ("background", "boundary", "core")  # the three-class target of boxes_to_classes
 
@@ -167,6 +172,37 @@ def boxes_to_instances(boxes, shape, *, kind="ellipse", image=None):
     lowest = ndimage.minimum_filter(np.where(labels > 0, labels, big), size=3)
     labels[(labels > 0) & ((highest != labels) | (lowest != labels))] = 0
     return labels
+
+
+def boxes_to_weights(boxes, shape, *, kind="ellipse", image=None, max_size_weight=MAX_SIZE_WEIGHT,
+                     contact=CONTACT_WEIGHT):
+    """Per-pixel loss weights (float32, ``shape``) for the labels of :func:`boxes_to_instances`.
+
+    Ronneberger et al.'s U-Net weight map, per particle: a cross-entropy summed over pixels lets a particle
+    count by its area, so the small ones, the ones most often missed, hardly count. Here each particle's
+    pixels weigh the median box area over its own box area, clipped to ``[1, max_size_weight]`` (4: a
+    particle down to half the median diameter counts as much as a median one), and the background pixels
+    that separate touching particles (claimed by two boxes' labels or next to another particle's, and the
+    pixels around them) weigh ``contact``, so that the model learns to keep neighbours apart. Elsewhere 1.
+    """
+    from scipy import ndimage
+
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    labels = boxes_to_instances(boxes, shape, kind=kind, image=image)
+    weights = np.ones(labels.shape, np.float32)
+    if not len(boxes):
+        return weights
+    areas = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-6)
+    per_particle = np.clip(np.median(areas) / areas, 1.0, float(max_size_weight)).astype(np.float32)
+    inside = labels > 0
+    weights[inside] = per_particle[labels[inside] - 1]
+    claimed = np.zeros(labels.shape, bool)
+    for box in boxes:
+        window, ellipse = _ellipse(box, shape)
+        claimed[window] |= ellipse
+    gaps = claimed & ~inside  # pixels of a box's ellipse that boxes_to_instances gave to the background
+    weights[ndimage.binary_dilation(gaps) & ~inside] = float(contact)
+    return weights
 
 
 def boxes_to_mask(boxes, shape, *, kind="ellipse", image=None):

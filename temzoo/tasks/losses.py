@@ -56,6 +56,30 @@ class CrossEntropyDice(keras.losses.Loss):
         return {**super().get_config(), "dice_weight": self.dice_weight, "focal": self.focal}
 
 
+@keras.saving.register_keras_serializable(package="temzoo")
+class WeightedCrossEntropyDice(CrossEntropyDice):
+    """:class:`CrossEntropyDice` with a weight per pixel: targets ``(batch, H, W, 2)`` hold the integer label
+    and the pixel's weight (e.g. :func:`temzoo.data.boxes.boxes_to_weights`).
+
+    The cross-entropy is each image's weighted mean over its pixels (sum of weight x loss over the sum of
+    weights); the Dice term is unweighted. Weights of 1 everywhere give :class:`CrossEntropyDice`'s loss.
+    """
+
+    def __init__(self, dice_weight=1.0, focal=False, name="weighted_cross_entropy_dice",
+                 reduction="sum_over_batch_size", dtype=None):
+        super().__init__(dice_weight=dice_weight, focal=focal, name=name, reduction=reduction, dtype=dtype)
+
+    def call(self, y_true, y_pred):
+        weights = ops.cast(y_true[..., 1], y_pred.dtype)
+        y_true = _one_hot(y_true[..., :1], y_pred)
+        if self.focal:
+            ce = keras.losses.categorical_focal_crossentropy(y_true, y_pred)
+        else:
+            ce = keras.losses.categorical_crossentropy(y_true, y_pred)
+        ce = ops.sum(ce * weights, axis=(1, 2)) / ops.maximum(ops.sum(weights, axis=(1, 2)), 1e-6)
+        return ce + self.dice_weight * soft_dice_loss(y_true, y_pred)
+
+
 def restoration_loss(kind):
     """``"l1"`` (mean absolute error) or ``"l2"`` (mean squared error)."""
     if kind == "l1":
