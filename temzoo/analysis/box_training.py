@@ -118,11 +118,20 @@ def measured_particle_px(model, examples, target):
     return round(float(target * np.median(ratios)), 2) if ratios else None
 
 
-def _measured_where_possible(model, examples, target):
+def _measured_where_possible(model, examples, reads):
     """``{"measured_particle_px": ...}`` (:func:`measured_particle_px`), or ``{}`` on a Keras backend other than
     TensorFlow: :func:`temzoo.predict` runs on TensorFlow, so it is measured there later
-    (``benchmarks/particles_real.py`` and ``recipes/ship.py`` do when the card lacks it)."""
+    (``benchmarks/particles_real.py`` and ``recipes/ship.py`` do when the card lacks it).
+
+    ``reads``: what prediction reads from the card's ``training`` (target size, polarity, flattening), attached
+    first so the model measures its particles as :func:`temzoo.particles` will see them."""
     import keras
+
+    from temzoo.zoo.pretrained import attach_card
+    from temzoo.zoo.pretrained import card as card_of
+
+    attach_card(model, {**(card_of(model) or {}), "training": reads})
+    target = reads["target_particle_px"]
 
     if keras.backend.backend() == "tensorflow":
         return {"measured_particle_px": measured_particle_px(model, examples, target)}
@@ -135,11 +144,15 @@ def _train_steps(model, samplers, fractions, rng, steps, batch_size, log_every, 
 
     BatchNormalization trains through TensorFlow's fused kernel (:mod:`temzoo.training.fused_batch_norm`:
     same statistics and updates; the step is traced inside it on the first batch), as ``temzoo-cli finetune``
-    does."""
+    does. A model trained on a weighted loss is compiled with the task's own loss afterwards."""
+    from temzoo.tasks.losses import WeightedCrossEntropyDice
     from temzoo.training.fused_batch_norm import fused_batch_norm
 
     with fused_batch_norm([model]):
-        return _steps(model, samplers, fractions, rng, steps, batch_size, log_every, started)
+        losses = _steps(model, samplers, fractions, rng, steps, batch_size, log_every, started)
+    if isinstance(model.loss, WeightedCrossEntropyDice):
+        _with_task_loss(model)
+    return losses
 
 
 def _steps(model, samplers, fractions, rng, steps, batch_size, log_every, started):
@@ -280,13 +293,9 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
         synthetic, synthetic_images, data_dir, polarity, normalizer, classes, flatten_px, weight_map)
     samplers, fractions = _samplers(boxes, synthetic_set, synthetic_fraction, crops)
     losses = _train_steps(model, samplers, fractions, rng, int(steps), batch_size, log_every, started)
-    if weight_map:
-        _with_task_loss(model)
     base_card = card_of(model) or {}
-    # what prediction reads (the target size, the polarity) before the model measures its own particles
-    attach_card(model, {**base_card, "training": {"target_particle_px": target_particle_px, "polarity": polarity,
-                                                  "flatten_px": flatten_px}})
-    measured = _measured_where_possible(model, examples, target_particle_px)
+    measured = _measured_where_possible(model, examples, {"target_particle_px": target_particle_px,
+                                                          "polarity": polarity, "flatten_px": flatten_px})
     info = {
         "backbone": backbone if isinstance(backbone, str) else getattr(backbone, "name", "model"),
         "box_images": [e.get("name") for e in examples], "boxes": int(sum(len(e["boxes"]) for e in examples)),
