@@ -153,6 +153,9 @@ def aggregate(per_image):
         # why the unmatched boxes were missed (temzoo.analysis.scoring.miss_kinds), as fractions of all boxes
         **{f"fn_{kind}": sum(x["misses"][kind] for x in per_image) / max(tp + fn, 1)
            for kind in ("missed", "merged", "mislocated") if all("misses" in x for x in per_image)},
+        # recall of the boxes by how far their particle stands out of its surroundings (box_contrast)
+        **({"recall_by_contrast": recall_by_contrast(per_image)}
+           if per_image and all("true_contrast" in x for x in per_image) else {}),
     }
 
 
@@ -451,6 +454,7 @@ def score_runs(runs, rules, posts, defaults, by_name, target, seen_note, rows, p
                     raise SystemExit(f"{n}: factor {factor} not cached (cached: {sorted(fgs[n])})")
                 maps = fgs[n][factor] if ensemble == 1 else ensembled(model_at, by_name[n], factor, ensemble)
                 s = score_image(maps, by_name[n]["boxes"], post, factor)
+                s["true_contrast"] = box_contrasts(by_name[n])[s["true_counted"]]
                 s.update(image=n, scale=factor, scale_from_boxes=scale_for(by_name[n]["boxes"], target),
                          box_median_px=median_box_size(by_name[n]["boxes"]),
                          pred_median_px=float(np.median(s["pred_all"])) if len(s["pred_all"]) else None)
@@ -468,6 +472,35 @@ def score_runs(runs, rules, posts, defaults, by_name, target, seen_note, rows, p
     return written
 
 
+def box_contrasts(example):
+    """:func:`temzoo.analysis.scoring.box_contrast` of an example's boxes (bright-field images reversed, as
+    the boxes say), computed once per example."""
+    from temzoo.analysis.scoring import box_contrast
+    from temzoo.data.boxes import particles_are_bright
+
+    if "contrast" not in example:
+        bright = particles_are_bright(example["image"], example["boxes"])
+        example["contrast"] = box_contrast(example["image"], example["boxes"], bright=bright)
+    return example["contrast"]
+
+
+def recall_by_contrast(per_image):
+    """``{bin: {"boxes": share of the counted boxes, "recall": ...}}`` over the bins of
+    :data:`temzoo.analysis.scoring.CONTRAST_BINS` (how visible each annotated particle is)."""
+    from temzoo.analysis.scoring import CONTRAST_BINS
+
+    contrast = np.concatenate([x["true_contrast"] for x in per_image])
+    matched = np.concatenate([x["true_matched"] for x in per_image])
+    edges = (-np.inf, *CONTRAST_BINS, np.inf)
+    out = {}
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        inside = (contrast >= low) & (contrast < high)
+        name = f"< {high:g}" if np.isinf(low) else (f">= {low:g}" if np.isinf(high) else f"{low:g}-{high:g}")
+        out[name] = {"boxes": round(float(inside.mean()), 4) if len(contrast) else None,
+                     "recall": round(float(matched[inside].mean()), 4) if inside.any() else None}
+    return out
+
+
 def run_label(variant, rule, ensemble):
     """A row label before its post-processing part: the variant, a scale rule other than ``auto``, flips."""
     return variant + ("" if rule == "auto" else f" (scale={rule})") + ("" if ensemble == 1 else f" (ensemble {ensemble})")
@@ -476,7 +509,8 @@ def run_label(variant, rule, ensemble):
 def per_image_json(per_image):
     """Per-image scores without their diameter arrays (for the JSON)."""
     return [{k: (v if not isinstance(v, np.ndarray) else None) for k, v in s.items()
-             if k not in ("pred_diameters", "true_diameters", "pred_all", "true_all")} for s in per_image]
+             if k not in ("pred_diameters", "true_diameters", "pred_all", "true_all", "true_matched", "true_counted",
+                          "true_contrast")} for s in per_image]
 
 
 def post_label(key, posts, defaults):
