@@ -314,7 +314,10 @@ def parse_args(argv=None):
     parser.add_argument("--label", default=None, help="row label for --model")
     parser.add_argument("--only-folds", default=None,
                         help="comma list of the folds to run (1-based), e.g. 1: a quicker partial result (labelled so)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the folds, the training images and (by default) training")
+    parser.add_argument("--train-seed", type=int, default=None,
+                        help="train_on_boxes' seed (weights of the new head, crops) when it should differ from --seed, "
+                             "the same folds: how much F1 moves from one training run to another")
     parser.add_argument("--data-dir", default=None, help="TFDS data dir for synthetic_tem/au_np")
     parser.add_argument("--synthetic-simulated", action="store_true",
                         help="make the synthetic_tem/au_np images with its simulator instead of loading them through "
@@ -343,6 +346,8 @@ def cache_tag(opts):
         tag += f"_lr{opts.learning_rate:g}"
     if opts.weight_map:
         tag += "_wm"
+    if training_seed(opts) != opts.seed:
+        tag += f"_ts{training_seed(opts)}"
     if (opts.classes, opts.invert) != (2, 0):
         tag += f"_c{opts.classes}_i{opts.invert:g}"
     if opts.polarity != "none":
@@ -356,6 +361,10 @@ def cache_tag(opts):
     if opts.flatten:
         tag += f"_fl{opts.flatten:g}"
     return tag
+
+
+def training_seed(opts):
+    return opts.seed if opts.train_seed is None else opts.train_seed
 
 
 def resolved_precision(opts):
@@ -396,6 +405,7 @@ def train_runs(opts, examples, by_name, names, common, tag, trainings):
         recipe += "" if opts.batch_size == 8 else f" [batch {opts.batch_size}]"
         recipe += "" if opts.learning_rate is None else f" [learning rate {opts.learning_rate:g}]"
         recipe += " [weight map]" if opts.weight_map else ""
+        recipe += "" if training_seed(opts) == opts.seed else f" [training seed {training_seed(opts)}]"
         recipe += "" if resolved_precision(opts) == "float32" else " [bfloat16]"
         recipe += "" if not opts.flatten else f" [flatten {opts.flatten:g}]"
         recipe += "" if opts.mask_kind == "ellipse" else f" [{opts.mask_kind} masks]"
@@ -596,7 +606,7 @@ def main(argv=None):
     posts = {(t, d, a, c): {"threshold": t, "split_depth": d, "min_area": a, "core": c} for t in thresholds
              for d in depths for a in areas for c in ((True, False) if opts.no_core else (True,))}
     rules = opts.scale_rule or ["auto"]
-    common = dict(steps=opts.steps, batch_size=opts.batch_size, patch_size=opts.patch_size, seed=opts.seed,
+    common = dict(steps=opts.steps, batch_size=opts.batch_size, patch_size=opts.patch_size, seed=training_seed(opts),
                   mask_kind=opts.mask_kind, data_dir=opts.data_dir, target_particle_px=opts.target_particle_px or None,
                   scale_jitter=opts.scale_jitter, classes=opts.classes, invert=opts.invert,
                   polarity=None if opts.polarity == "none" else opts.polarity,
