@@ -45,12 +45,14 @@ class CrossEntropyDice(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         y_true = _one_hot(y_true, y_pred)
-        if self.focal:
-            ce = keras.losses.categorical_focal_crossentropy(y_true, y_pred)
-        else:
-            ce = keras.losses.categorical_crossentropy(y_true, y_pred)
-        ce = ops.mean(ce, axis=(1, 2))
+        ce = ops.mean(self.pixel_cross_entropy(y_true, y_pred), axis=(1, 2))
         return ce + self.dice_weight * soft_dice_loss(y_true, y_pred)
+
+    def pixel_cross_entropy(self, y_true, y_pred):
+        """Cross-entropy (focal with ``focal=True``) of one-hot ``y_true`` per pixel: ``(batch, H, W)``."""
+        if self.focal:
+            return keras.losses.categorical_focal_crossentropy(y_true, y_pred)
+        return keras.losses.categorical_crossentropy(y_true, y_pred)
 
     def get_config(self):
         return {**super().get_config(), "dice_weight": self.dice_weight, "focal": self.focal}
@@ -72,10 +74,7 @@ class WeightedCrossEntropyDice(CrossEntropyDice):
     def call(self, y_true, y_pred):
         weights = ops.cast(y_true[..., 1], y_pred.dtype)
         y_true = _one_hot(y_true[..., :1], y_pred)
-        if self.focal:
-            ce = keras.losses.categorical_focal_crossentropy(y_true, y_pred)
-        else:
-            ce = keras.losses.categorical_crossentropy(y_true, y_pred)
+        ce = self.pixel_cross_entropy(y_true, y_pred)
         ce = ops.sum(ce * weights, axis=(1, 2)) / ops.maximum(ops.sum(weights, axis=(1, 2)), 1e-6)
         return ce + self.dice_weight * soft_dice_loss(y_true, y_pred)
 
