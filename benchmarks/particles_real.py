@@ -29,6 +29,8 @@ watershed); ``--invert P`` reverses a training crop's intensities with
 probability P; ``--polarity bright`` inverts the bright-field training images and the test
 images whose particles look dark (the shipped recipe, with ``--steps 1000``);
 ``--polarity-report`` only checks that image-based decision against the boxes.
+``--weight-map`` trains with pixel weights (small particles and contacts weigh more), ``--learning-rate`` at
+another peak rate, ``--train-seed N`` the same folds with another training seed (how much F1 moves between runs).
 Scale rules (``--scale-rule``): ``auto`` (temzoo.particles' default, the confidence rule),
 ``auto-fit`` / ``auto-count`` (older rules), ``boxes`` (the annotated size: an oracle).
 
@@ -39,7 +41,10 @@ one-to-one to the boxes at box IoU >= 0.5, border-touching particles excluded on
 both sides; precision, recall and F1 pooled over all test particles (and F1 per
 image); median relative error of the equivalent diameter of matched particles
 (box: ``sqrt(w h)``); Wasserstein distance between predicted and annotated
-diameter distributions per image, relative to the annotated median, averaged.
+diameter distributions per image, relative to the annotated median, averaged. Each row also
+records why the unmatched boxes were missed (``fn_missed``, ``fn_merged``, ``fn_mislocated``) and the recall by how
+far the boxed particle stands out of its surroundings (``recall_by_contrast``,
+:func:`temzoo.analysis.scoring.box_contrast`).
 
 Foreground probabilities are cached (``--cache``, default ``runs/particles_real``)
 so a re-run resumes and post-processing can be re-scored without training.
