@@ -458,7 +458,7 @@ def score_runs(runs, rules, posts, defaults, by_name, target, seen_note, rows, p
     the labels written (they name each post-processing setting that differs from ``defaults`` or varies).
     ``scored`` (a dict) receives ``{(variant, rule, ensemble): {post key: (label, per-image scores)}}``."""
     from temzoo.analysis.box_training import median_box_size, scale_for
-    written = []
+    written, contrasts = [], {}  # box contrasts per image name, computed once per call
     for variant, parts, rule, (key, post) in [(v, p, r, d) for v, p in runs.items() for r in rules
                                               for d in posts.items()]:
         per_image = []
@@ -469,7 +469,9 @@ def score_runs(runs, rules, posts, defaults, by_name, target, seen_note, rows, p
                     raise SystemExit(f"{n}: factor {factor} not cached (cached: {sorted(fgs[n])})")
                 maps = fgs[n][factor] if ensemble == 1 else ensembled(model_at, by_name[n], factor, ensemble)
                 s = score_image(maps, by_name[n]["boxes"], post, factor)
-                s["true_contrast"] = box_contrasts(by_name[n])[s["true_counted"]]
+                if n not in contrasts:
+                    contrasts[n] = box_contrasts(by_name[n])
+                s["true_contrast"] = contrasts[n][s["true_counted"]]
                 s.update(image=n, scale=factor, scale_from_boxes=scale_for(by_name[n]["boxes"], target),
                          box_median_px=median_box_size(by_name[n]["boxes"]),
                          pred_median_px=float(np.median(s["pred_all"])) if len(s["pred_all"]) else None)
@@ -489,14 +491,12 @@ def score_runs(runs, rules, posts, defaults, by_name, target, seen_note, rows, p
 
 def box_contrasts(example):
     """:func:`temzoo.analysis.scoring.box_contrast` of an example's boxes (bright-field images reversed, as
-    the boxes say), computed once per example."""
+    the boxes say)."""
     from temzoo.analysis.scoring import box_contrast
     from temzoo.data.boxes import particles_are_bright
 
-    if "contrast" not in example:
-        bright = particles_are_bright(example["image"], example["boxes"])
-        example["contrast"] = box_contrast(example["image"], example["boxes"], bright=bright)
-    return example["contrast"]
+    bright = particles_are_bright(example["image"], example["boxes"])
+    return box_contrast(example["image"], example["boxes"], bright=bright)
 
 
 def recall_by_contrast(per_image):

@@ -162,7 +162,7 @@ def main(argv=None):
             f"`temzoo.predict` side by side (1 at {LARGE_SIZE} px), rates are medians; `overhead`: how much "
             "slower `temzoo.predict` is per pixel, the median of the rounds' ratios (`overhead_rounds` in the "
             "JSON); `overhead_cpu`: the same per CPU-second of the process, the extra work (steadier than wall "
-            "time on a machine whose single calls vary). Goals: overhead <= {DEFAULT_OVERHEAD_GOAL:.0%} (U-Nets), "
+            f"time on a machine whose single calls vary). Goals: overhead <= {DEFAULT_OVERHEAD_GOAL:.0%} (U-Nets), "
             f"<= {OVERHEAD_GOALS['hrnet']:.0%} (HRNet); peak RSS < {RSS_GOAL_GB:g} GB at "
             f"{RSS_GOAL_SIZE} x {RSS_GOAL_SIZE}.\n\n" + table + "\n",
             force=args.force_docs,

@@ -18,7 +18,8 @@ def flattened(image, sigma_px):
 
     step = max(int(float(sigma_px) // 4), 1)
     # block means over the pixels each block holds (the last row and column of blocks may be partial)
-    small = block_reduce(image, (step, step), np.sum) / block_reduce(np.ones_like(image), (step, step), np.sum)
+    rows, cols = (np.minimum(step, n - np.arange(0, n, step)).astype(np.float32) for n in image.shape)
+    small = block_reduce(image, (step, step), np.sum) / np.outer(rows, cols)
     background = gaussian_filter(small, float(sigma_px) / step, mode="reflect")
     full = resize(background, tuple(n * step for n in small.shape), order=1, mode="edge")
     return image - full[: image.shape[0], : image.shape[1]].astype(np.float32)
