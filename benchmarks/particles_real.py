@@ -44,7 +44,7 @@ image); median relative error of the equivalent diameter of matched particles
 diameter distributions per image, relative to the annotated median, averaged. Each row also
 records why the unmatched boxes were missed (``fn_missed``, ``fn_merged``, ``fn_mislocated``) and the recall by how
 far the boxed particle stands out of its surroundings (``recall_by_contrast``,
-:func:`temzoo.analysis.scoring.box_contrast`).
+:func:`temzoo.analysis.scoring.box_contrast`) and by its size in the pixels the model saw (``recall_by_size``).
 
 Foreground probabilities are cached (``--cache``, default ``runs/particles_real``)
 so a re-run resumes and post-processing can be re-scored without training.
@@ -63,6 +63,7 @@ import numpy as np
 from _report import ROOT, machine, markdown_table, write_json, write_section
 
 DEFAULT_DATA = os.path.join(os.path.dirname(ROOT), "shared", "real_micrographs", "nanoparticle_boxes")
+SIZE_BINS = (8.0, 12.0, 20.0)  # edges (px the model saw) of recall_by_size's bins; models learn 16 px particles
 VARIANTS = {
     "pretrained": {"backbone": "unet_pretrained"},
     "random": {"backbone": "unet_b3_p222"},
@@ -161,6 +162,9 @@ def aggregate(per_image):
         # recall of the boxes by how far their particle stands out of its surroundings (box_contrast)
         **({"recall_by_contrast": recall_by_contrast(per_image)}
            if per_image and all("true_contrast" in x for x in per_image) else {}),
+        # ... and by their size in the pixels the model saw (box size over the scale factor)
+        **({"recall_by_size": recall_by_size(per_image)}
+           if per_image and all("true_model_px" in x for x in per_image) else {}),
     }
 
 
@@ -472,6 +476,7 @@ def score_runs(runs, rules, posts, defaults, by_name, target, seen_note, rows, p
                 if n not in contrasts:
                     contrasts[n] = box_contrasts(by_name[n])
                 s["true_contrast"] = contrasts[n][s["true_counted"]]
+                s["true_model_px"] = s["true_all"] / factor
                 s.update(image=n, scale=factor, scale_from_boxes=scale_for(by_name[n]["boxes"], target),
                          box_median_px=median_box_size(by_name[n]["boxes"]),
                          pred_median_px=float(np.median(s["pred_all"])) if len(s["pred_all"]) else None)
@@ -504,14 +509,25 @@ def recall_by_contrast(per_image):
     :data:`temzoo.analysis.scoring.CONTRAST_BINS` (how visible each annotated particle is)."""
     from temzoo.analysis.scoring import CONTRAST_BINS
 
-    contrast = np.concatenate([x["true_contrast"] for x in per_image])
+    return recall_in_bins(per_image, "true_contrast", CONTRAST_BINS)
+
+
+def recall_by_size(per_image):
+    """As :func:`recall_by_contrast`, by the box's size (``sqrt(w h)``) in the pixels the model saw (the image's
+    pixels over the scale factor), in the bins of :data:`SIZE_BINS`: whether small particles are the ones missed."""
+    return recall_in_bins(per_image, "true_model_px", SIZE_BINS)
+
+
+def recall_in_bins(per_image, key, bins):
+    """Share of the counted boxes and their recall per bin of ``per_image[i][key]`` (bin edges ``bins``)."""
+    values = np.concatenate([x[key] for x in per_image])
     matched = np.concatenate([x["true_matched"] for x in per_image])
-    edges = (-np.inf, *CONTRAST_BINS, np.inf)
+    edges = (-np.inf, *bins, np.inf)
     out = {}
     for low, high in zip(edges[:-1], edges[1:], strict=True):
-        inside = (contrast >= low) & (contrast < high)
+        inside = (values >= low) & (values < high)
         name = f"< {high:g}" if np.isinf(low) else (f">= {low:g}" if np.isinf(high) else f"{low:g}-{high:g}")
-        out[name] = {"boxes": round(float(inside.mean()), 4) if len(contrast) else None,
+        out[name] = {"boxes": round(float(inside.mean()), 4) if len(values) else None,
                      "recall": round(float(matched[inside].mean()), 4) if inside.any() else None}
     return out
 
@@ -525,7 +541,7 @@ def per_image_json(per_image):
     """Per-image scores without their diameter arrays (for the JSON)."""
     return [{k: (v if not isinstance(v, np.ndarray) else None) for k, v in s.items()
              if k not in ("pred_diameters", "true_diameters", "pred_all", "true_all", "true_matched", "true_counted",
-                          "true_contrast")} for s in per_image]
+                          "true_contrast", "true_model_px")} for s in per_image]
 
 
 def post_label(key, posts, defaults):

@@ -52,3 +52,15 @@ def test_the_benchmark_reports_recall_by_contrast_bin():
     assert out["< 0.5"] == {"boxes": round(2 / 6, 4), "recall": 0.5}
     assert out["0.5-1"] == {"boxes": round(2 / 6, 4), "recall": 0.5}
     assert out["1-2"]["recall"] == 1.0 and out[">= 2"]["boxes"] == round(1 / 6, 4)
+
+
+def test_the_benchmark_reports_recall_by_size_in_the_models_pixels():
+    import particles_real as bench
+
+    per_image = [{"true_model_px": np.array([4.0, 10.0, 15.0, 30.0]), "true_matched": np.array([False, False, True, True])},
+                 {"true_model_px": np.array([7.9, 20.0]), "true_matched": np.array([True, True])}]
+    out = bench.recall_by_size(per_image)
+    assert list(out) == [f"< {bench.SIZE_BINS[0]:g}", "8-12", "12-20", ">= 20"]
+    assert out["< 8"] == {"boxes": round(2 / 6, 4), "recall": 0.5}
+    assert out["8-12"] == {"boxes": round(1 / 6, 4), "recall": 0.0}
+    assert out[">= 20"] == {"boxes": round(2 / 6, 4), "recall": 1.0}
