@@ -39,7 +39,8 @@ Scores (:func:`temzoo.analysis.scoring.compare_to_boxes`): particles from
 model's pixels, core markers or distance-watershed split) matched
 one-to-one to the boxes at box IoU >= 0.5, border-touching particles excluded on
 both sides; precision, recall and F1 pooled over all test particles (and F1 per
-image); median relative error of the equivalent diameter of matched particles
+image; ``--min-confidence`` and ``--finer-confidence`` score temzoo.particles' confidence floor and its second
+look half an octave finer, :func:`temzoo.analysis.particles.found_particles`); median relative error of the equivalent diameter of matched particles
 (box: ``sqrt(w h)``); Wasserstein distance between predicted and annotated
 diameter distributions per image, relative to the annotated median, averaged. Each row also
 records why the unmatched boxes were missed (``fn_missed``, ``fn_merged``, ``fn_mislocated``) and the recall by how
@@ -91,18 +92,14 @@ def folds_of(names, k, seed):
     return [sorted(names[i] for i in part) for part in np.array_split(order, k)]
 
 
-def score_image(maps, boxes, post, factor=1):
-    """Score the particles of ``maps`` (H x W x K, :func:`temzoo.analysis.scale.particle_maps`) as
-    temzoo.particles finds them at ``factor`` (``post`` in the model's pixels) against ``boxes``."""
-    from temzoo.analysis.particles import instances, particle_table, scaled_post
+def score_image(maps_at, factor, boxes, post):
+    """Score the particles temzoo.particles finds at ``factor`` (:func:`temzoo.analysis.particles.found_particles`
+    on ``maps_at(f)``, the maps at factor ``f``; ``post`` in the model's pixels) against ``boxes``."""
+    from temzoo.analysis.particles import found_particles, particle_table
     from temzoo.analysis.scoring import compare_to_boxes
 
-    maps = maps if maps.ndim == 3 else maps[..., None]
-    core = maps[..., 1] if maps.shape[-1] > 1 and post.get("core", True) else None
-    labels = instances(maps[..., 0], core=core, **scaled_post(factor, threshold=post["threshold"],
-                                                               min_area=post["min_area"],
-                                                               split_depth=post["split_depth"]))
-    return compare_to_boxes(particle_table(labels), boxes, maps.shape[:2], labels=labels)
+    labels, _ = found_particles(maps_at, factor, post)
+    return compare_to_boxes(particle_table(labels), boxes, labels.shape, labels=labels)
 
 
 def cache_factors(shape):
@@ -124,7 +121,7 @@ def pick_factor(rule, maps, example, target, post, measured=None):
     if rule == "boxes":
         return scale_for(example["boxes"], target)
     if rule == "best":
-        return max(sorted(maps), key=lambda f: score_image(maps[f], example["boxes"], post, f)["f1"])
+        return max(sorted(maps), key=lambda f: score_image(maps.get, f, example["boxes"], post)["f1"])
     if rule.startswith("auto"):  # auto-fit, auto-count: measured size; auto-target: the target size
         size = measured if rule != "auto-target" and measured else target
         how = {"auto": AUTO_RULE, "auto-target": "fit"}.get(rule, rule[len("auto-"):])
@@ -243,11 +240,12 @@ def ensembled(model_at, example, factor, ensemble):
     from temzoo.zoo import pretrained
 
     cache, key, model = model_at
-    path = os.path.join(cache, key, f"{example['name']}.e{ensemble}.npz")
+    # every channel (a three-class model's core too); older caches (.eN.npz) held the foreground alone
+    path = os.path.join(cache, key, f"{example['name']}.e{ensemble}.maps.npz")
     cached = _load_cached(path) if os.path.exists(path) else {}
     if factor not in cached:
         loaded = pretrained.load(model or os.path.join(cache, key, "model.keras"))
-        cached[factor] = maps_at_scale(loaded, example["image"], scale=factor, ensemble=ensemble)[0][..., 0]
+        cached[factor] = maps_at_scale(loaded, example["image"], scale=factor, ensemble=ensemble)[0]
         partial = path + ".partial.npz"  # written whole, then renamed: an interrupted run leaves no broken cache
         np.savez_compressed(partial, **{f"{f:.4f}": np.round(fg * 255).astype(np.uint8) for f, fg in cached.items()})
         os.replace(partial, path)
@@ -257,6 +255,16 @@ def ensembled(model_at, example, factor, ensemble):
 def _load_cached(path):
     data = np.load(path)
     return {float(k): data[k].astype(np.float32) / 255.0 for k in data.files}
+
+
+def _finer(text):
+    """``--finer-confidence``'s value: ``None`` for ``off``, else a probability."""
+    if text == "off":
+        return None
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text}: give 'off' or a probability between 0 and 1")
+    return value
 
 
 def parse_args(argv=None):
@@ -313,6 +321,12 @@ def parse_args(argv=None):
     parser.add_argument("--threshold", type=float, action="append", default=None,
                         help="foreground probability threshold(s) to score (repeatable; default that of "
                              "temzoo.particles: with --model, the model card's post-processing, else the library's)")
+    parser.add_argument("--min-confidence", type=float, action="append", default=None,
+                        help="drop particles whose highest core (or foreground) probability is below this "
+                             "(repeatable; default that of temzoo.particles)")
+    parser.add_argument("--finer-confidence", type=_finer, action="append", default=None,
+                        help="'off' or the confidence a particle found half an octave finer needs to be added "
+                             "(temzoo.particles' finer_scale; repeatable; default that of temzoo.particles)")
     parser.add_argument("--choose-post", action="store_true",
                         help="also score, per fold, the post-processing (of those given) that scores best on the "
                              "other folds' images: an estimate free of the choice (rows '(post chosen on other folds)')")
@@ -471,8 +485,12 @@ def score_runs(runs, rules, posts, defaults, by_name, target, seen_note, rows, p
                 factor = pick_factor(rule, fgs[n], by_name[n], target, post, measured)
                 if factor not in fgs[n]:
                     raise SystemExit(f"{n}: factor {factor} not cached (cached: {sorted(fgs[n])})")
-                maps = fgs[n][factor] if ensemble == 1 else ensembled(model_at, by_name[n], factor, ensemble)
-                s = score_image(maps, by_name[n]["boxes"], post, factor)
+                if ensemble == 1:
+                    maps_at = fgs[n].get
+                else:
+                    def maps_at(f, n=n, model_at=model_at):
+                        return ensembled(model_at, by_name[n], f, ensemble)
+                s = score_image(maps_at, factor, by_name[n]["boxes"], post)
                 if n not in contrasts:
                     contrasts[n] = box_contrasts(by_name[n])
                 s["true_contrast"] = contrasts[n][s["true_counted"]]
@@ -546,10 +564,12 @@ def per_image_json(per_image):
 
 def post_label(key, posts, defaults):
     """A row label's post-processing part: each setting (threshold, split depth, minimum area, cores) that
-    differs from ``defaults`` or varies between the scored ``posts`` (keys ``(threshold, split, area, core)``)."""
+    differs from ``defaults`` or varies between the scored ``posts`` (keys ``(threshold, split, area, core,
+    min confidence, finer confidence or None)``)."""
     names = (("threshold", defaults["threshold"]), ("split", defaults["split_depth"]),
-             ("min area", defaults["min_area"]), ("core", True))
-    return "".join(f" ({name} {key[i]})" for i, (name, default) in enumerate(names)
+             ("min area", defaults["min_area"]), ("core", True), ("min confidence", defaults["min_confidence"]),
+             ("finer", defaults["finer_confidence"] if defaults["finer_scale"] else None))
+    return "".join(f" ({name} {'off' if key[i] is None else key[i]})" for i, (name, default) in enumerate(names)
                    if len({k[i] for k in posts}) > 1 or key[i] != default)
 
 
@@ -565,7 +585,7 @@ def choose_post_rows(runs, scored, rows, per_image_all, seen_note):
         for test, *_ in runs[variant]:
             elsewhere = {key: aggregate([s for s in scores if s["image"] not in test])["f1"]
                          for key, (_, scores) in by_post.items()}
-            best = max(sorted(elsewhere), key=elsewhere.get)
+            best = max(sorted(elsewhere, key=str), key=elsewhere.get)  # str: 'finer off' is None
             chosen.append(by_post[best][0])
             per_image += [s for s in by_post[best][1] if s["image"] in test]
         label = run_label(variant, rule, ensemble) + " (post chosen on other folds)"
@@ -624,8 +644,13 @@ def main(argv=None):
     thresholds = opts.threshold or [POST["threshold"]]
     depths = opts.split_depth or [POST["split_depth"]]
     areas = opts.min_area or [POST["min_area"]]
-    posts = {(t, d, a, c): {"threshold": t, "split_depth": d, "min_area": a, "core": c} for t in thresholds
-             for d in depths for a in areas for c in ((True, False) if opts.no_core else (True,))}
+    confidences = opts.min_confidence or [POST["min_confidence"]]
+    finer = opts.finer_confidence or [POST["finer_confidence"] if POST["finer_scale"] else None]
+    posts = {(t, d, a, c, m, f): {"threshold": t, "split_depth": d, "min_area": a, "core": c, "min_confidence": m,
+                                  "finer_scale": f is not None, "finer_confidence": POST["finer_confidence"]
+                                  if f is None else f}
+             for t in thresholds for d in depths for a in areas for c in ((True, False) if opts.no_core else (True,))
+             for m in confidences for f in finer}
     rules = opts.scale_rule or ["auto"]
     common = dict(steps=opts.steps, batch_size=opts.batch_size, patch_size=opts.patch_size, seed=training_seed(opts),
                   mask_kind=opts.mask_kind, data_dir=opts.data_dir, target_particle_px=opts.target_particle_px or None,

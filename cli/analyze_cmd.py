@@ -41,10 +41,20 @@ from .predict_cmd import _TileBar
               help="Average the probabilities at the chosen scale over this many flips/quarter turns (test-time "
                    "self-ensemble; 8 took 1.3-3.1x the time for +0.01-0.02 F1: docs/benchmarks.md). Default: the "
                    f"model card's, else {DEFAULTS['ensemble']}.")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
+              help="Drop particles whose highest core (or foreground) probability is below this (default: the model "
+                   f"card's, else {DEFAULTS['min_confidence']:g}).")
+@click.option("--finer-scale/--no-finer-scale", default=None,
+              help="Also look half an octave finer and add the particles found there that overlap none found at the "
+                   "chosen scale (small and faint ones; one more prediction). Default: the model card's, else "
+                   f"{'on' if DEFAULTS['finer_scale'] else 'off'}.")
+@click.option("--finer-confidence", type=click.FloatRange(0, 1), default=None,
+              help="The confidence a particle found half an octave finer needs to be added (default: the model "
+                   f"card's, else {DEFAULTS['finer_confidence']:g}).")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--tile-size", type=click.IntRange(1), default=None, help="Tile size in pixels (default: from free memory).")
 def analyze(model_name, inputs, out, pixel_size, threshold, min_area, split_depth, no_split, scale, particle_size,
-            contrast, ensemble, overwrite, tile_size):
+            contrast, ensemble, min_confidence, finer_scale, finer_confidence, overwrite, tile_size):
     """Find the particles of INPUT micrographs (TIFF, PNG; DM3/DM4/EMD/SER/MRC with temzoo[formats]).
 
     Writes per input NAME: OUT/NAME_particles.csv (one row per particle: centroid,
@@ -76,7 +86,8 @@ def analyze(model_name, inputs, out, pixel_size, threshold, min_area, split_dept
             threshold=threshold, min_area=min_area, split_depth=math.inf if no_split else split_depth, scale=scale,
             particle_size_nm=particle_size, tile_size=tile_size, overwrite=overwrite, on_file=on_file, on_tiles=bar,
             dark={"auto": None, "bright": False, "dark": True}[contrast],
-            ensemble=None if ensemble is None else int(ensemble),
+            ensemble=None if ensemble is None else int(ensemble), min_confidence=min_confidence,
+            finer_scale=finer_scale, finer_confidence=finer_confidence,
         )
     except (TemzooError, ValueError) as err:
         raise click.ClickException(str(err)) from err

@@ -69,4 +69,8 @@ METRIC_DEFINITIONS = {
 #: Particle analysis (:func:`temzoo.particles`, ``temzoo-cli analyze``): post-processing of a
 #: segmentation's probabilities, in the pixels the model sees (``min_area``: half the 16 px particle
 #: size that box training targets; annotators box no particle under ~0.45 of their image's median size).
-PARTICLE_DEFAULTS = {"threshold": 0.5, "min_area": 50, "split_depth": 2.0, "scale": "auto", "ensemble": 1}
+#: ``min_confidence``: particles whose highest core (three-class models) or foreground probability is lower are
+#: dropped (0: none); ``finer_scale``: particles found half an octave finer that overlap none found at the
+#: chosen scale are added when their confidence reaches ``finer_confidence``.
+PARTICLE_DEFAULTS = {"threshold": 0.5, "min_area": 50, "split_depth": 2.0, "scale": "auto", "ensemble": 1,
+                     "min_confidence": 0.0, "finer_scale": False, "finer_confidence": 0.9}

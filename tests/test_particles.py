@@ -508,8 +508,7 @@ def test_the_model_cards_postprocessing_is_the_default_and_given_settings_win(tm
     image = np.random.default_rng(6).random((48, 40)).astype(np.float32)
 
     result = temzoo.particles(str(tuned), image, scale=1.0)
-    assert result.settings == {"threshold": 0.3, "min_area": 7, "split_depth": 0.5, "scale": 1.0,
-                               "ensemble": PARTICLE_DEFAULTS["ensemble"]}
+    assert result.settings == {**PARTICLE_DEFAULTS, "threshold": 0.3, "min_area": 7, "split_depth": 0.5, "scale": 1.0}
     np.testing.assert_array_equal(result.labels, instances(result.foreground, threshold=0.3, min_area=7, split_depth=0.5))
     given = temzoo.particles(str(tuned), image, scale=1.0, threshold=0.6, split_depth=math.inf)
     assert (given.settings["threshold"], given.settings["min_area"]) == (0.6, 7)

@@ -76,7 +76,7 @@ def test_ensembled_maps_are_predicted_once_and_then_read_from_the_cache(tmp_path
     tasks.save(model, folder / "model.keras", name="fold")
     example = {"name": "img", "image": np.random.default_rng(0).random((40, 36)).astype(np.float32)}
     first = bench.ensembled((str(tmp_path), "fold", None), example, 1.0, 8)
-    assert first.shape == (40, 36) and (folder / "img.e8.npz").exists()
+    assert first.shape[:2] == (40, 36) and (folder / "img.e8.maps.npz").exists()  # every channel of the maps
     (folder / "model.keras").unlink()  # a second call must not need the model
     np.testing.assert_allclose(bench.ensembled((str(tmp_path), "fold", None), example, 1.0, 8), first, atol=1 / 255)
 
@@ -84,18 +84,25 @@ def test_ensembled_maps_are_predicted_once_and_then_read_from_the_cache(tmp_path
 def test_row_labels_name_each_post_processing_setting_off_its_default_or_varied():
     import particles_real as bench
 
-    defaults = {"threshold": 0.5, "split_depth": 2.0, "min_area": 50}
-    one = {(0.5, 2.0, 50.0, True): {"threshold": 0.5, "split_depth": 2.0, "min_area": 50.0, "core": True}}
-    assert bench.post_label(next(iter(one)), one, defaults) == ""
-    tuned = {(0.4, 0.5, 80.0, True): {"threshold": 0.4, "split_depth": 0.5, "min_area": 80.0, "core": True}}
-    assert bench.post_label(next(iter(tuned)), tuned, defaults) == " (threshold 0.4) (split 0.5) (min area 80.0)"
+    from temzoo.names import PARTICLE_DEFAULTS
+
+    def posts(*keys):
+        return {key: {} for key in keys}  # post_label reads the keys only
+
+    defaults = {**PARTICLE_DEFAULTS, "threshold": 0.5, "split_depth": 2.0, "min_area": 50}
+    plain = (0.5, 2.0, 50.0, True, 0.0, None)
+    assert bench.post_label(plain, posts(plain), defaults) == ""
+    tuned = (0.4, 0.5, 80.0, True, 0.9, 0.9)
+    assert bench.post_label(tuned, posts(tuned), defaults) == (" (threshold 0.4) (split 0.5) (min area 80.0)"
+                                                               " (min confidence 0.9) (finer 0.9)")
     # the same settings are the defaults of a model whose card carries them: nothing to name
-    assert bench.post_label(next(iter(tuned)), tuned, {"threshold": 0.4, "split_depth": 0.5,
-                                                                  "min_area": 80}) == ""
-    varied = {(0.5, d, 50.0, True): {"threshold": 0.5, "split_depth": d, "min_area": 50.0, "core": True}
-              for d in (1.0, 2.0)}
-    labels = [bench.post_label(k, varied, defaults) for k in varied]
-    assert labels == [" (split 1.0)", " (split 2.0)"]
+    card = {**defaults, "threshold": 0.4, "split_depth": 0.5, "min_area": 80, "min_confidence": 0.9,
+            "finer_scale": True, "finer_confidence": 0.9}
+    assert bench.post_label(tuned, posts(tuned), card) == ""
+    assert bench.post_label(plain, posts(plain), card) == (" (threshold 0.5) (split 2.0) (min area 50.0)"
+                                                           " (min confidence 0.0) (finer off)")
+    varied = [(0.5, d, 50.0, True, 0.0, None) for d in (1.0, 2.0)]
+    assert [bench.post_label(k, posts(*varied), defaults) for k in varied] == [" (split 1.0)", " (split 2.0)"]
 
 
 def test_post_processing_chosen_on_other_folds_never_sees_the_scored_fold():

@@ -24,11 +24,13 @@ from temzoo.io import read_pixel_size_nm
 
 log = logging.getLogger(__name__)
 
+SETTINGS_COLUMNS = ("threshold", "min_area", "split_depth", "ensemble", "min_confidence", "finer_scale",
+                    "finer_confidence")  # the post-processing used, per file
 SUMMARY_COLUMNS = (
     "file", "model", "width_px", "height_px", "pixel_size_nm", "particles", "particles_inside",
     "mean_diameter_px", "median_diameter_px", "std_diameter_px",
     "mean_diameter_nm", "median_diameter_nm", "std_diameter_nm", "area_fraction", "scale",
-    "threshold", "min_area", "split_depth", "ensemble",
+    *SETTINGS_COLUMNS,
 )
 SUMMARY_FILE = "particles_summary.csv"
 
@@ -145,7 +147,7 @@ def summary_row(path, model_name, result):
         "height_px": result.labels.shape[0], "width_px": result.labels.shape[1],
         "pixel_size_nm": result.pixel_size_nm, "particles": len(result.rows), "particles_inside": len(d_px),
         "area_fraction": float((result.labels > 0).mean()), "scale": result.scale,
-        **{key: result.settings.get(key) for key in ("threshold", "min_area", "split_depth", "ensemble")},
+        **{key: result.settings.get(key) for key in SETTINGS_COLUMNS},
     }
     for unit, scale in (("px", 1.0), ("nm", result.pixel_size_nm)):
         stats = (float(np.mean(d_px)), float(np.median(d_px)), float(np.std(d_px))) if len(d_px) and scale else (None,) * 3
@@ -156,7 +158,7 @@ def summary_row(path, model_name, result):
 
 def analyze_files(model, inputs, out, *, pixel_size_nm=None, threshold=None, min_area=None, split_depth=None,
                   scale=None, particle_size_nm=None, tile_size=None, overwrite=False, on_file=None, on_tiles=None,
-                  dark=None, ensemble=None):
+                  dark=None, ensemble=None, min_confidence=None, finer_scale=None, finer_confidence=None):
     """Find and measure the particles of every file of ``inputs``; write tables and figures into ``out``.
 
     Args:
@@ -170,8 +172,9 @@ def analyze_files(model, inputs, out, *, pixel_size_nm=None, threshold=None, min
             decides per image. Only models trained on bright particles alone read it (see
             :func:`temzoo.analysis.particles.particles`).
         ensemble: test-time self-ensemble size (1, 2, 4, 8; see :func:`temzoo.analysis.particles.particles`).
-        threshold, min_area, split_depth, scale, ensemble: ``None`` takes the model card's setting, else the
-            library default (:func:`temzoo.analysis.particles.postprocessing`).
+        threshold, min_area, split_depth, scale, ensemble, min_confidence, finer_scale, finer_confidence:
+            ``None`` takes the model card's setting, else the library default
+            (:func:`temzoo.analysis.particles.postprocessing`; what they do: :func:`temzoo.analysis.particles.particles`).
 
     Returns the list of written paths (the summary last).
     """
@@ -180,6 +183,9 @@ def analyze_files(model, inputs, out, *, pixel_size_nm=None, threshold=None, min
 
     if threshold is not None and not 0.0 < float(threshold) < 1.0:
         raise BadInputError(f"threshold must be between 0 and 1 (exclusive), got {threshold}.")
+    for name, value in (("min_confidence", min_confidence), ("finer_confidence", finer_confidence)):
+        if value is not None and not 0.0 <= float(value) <= 1.0:
+            raise BadInputError(f"{name} must be a probability between 0 and 1, got {value}.")
     if pixel_size_nm is not None and not float(pixel_size_nm) > 0:
         raise BadInputError(f"the pixel size must be positive, got {pixel_size_nm}.")
     if particle_size_nm is not None and not float(particle_size_nm) > 0:
@@ -211,7 +217,8 @@ def analyze_files(model, inputs, out, *, pixel_size_nm=None, threshold=None, min
         try:
             result = particles(resolved.model, image, pixel_size_nm=size, threshold=threshold, min_area=min_area,
                                split_depth=split_depth, scale=scale, particle_size_px=typical, tile_size=tile_size,
-                               progress=on_tiles, dark=dark, ensemble=ensemble)
+                               progress=on_tiles, dark=dark, ensemble=ensemble, min_confidence=min_confidence,
+                               finer_scale=finer_scale, finer_confidence=finer_confidence)
         except (BadInputError, ValueError) as exc:
             raise type(exc)(f"{path}: {exc}") from exc
         columns = COLUMNS + (NM_COLUMNS if size is not None else ())

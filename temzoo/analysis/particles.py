@@ -19,7 +19,12 @@ From a model's class probabilities to one row per particle:
    ``split_depth`` pixels higher than the neck between them (in the pixels the
    model saw: multiplied by the resampling factor). ``split_depth=math.inf``
    (``None`` in :func:`instances`) disables the splitting.
-4. **Measurements** (``skimage.measure.regionprops``), in pixels with
+4. **Confidence** (optional, :func:`found_particles`): a particle's confidence is its highest core
+   probability (three-class models; foreground for two-class ones). Particles below ``min_confidence`` are
+   dropped; with ``finer_scale`` the image is also seen half an octave finer (particles 1.41x larger, so
+   small and faint ones reach the size the model learnt) and the particles found there that overlap none
+   kept at the chosen scale are added when their confidence reaches ``finer_confidence``.
+5. **Measurements** (``skimage.measure.regionprops``), in pixels with
    x = column and y = row, bounding boxes ``[x0, x1) x [y0, y1)`` (end
    exclusive); ``equivalent_diameter_px`` is the diameter of the disk of the same
    area; ``touches_border`` marks particles cut by the image edge (size
@@ -124,6 +129,68 @@ def instances(foreground, *, threshold=DEFAULTS["threshold"], min_area=DEFAULTS[
     return segmentation.relabel_sequential(labels.astype(np.int32))[0]
 
 
+def particle_confidence(labels, score):
+    """Each particle's confidence, the highest ``score`` over its pixels (entry ``i - 1`` for id ``i``)."""
+    from scipy import ndimage
+
+    count = int(labels.max()) if labels.size else 0
+    if not count:
+        return np.zeros(0, np.float32)
+    return np.asarray(ndimage.maximum(score, labels, np.arange(1, count + 1)), np.float32)
+
+
+def confident(labels, score, min_confidence):
+    """``labels`` without the particles whose confidence (:func:`particle_confidence`) is below ``min_confidence``;
+    ids stay dense."""
+    from skimage import segmentation
+
+    if not min_confidence:
+        return labels
+    unsure = np.concatenate([[False], particle_confidence(labels, score) < min_confidence])
+    kept = np.where(unsure[labels], 0, labels)
+    return segmentation.relabel_sequential(kept.astype(np.int32))[0]
+
+
+def maps_instances(maps, factor, post, min_confidence=None):
+    """The particles in ``maps`` (``H x W x K`` of :func:`temzoo.analysis.scale.particle_maps`: foreground, then
+    the core for a three-class model) predicted at ``factor``, with the settings ``post``
+    (:func:`postprocessing`'s keys, in the pixels the model saw); ``min_confidence`` overrides ``post``'s."""
+    maps = maps if maps.ndim == 3 else maps[..., None]
+    core = maps[..., 1] if maps.shape[-1] > 1 and post.get("core", True) else None
+    labels = instances(maps[..., 0], core=core, **scaled_post(factor, threshold=post["threshold"],
+                                                             min_area=post["min_area"],
+                                                             split_depth=post["split_depth"]))
+    floor = post.get("min_confidence", 0.0) if min_confidence is None else min_confidence
+    return confident(labels, maps[..., 1] if maps.shape[-1] > 1 else maps[..., 0], floor)
+
+
+def found_particles(maps_at, factor, post):
+    """``(labels, foreground)``: the particles :func:`particles` finds, from ``maps_at(f)`` (the full-size maps
+    predicted at factor ``f``) at ``factor`` and, with ``post["finer_scale"]``, half an octave finer
+    (:func:`temzoo.analysis.scale.finer_factor`): particles found there that overlap none of the first are added
+    when their confidence reaches ``post["finer_confidence"]``; the foreground is theirs where they were added."""
+    from temzoo.analysis.scale import finer_factor
+
+    maps = maps_at(factor)
+    maps = maps if maps.ndim == 3 else maps[..., None]
+    labels, foreground = maps_instances(maps, factor, post), maps[..., 0]
+    finer = finer_factor(factor, maps.shape) if post.get("finer_scale") else None
+    if finer is None:
+        return labels, foreground
+    fine_maps = maps_at(finer)
+    fine = maps_instances(fine_maps, finer, post, min_confidence=post["finer_confidence"])
+    overlapping = np.unique(fine[labels > 0])
+    added = (fine > 0) & ~np.isin(fine, overlapping)
+    if added.any():
+        from skimage import segmentation
+
+        new_ids = segmentation.relabel_sequential(np.where(added, fine, 0).astype(np.int32))[0]
+        labels = np.where(added, new_ids + labels.max(), labels).astype(np.int32)
+        foreground = np.where(added, (fine_maps if fine_maps.ndim == 2 else fine_maps[..., 0]), foreground)
+        log.info("%d more particles half an octave finer (scale 1/%.3g)", int(new_ids.max()), finer)
+    return labels, foreground
+
+
 def particle_table(labels, foreground=None, *, pixel_size_nm=None):
     """One dict per particle of ``labels`` (keys :data:`COLUMNS`, plus :data:`NM_COLUMNS` with a pixel size)."""
     from skimage import measure
@@ -160,7 +227,7 @@ def particle_table(labels, foreground=None, *, pixel_size_nm=None):
 def postprocessing(model, **given):
     """The post-processing settings ``particles()`` uses with ``model`` (a loaded Keras model).
 
-    Each of ``given`` (``threshold``, ``min_area``, ``split_depth``, ``scale``, ``ensemble``) that is not
+    Each of ``given`` (keys of :data:`temzoo.names.PARTICLE_DEFAULTS`) that is not
     ``None`` wins; the others come from the model card's ``postprocessing`` (the settings chosen for that
     model, e.g. on its cross-validation images), else from :data:`temzoo.names.PARTICLE_DEFAULTS`.
     """
@@ -182,7 +249,8 @@ def merged_postprocessing(own, given=None):
 
 
 def particles(model, image, *, pixel_size_nm=None, threshold=None, min_area=None, split_depth=None, scale=None,
-              particle_size_px=None, tile_size=None, progress=None, dark=None, ensemble=None):
+              particle_size_px=None, tile_size=None, progress=None, dark=None, ensemble=None, min_confidence=None,
+              finer_scale=None, finer_confidence=None):
     """Segment ``image`` (2-D array) with ``model`` and measure every particle.
 
     Args:
@@ -200,10 +268,14 @@ def particles(model, image, *, pixel_size_nm=None, threshold=None, min_area=None
         ensemble: 1, 2, 4 or 8: the probabilities at the factor used are averaged over that many flips and
             quarter turns (test-time self-ensemble; the scale is chosen from single predictions). 8 took
             1.3-3.1x the time of 1 and gained 0.01-0.02 F1 on unseen images (docs/benchmarks.md).
+        min_confidence, finer_scale, finer_confidence: drop particles whose highest core (or foreground)
+            probability is below ``min_confidence``; with ``finer_scale`` also look half an octave finer
+            and add the particles found there that overlap none kept and reach ``finer_confidence``
+            (:func:`found_particles`; costs one more prediction, 2x the pixels, unless the scale search made it).
         tile_size, progress: passed to :func:`temzoo.predict`.
 
-    Settings left at ``None`` (threshold, min_area, split_depth, scale, ensemble) come from the model
-    card, else the library defaults (:func:`postprocessing`).
+    Settings left at ``None`` (threshold, min_area, split_depth, scale, ensemble, min_confidence, finer_scale,
+    finer_confidence) come from the model card, else the library defaults (:func:`postprocessing`).
 
     Returns a :class:`ParticleResult` (``scale`` holds the factor used).
     """
@@ -218,16 +290,24 @@ def particles(model, image, *, pixel_size_nm=None, threshold=None, min_area=None
     if not isinstance(model, keras.Model):
         model = resolve_model(model, allow_architecture=False).model
     post = postprocessing(model, threshold=threshold, min_area=min_area, split_depth=split_depth, scale=scale,
-                          ensemble=ensemble)
-    threshold, min_area, split_depth = post["threshold"], post["min_area"], post["split_depth"]
+                          ensemble=ensemble, min_confidence=min_confidence, finer_scale=finer_scale,
+                          finer_confidence=finer_confidence)
+    threshold, min_area = post["threshold"], post["min_area"]
     scale, ensemble = post["scale"], post["ensemble"]
+    kept = {}
     maps, factor = maps_at_scale(model, image, scale=scale, particle_size_px=particle_size_px,
-                                             threshold=threshold, min_area=min_area, tile_size=tile_size,
-                                             progress=progress, dark=dark, ensemble=ensemble)
-    foreground = maps[..., 0]
-    core = maps[..., 1] if maps.shape[-1] > 1 else None
-    labels = instances(foreground, core=core, **scaled_post(factor, threshold=threshold, min_area=min_area,
-                                                             split_depth=split_depth))
+                                 threshold=threshold, min_area=min_area, tile_size=tile_size,
+                                 progress=progress, dark=dark, ensemble=ensemble, keep=kept)
+
+    def maps_at(f):  # the finer factor's maps: kept from the scale search, else predicted alike
+        if f == factor:
+            return maps
+        if ensemble == 1 and f in kept:
+            return kept[f]
+        return maps_at_scale(model, image, scale=f, tile_size=tile_size, progress=progress, dark=dark,
+                             ensemble=ensemble)[0]
+
+    labels, foreground = found_particles(maps_at, factor, post)
     rows = particle_table(labels, foreground, pixel_size_nm=pixel_size_nm)
     log.info("%d particles (%d not touching the border) at scale 1/%.3g", len(rows),
              sum(not r["touches_border"] for r in rows), factor)

@@ -30,6 +30,7 @@ and 0.589 -> 0.666 without that bound and with a ceiling of 10x; issue 18, ``doc
 """
 
 import logging
+import math
 
 import numpy as np
 
@@ -148,8 +149,21 @@ def diameters(foreground, threshold, min_area):
 
 def allowed_factors(shape):
     """The factors of :data:`SCALES` ``scale="auto"`` may use for an image of ``shape``."""
-    allowed = [f for f in SCALES if min(shape) / f >= MIN_SIDE and (f >= 1 or max(shape) / f <= MAX_AUTO_SIDE)]
+    allowed = [f for f in SCALES if _allowed(f, shape)]
     return allowed or [1.0]
+
+
+def finer_factor(factor, shape):
+    """The factor half an octave finer than ``factor`` (``factor / sqrt 2``: particles come out 1.41x larger),
+    or ``None`` where ``scale="auto"`` would not resample an image of ``shape`` that far (see
+    :func:`allowed_factors`; never upsampled more than :data:`SCALES`' finest, 2x). Used by
+    :func:`temzoo.analysis.particles.found_particles`' ``finer_scale``."""
+    finer = round(float(factor) / math.sqrt(2.0), 4)
+    return finer if finer >= SCALES[0] and _allowed(finer, shape) else None
+
+
+def _allowed(factor, shape):
+    return min(shape[:2]) / factor >= MIN_SIDE and (factor >= 1 or max(shape[:2]) / factor <= MAX_AUTO_SIDE)
 
 
 def choose_factor(sizes, target, allowed=SCALES):
