@@ -110,3 +110,30 @@ def test_analyze_confidence_options_reach_the_summary_and_bad_values_are_refused
     assert summary["finer_scale"] == "yes"
     bad = runner.invoke(cli, [*args, str(tmp_path / "o2"), "--min-confidence", "1.5", str(tmp_path / "x.tif")])
     assert bad.exit_code != 0 and "--min-confidence" in bad.output and not (tmp_path / "o2").exists()
+
+
+def test_the_finer_look_reuses_a_prediction_the_scale_search_made(tmp_path, tiny_model, monkeypatch):
+    import json
+    import shutil
+
+    import temzoo
+    import temzoo.analysis.scale as scale
+    import temzoo.inference.tiling as tiling
+    from temzoo.zoo.cards import card_path
+
+    sized = tmp_path / "sized.keras"
+    shutil.copy(tiny_model, sized)
+    card = json.loads(open(card_path(tiny_model)).read())
+    card["training"] = {"target_particle_px": 8.0}  # scale="auto" searches the factors
+    open(card_path(sized), "w").write(json.dumps(card))
+    calls, real = [], tiling.predict
+    monkeypatch.setattr(tiling, "predict", lambda *a, **k: calls.append(a[1].shape) or real(*a, **k))
+    # the confidence rule looks at each octave, then at the best one's half-octave neighbours: here 1 and 1/sqrt 2
+    monkeypatch.setattr(scale, "auto_factor", lambda at, *a, **k: [at(f) for f in (1.0, 0.7071)] and 1.0)
+    image = np.random.default_rng(8).random((96, 96)).astype(np.float32)
+    plain = temzoo.particles(str(sized), image, threshold=0.5, min_area=1)
+    assert plain.scale == 1.0 and len(calls) == 2
+    finer = temzoo.particles(str(sized), image, threshold=0.5, min_area=1, finer_scale=True, finer_confidence=0.0)
+    assert finer.scale == 1.0 and len(calls) == 4  # no prediction beyond the search's
+    temzoo.particles(str(sized), image, scale=1.0, finer_scale=True)
+    assert len(calls) == 6  # a forced scale: the finer look is one more prediction
