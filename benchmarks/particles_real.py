@@ -483,6 +483,8 @@ def score_runs(runs, rules, posts, defaults, by_name, target, seen_note, rows, p
         for test, fgs, measured, model_at in parts:
             for n in test:
                 factor = pick_factor(rule, fgs[n], by_name[n], target, post, measured)
+                if factor not in fgs[n] and rule == "boxes":  # beyond what auto may resample to: the nearest it may
+                    factor = min(fgs[n], key=lambda f, want=factor: abs(np.log(f / want)))
                 if factor not in fgs[n]:
                     raise SystemExit(f"{n}: factor {factor} not cached (cached: {sorted(fgs[n])})")
                 if ensemble == 1:
