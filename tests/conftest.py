@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
@@ -30,3 +32,16 @@ def pytest_configure(config):
         config.addinivalue_line("filterwarnings", f"ignore::DeprecationWarning:{module}.*")
     for message in IGNORED_WARNING_MESSAGES:
         config.addinivalue_line("filterwarnings", f"ignore:{message}")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A tiny untrained two-class segmentation model saved as ``.keras`` with its card (tests copy it before
+    changing the card)."""
+    import temzoo
+    import temzoo.tasks as tasks
+
+    folder = tmp_path_factory.mktemp("models")
+    seg = tasks.segmentation(temzoo.build("unet_b2_p22", base_filters=4), num_classes=2)
+    tasks.save(seg, folder / "seg.keras", name="tiny_seg")
+    return str(folder / "seg.keras")

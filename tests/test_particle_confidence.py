@@ -67,17 +67,6 @@ def test_the_finer_factor_is_half_an_octave_and_stays_within_the_resampling_limi
     assert finer_factor(1.0, (2048, 2048)) is None  # would enlarge the image beyond 2048 px
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    import temzoo
-    import temzoo.tasks as tasks
-
-    folder = tmp_path_factory.mktemp("models")
-    seg = tasks.segmentation(temzoo.build("unet_b2_p22", base_filters=4), num_classes=2)
-    tasks.save(seg, folder / "seg.keras", name="tiny_seg")
-    return str(folder / "seg.keras")
-
-
 def test_particles_takes_the_finer_look_from_the_model_at_the_finer_factor(tiny_model):
     import temzoo
     from temzoo.analysis.scale import maps_at_scale

@@ -186,17 +186,6 @@ def test_misses_are_told_apart_missed_merged_and_mislocated():
 
 
 # ----------------------------------------------------------------------------- particles() and the CLI
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    import temzoo
-    import temzoo.tasks as tasks
-
-    folder = tmp_path_factory.mktemp("models")
-    seg = tasks.segmentation(temzoo.build("unet_b2_p22", base_filters=4), num_classes=2)
-    tasks.save(seg, folder / "seg.keras", name="tiny_seg")
-    return str(folder / "seg.keras")
-
-
 def run(*args):
     from temzoo_cli.main import cli
 
