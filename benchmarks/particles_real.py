@@ -695,7 +695,8 @@ def main(argv=None):
         "seconds": round(time.time() - started, 1),
     }
     write_json(opts.json, payload)
-    table = markdown_table(list(rows.values()), columns)
+    # docs show this call's rows; the JSON gathers the rows of every call (fold models, the shipped model, ...)
+    table = markdown_table([rows[label] for label in labels], columns)
     print(table)
     if not opts.no_docs:
         write_section("particles_real", (
@@ -708,7 +709,8 @@ def main(argv=None):
             "asks for (an oracle: what a known particle size, `--particle-size`, gives); `auto-target`/`auto-count` are "
             "other automatic rules; rows `[previous recipe ...]` were measured with the code before scale jitter. "
             f"Peer ({PEER['name']}): {PEER['numbers']}.\n\n"
-            + table + f"\n\nLoad: before `{uptime_before}`, after `{uptime_after}` (2 shared CPU cores; timings under load).\n"
+            + f"`{command}`\n\n" + table
+            + f"\n\nLoad: before `{uptime_before}`, after `{uptime_after}` (2 shared CPU cores; timings under load).\n"
         ), force=opts.force_docs)
 
 
