@@ -46,7 +46,8 @@ from .predict_cmd import _TileBar
                    f"card's, else {DEFAULTS['min_confidence']:g}).")
 @click.option("--finer-scale/--no-finer-scale", default=None,
               help="Also look half an octave finer and add the particles found there that overlap none found at the "
-                   "chosen scale (small and faint ones; one more prediction). Default: the model card's, else "
+                   "chosen scale (small and faint ones; with --scale auto the scale search has made that prediction, a "
+                   "forced scale costs one more). Default: the model card's, else "
                    f"{'on' if DEFAULTS['finer_scale'] else 'off'}.")
 @click.option("--finer-confidence", type=click.FloatRange(0, 1), default=None,
               help="The confidence a particle found half an octave finer needs to be added (default: the model "
