@@ -341,6 +341,9 @@ def parse_args(argv=None):
     parser.add_argument("--train-seed", type=int, default=None,
                         help="train_on_boxes' seed (weights of the new head, crops) when it should differ from --seed, "
                              "the same folds: how much F1 moves from one training run to another")
+    parser.add_argument("--average-seeds", default=None,
+                        help="comma list of training seeds, e.g. 0,1: one fold model per seed (each cached as with "
+                             "--train-seed S), their probability maps averaged: a seed ensemble")
     parser.add_argument("--data-dir", default=None, help="TFDS data dir for synthetic_tem/au_np")
     parser.add_argument("--synthetic-simulated", action="store_true",
                         help="make the synthetic_tem/au_np images with its simulator instead of loading them through "
@@ -356,6 +359,14 @@ def parse_args(argv=None):
     opts = parser.parse_args(argv)
     if opts.train_only and (opts.model or opts.polarity_report):
         parser.error("--train-only trains the fold models; it does not go with --model or --polarity-report.")
+    if opts.average_seeds is not None:
+        try:
+            opts.average_seeds = [int(s) for s in opts.average_seeds.split(",")]
+        except ValueError:
+            parser.error(f"--average-seeds takes a comma list of integers, e.g. 0,1; got {opts.average_seeds!r}.")
+        if opts.model or opts.train_seed is not None or opts.ensemble > 1:
+            parser.error("--average-seeds trains fold models per seed and averages their maps; it does not go with "
+                         "--model, --train-seed or --ensemble.")
     return opts
 
 
@@ -384,6 +395,12 @@ def cache_tag(opts):
     if opts.flatten:
         tag += f"_fl{opts.flatten:g}"
     return tag
+
+
+def seed_tag(opts, seed):
+    """:func:`cache_tag` as ``--train-seed SEED`` gives it: each model of ``--average-seeds`` is the fold model
+    that option trains, cached once for both."""
+    return cache_tag(argparse.Namespace(**{**vars(opts), "train_seed": seed, "average_seeds": None}))
 
 
 def training_seed(opts):
@@ -429,6 +446,7 @@ def train_runs(opts, examples, by_name, names, common, tag, trainings):
         recipe += "" if opts.learning_rate is None else f" [learning rate {opts.learning_rate:g}]"
         recipe += " [weight map]" if opts.weight_map else ""
         recipe += "" if training_seed(opts) == opts.seed else f" [training seed {training_seed(opts)}]"
+        recipe += "" if not opts.average_seeds else f" [seeds {','.join(map(str, opts.average_seeds))} averaged]"
         recipe += "" if resolved_precision(opts) == "float32" else " [bfloat16]"
         recipe += "" if not opts.flatten else f" [flatten {opts.flatten:g}]"
         recipe += "" if opts.mask_kind == "ellipse" else f" [{opts.mask_kind} masks]"
@@ -454,21 +472,37 @@ def train_runs(opts, examples, by_name, names, common, tag, trainings):
                 pool = [n for n in names if n not in test]
                 rng = np.random.default_rng(opts.seed + k)
                 train_names = sorted(rng.choice(pool, size=min(opts.train_images, len(pool)), replace=False))
-                key = f"{name}_f{k}of{opts.folds}_n{opts.train_images}_sf{opts.synthetic_fraction:g}_{opts.mask_kind}{tag}"
-
-                def train(spec=spec, train_names=train_names):
-                    return train_on_boxes(spec["backbone"], [by_name[n] for n in train_names],
-                                          synthetic_fraction=opts.synthetic_fraction, **common)
                 print(f"{variant} fold {k + 1}/{opts.folds}: train on {len(train_names)}, test {test}", flush=True)
-                fgs, info = cached_foreground(opts.cache, key, [by_name[n] for n in test], train,
-                                              [by_name[n] for n in train_names], common["target_particle_px"],
-                                              train_only=opts.train_only)
-                trainings[key] = info
-                runs[variant].append((test, fgs, info.get("measured_particle_px"), (opts.cache, key, None)))
+                per_seed = []
+                for seed in opts.average_seeds or [training_seed(opts)]:
+                    key = (f"{name}_f{k}of{opts.folds}_n{opts.train_images}_sf{opts.synthetic_fraction:g}_"
+                           f"{opts.mask_kind}{tag if not opts.average_seeds else seed_tag(opts, seed)}")
+
+                    def train(spec=spec, train_names=train_names, seed=seed):
+                        return train_on_boxes(spec["backbone"], [by_name[n] for n in train_names],
+                                              synthetic_fraction=opts.synthetic_fraction, **{**common, "seed": seed})
+                    fgs, info = cached_foreground(opts.cache, key, [by_name[n] for n in test], train,
+                                                  [by_name[n] for n in train_names], common["target_particle_px"],
+                                                  train_only=opts.train_only)
+                    trainings[key] = info
+                    per_seed.append((fgs, info.get("measured_particle_px"), key))
+                fgs, measured = averaged_maps(per_seed)
+                runs[variant].append((test, fgs, measured, (opts.cache, per_seed[0][2], None)))
             seen_note[variant] = (f"{opts.folds}-fold leave-images-out{part}; each model trained on <= "
                                   f"{opts.train_images} images")
 
     return runs, seen_note
+
+
+def averaged_maps(per_seed):
+    """The maps of one fold's models (``[(maps per name and factor, measured particle size, key)]``) averaged
+    per image and factor, and their mean measured particle size: a seed ensemble (one model: unchanged)."""
+    if len(per_seed) == 1:
+        return per_seed[0][:2]
+    maps = {name: {f: np.mean([fgs[name][f] for fgs, *_ in per_seed], axis=0) for f in per_seed[0][0][name]}
+            for name in per_seed[0][0]}
+    sizes = [m for _, m, _ in per_seed if m]
+    return maps, (float(np.mean(sizes)) if sizes else None)
 
 
 def score_runs(runs, rules, posts, defaults, by_name, target, seen_note, rows, per_image_all, ensemble=1, scored=None):

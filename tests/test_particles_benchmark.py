@@ -157,3 +157,27 @@ def test_a_learning_rate_weight_map_or_training_seed_keys_its_own_fold_models():
     reseeded = bench.cache_tag(bench.parse_args(["--train-seed", "1"]))
     assert "_ts1" in reseeded and reseeded.replace("_ts1", "") == default
     assert bench.cache_tag(bench.parse_args(["--train-seed", "0"])) == default  # the same seed as --seed
+
+
+def test_averaged_seeds_reuse_each_seeds_fold_model_and_average_their_maps(capsys):
+    """--average-seeds: each seed's fold model is the one --train-seed trains (same cache key); the maps are
+    averaged per image and factor; bad lists and options that cannot combine are refused."""
+    import particles_real as bench
+    import pytest
+
+    opts = bench.parse_args(["--average-seeds", "0,1", "--steps", "50"])
+    assert opts.average_seeds == [0, 1]
+    assert bench.seed_tag(opts, 1) == bench.cache_tag(bench.parse_args(["--train-seed", "1", "--steps", "50"]))
+    assert bench.seed_tag(opts, 0) == bench.cache_tag(bench.parse_args(["--steps", "50"]))
+    a = {"img": {1.0: np.full((2, 2), 0.2, np.float32), 2.0: np.zeros((4, 4), np.float32)}}
+    b = {"img": {1.0: np.full((2, 2), 0.6, np.float32), 2.0: np.ones((4, 4), np.float32)}}
+    maps, size = bench.averaged_maps([(a, 10.0, "k0"), (b, 14.0, "k1")])
+    np.testing.assert_allclose(maps["img"][1.0], 0.4)
+    np.testing.assert_allclose(maps["img"][2.0], 0.5)
+    assert size == 12.0
+    assert bench.averaged_maps([(a, 10.0, "k0")]) == (a, 10.0)
+    for bad in (["--average-seeds", "0,x"], ["--average-seeds", "0,1", "--ensemble", "8"],
+                ["--average-seeds", "0,1", "--train-seed", "2"]):
+        with pytest.raises(SystemExit):
+            bench.parse_args(bad)
+    assert "--average-seeds" in capsys.readouterr().err
