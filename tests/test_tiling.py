@@ -277,14 +277,52 @@ def test_the_budget_leaves_room_for_the_image_itself(monkeypatch):
         available = 16 << 30
 
     monkeypatch.setattr(psutil, "virtual_memory", lambda: Memory)
-    assert tiling.memory_budget() == tiling.MAX_BUDGET_BYTES
-    # the image's arrays come out of the free memory, not out of the activations' cap
-    assert tiling.memory_budget(512 << 20) == tiling.MAX_BUDGET_BYTES
+    monkeypatch.setattr(tile_layout, "resident_bytes", lambda: 2 << 30)  # no room under the target left
+    assert tiling.memory_budget() == tiling.BASE_BUDGET_BYTES
+    # the image's arrays come out of the free memory, not out of the activations' base budget
+    assert tiling.memory_budget(512 << 20) == tiling.BASE_BUDGET_BYTES
     assert tiling.memory_budget(8 << 30) == tiling.MIN_BUDGET_BYTES
     Memory.available = 2 << 30
     assert tiling.memory_budget(512 << 20) == (1 << 30) - (512 << 20)
     Memory.available = 1 << 30
-    assert tiling.memory_budget() == min(512 << 20, tiling.MAX_BUDGET_BYTES)  # half of what is available
+    assert tiling.memory_budget() == min(512 << 20, tiling.BASE_BUDGET_BYTES)  # half of what is available
+
+
+def test_the_budget_grows_to_the_memory_target_less_what_the_process_and_the_image_hold(monkeypatch):
+    import psutil
+
+    class Memory:
+        available = 64 << 30
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Memory)
+    monkeypatch.setattr(tile_layout, "resident_bytes", lambda: 600 << 20)
+    monkeypatch.delenv(tile_layout.PREDICT_MEMORY_ENV, raising=False)
+    target = tile_layout.PROCESS_MEMORY_TARGET
+    assert tiling.memory_budget(64 << 20) == target - (600 << 20) - (64 << 20)
+    # a larger output leaves less room, but never less than the base budget
+    assert tiling.memory_budget(1 << 30) == max(target - (600 << 20) - (1 << 30), tiling.BASE_BUDGET_BYTES)
+    monkeypatch.setenv(tile_layout.PREDICT_MEMORY_ENV, "8G")
+    assert tiling.memory_budget(64 << 20) == (8 << 30) - (600 << 20) - (64 << 20)
+    monkeypatch.setenv(tile_layout.PREDICT_MEMORY_ENV, str(4 << 30))
+    assert tile_layout.memory_target() == 4 << 30
+    Memory.available = 4 << 30  # still at most half of what is free
+    assert tiling.memory_budget(64 << 20) == (2 << 30) - (64 << 20)
+    for bad in ("lots", "-1G", "0"):
+        monkeypatch.setenv(tile_layout.PREDICT_MEMORY_ENV, bad)
+        with pytest.raises(ValueError, match="TEMZOO_PREDICT_MEMORY"):
+            tiling.memory_budget()
+
+
+def test_a_4096_px_image_is_split_into_two_by_two_tiles_when_the_memory_target_allows(monkeypatch):
+    """With room for about 2100 px tiles, a U-Net (overlap 104 px) splits 4096 px into 2 x 2, not 3 x 3."""
+    monkeypatch.setattr(tile_layout, "memory_budget", lambda image_bytes=0: 1900 << 20)
+    monkeypatch.setattr(tile_layout, "bytes_per_pixel", lambda model: 385.0)
+    side, _ = tiling.choose_tile_size(None, 8, 104, batch_size=1)
+    tile, starts = tiling.axis_layout(4096, side, 104, 8)
+    assert len(starts) == 2 and tile <= side
+    monkeypatch.setattr(tile_layout, "memory_budget", lambda image_bytes=0: tiling.BASE_BUDGET_BYTES)
+    side, _ = tiling.choose_tile_size(None, 8, 104, batch_size=1)
+    assert len(tiling.axis_layout(4096, side, 104, 8)[1]) == 3
 
 
 def test_the_receptive_field_is_analysed_once_per_model(monkeypatch):
@@ -301,3 +339,18 @@ def test_the_receptive_field_is_analysed_once_per_model(monkeypatch):
     for _ in range(3):
         np.testing.assert_array_equal(temzoo.predict(model, image), first)
     assert calls == [model]  # an evaluation predicts every image of a split: analysed once, not per image
+
+
+def test_the_layout_is_decided_once_per_model_and_image_shape(monkeypatch):
+    """The budget counts the process's memory, which grows as it runs; a model's next prediction of the same
+    shape keeps the first one's tiles (same traced shape, same result), a new shape gets its own."""
+    keras.utils.set_random_seed(3)
+    model = temzoo.build("unet_b3_p224", base_filters=2)
+    budgets = iter([300 * 300 * 64, 10 * 300 * 300 * 64, 10 * 300 * 300 * 64])
+    monkeypatch.setattr(tile_layout, "memory_budget", lambda image_bytes=0: next(budgets))
+    monkeypatch.setattr(tile_layout, "bytes_per_pixel", lambda model: 64.0)
+    first = tiling.image_layout(model, 700, 700)
+    assert tiling.image_layout(model, 700, 700) == first  # not asked again
+    assert tiling.image_layout(model, 700, 600) != first  # a new shape, with the larger budget
+    image = np.random.default_rng(3).random((700, 700)).astype("float32")
+    np.testing.assert_array_equal(temzoo.predict(model, image), temzoo.predict(model, image))

@@ -23,12 +23,18 @@ input, times :data:`ACTIVATION_FRACTION`. The measured peak of the shipped model
 channels at full resolution, before :mod:`temzoo.models.hrnet_inference`) of that sum,
 so the estimate is the largest measured share, a bound for deep models like these
 (a chain of three small convolutions measured 110 %). The
-budget on CPU is half the available RAM less what the image's own arrays take (the
-float32 output), at most :data:`MAX_BUDGET_BYTES`: the image's arrays
-come out of the free memory, not out of the activations' cap, so on a machine with RAM
-to spare an 8192 px image gets the tiles a 4096 px one gets. On a GPU the budget is
-:data:`GPU_BUDGET_BYTES`. The 1 GiB cap keeps the peak RSS of every shipped model under
-3 GB at 8192 x 8192 (``benchmarks/predict.py``, docs/benchmarks.md).
+budget on CPU is what keeps the process under a resident-memory target
+(:data:`PROCESS_MEMORY_TARGET`, 2.75 GiB, or ``$TEMZOO_PREDICT_MEMORY``), counting the
+memory it holds already and the image's own arrays (the float32 output); never less
+than :data:`BASE_BUDGET_BYTES` (1 GiB, so a process that holds much data still gets
+tiles of the usual size) and never more than half the available RAM less the image's
+arrays. So a 4096 px image gets tiles about 2100 px wide (2 x 2 for the U-Nets, 1.05x
+the image's pixels computed instead of 1.11x with 3 x 3), while at 8192 px, where the
+output alone takes up to 805 MiB, the tiles stay close to the 1 GiB budget that keeps
+the peak RSS of every shipped model under 3 GB (``benchmarks/predict.py``,
+docs/benchmarks.md). A larger target (``TEMZOO_PREDICT_MEMORY=8G``) buys larger tiles,
+hence less overlap, on machines with RAM to spare. On a GPU the budget is
+:data:`GPU_BUDGET_BYTES`.
 """
 
 import math
@@ -38,8 +44,11 @@ import weakref
 
 import numpy as np
 
-MAX_TILE = 2048
-MAX_BUDGET_BYTES = 1 << 30
+MAX_TILE = 4096
+BASE_BUDGET_BYTES = 1 << 30
+#: resident memory (bytes) a CPU prediction sizes its tiles to stay under, what the process holds included
+PROCESS_MEMORY_TARGET = int(2.75 * (1 << 30))
+PREDICT_MEMORY_ENV = "TEMZOO_PREDICT_MEMORY"
 MIN_BUDGET_BYTES = 256 << 20
 GPU_BUDGET_BYTES = 1 << 30
 MAX_BATCH = 8
@@ -162,6 +171,38 @@ def activation_floats_per_pixel(model):
     return floats / (side * side)
 
 
+def memory_target():
+    """The resident memory a CPU prediction aims to stay under: ``$TEMZOO_PREDICT_MEMORY`` (bytes, or with a
+    ``K``, ``M`` or ``G`` suffix for KiB, MiB, GiB), else :data:`PROCESS_MEMORY_TARGET`."""
+    value = os.environ.get(PREDICT_MEMORY_ENV, "").strip()
+    if not value:
+        return PROCESS_MEMORY_TARGET
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    number, unit = (value[:-1], units[value[-1].upper()]) if value[-1].upper() in units else (value, 1)
+    try:
+        target = float(number) * unit
+    except ValueError:
+        target = -1
+    if not target > 0:
+        raise ValueError(f"{PREDICT_MEMORY_ENV}={value!r}: give the memory prediction may use as bytes or with a "
+                         "K, M or G suffix, e.g. 8G.")
+    return int(target)
+
+
+def resident_bytes():
+    """This process's resident memory now (bytes), 0 where it cannot be read."""
+    try:
+        import psutil
+
+        return psutil.Process().memory_info().rss
+    except ImportError:
+        try:
+            with open("/proc/self/statm", encoding="ascii") as statm:
+                return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError, AttributeError):
+            return 0
+
+
 def memory_budget(image_bytes=0):
     """Bytes of activations one batch of tiles may use (see the module docstring).
 
@@ -183,7 +224,8 @@ def memory_budget(image_bytes=0):
             pass
     if not available:
         return MIN_BUDGET_BYTES
-    return int(max(min(available / 2 - image_bytes, MAX_BUDGET_BYTES), MIN_BUDGET_BYTES))
+    room = memory_target() - resident_bytes() - image_bytes
+    return int(max(min(available / 2 - image_bytes, max(room, BASE_BUDGET_BYTES)), MIN_BUDGET_BYTES))
 
 
 # ----------------------------------------------------------------------------- geometry

@@ -50,10 +50,10 @@ from temzoo.errors import BadInputError, InputSizeError
 from temzoo.inference.tile_layout import (  # noqa: F401  (re-exported: temzoo.inference.tiling.model_stride, ... keep working)
     ACTIVATION_FRACTION,
     ACTIVATION_PROBE_SIDE,
+    BASE_BUDGET_BYTES,
     GPU_BUDGET_BYTES,
     LARGE_RECEPTIVE_FIELD,
     MAX_BATCH,
-    MAX_BUDGET_BYTES,
     MAX_TILE,
     MIN_BUDGET_BYTES,
     activation_floats_per_pixel,
@@ -75,6 +75,7 @@ MIN_IMAGE_SIDE = 2
 
 _forward_cache = weakref.WeakKeyDictionary()
 _precision_cache = weakref.WeakKeyDictionary()
+_layout_cache = weakref.WeakKeyDictionary()
 
 
 def is_restoration(model, card=None):
@@ -162,15 +163,22 @@ def image_layout(model, height, width, overlap=None, tile_size=None, batch_size=
     """``(margin, ramp, max_tile, batch)`` that :func:`predict` uses for a ``height x width`` image.
 
     The memory budget leaves room for the float32 output, the one array as large as
-    the image that prediction makes.
+    the image that prediction makes. It also counts what the process holds, which
+    changes as it runs, so the layout is decided on a model's first prediction of an
+    image of that shape and kept for the next ones: repeated calls cut the same tiles
+    (one traced shape, the same result).
     """
-    from temzoo.zoo.pretrained import card as card_of
+    key = (height, width, overlap, tile_size, batch_size)
+    known = _layout_cache.setdefault(model, {})
+    if key not in known:
+        from temzoo.zoo.pretrained import card as card_of
 
-    card = card if card is not None else card_of(model)
-    stride = model_stride(model)
-    out_channels = (model.outputs[0].shape[-1] or 1) * int((card or {}).get("scale") or 1) ** 2
-    image_bytes = 4 * out_channels * round_up(height, stride) * round_up(width, stride)
-    return layout_parameters(model, stride, overlap, tile_size, batch_size, max(height, width), image_bytes)
+        card = card if card is not None else card_of(model)
+        stride = model_stride(model)
+        out_channels = (model.outputs[0].shape[-1] or 1) * int((card or {}).get("scale") or 1) ** 2
+        image_bytes = 4 * out_channels * round_up(height, stride) * round_up(width, stride)
+        known[key] = layout_parameters(model, stride, overlap, tile_size, batch_size, max(height, width), image_bytes)
+    return known[key]
 
 
 def _model_card_normalizer(model, normalizer, precision):
