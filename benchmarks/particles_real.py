@@ -277,6 +277,8 @@ def parse_args(argv=None):
     parser.add_argument("--weight-map", action="store_true",
                         help="train_on_boxes' weight_map: small particles weigh as much as median ones, the background "
                              "between touching particles more (temzoo.data.boxes.boxes_to_weights)")
+    parser.add_argument("--focal", action="store_true",
+                        help="train the fold models with focal instead of plain cross-entropy (train_on_boxes focal)")
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="train_on_boxes' peak learning rate (Adam, cosine decay; default train_on_boxes')")
     parser.add_argument("--patch-size", type=int, default=128)
@@ -380,6 +382,8 @@ def cache_tag(opts):
         tag += f"_lr{opts.learning_rate:g}"
     if opts.weight_map:
         tag += "_wm"
+    if opts.focal:
+        tag += "_focal"
     if training_seed(opts) != opts.seed:
         tag += f"_ts{training_seed(opts)}"
     if (opts.classes, opts.invert) != (2, 0):
@@ -445,6 +449,7 @@ def train_runs(opts, examples, by_name, names, common, tag, trainings):
         recipe += "" if opts.batch_size == 8 else f" [batch {opts.batch_size}]"
         recipe += "" if opts.learning_rate is None else f" [learning rate {opts.learning_rate:g}]"
         recipe += " [weight map]" if opts.weight_map else ""
+        recipe += " [focal]" if opts.focal else ""
         recipe += "" if training_seed(opts) == opts.seed else f" [training seed {training_seed(opts)}]"
         recipe += "" if not opts.average_seeds else f" [seeds {','.join(map(str, opts.average_seeds))} averaged]"
         recipe += "" if resolved_precision(opts) == "float32" else " [bfloat16]"
@@ -693,7 +698,7 @@ def main(argv=None):
                   scale_jitter=opts.scale_jitter, classes=opts.classes, invert=opts.invert,
                   polarity=None if opts.polarity == "none" else opts.polarity,
                   foreground_crops=opts.foreground_crops, intensity=opts.intensity, precision=opts.precision,
-                  flatten=opts.flatten, weight_map=opts.weight_map,
+                  flatten=opts.flatten, weight_map=opts.weight_map, focal=opts.focal,
                   **({} if opts.learning_rate is None else {"learning_rate": opts.learning_rate}))
     tag = cache_tag(opts)
     if opts.synthetic_simulated:

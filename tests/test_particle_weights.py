@@ -89,3 +89,28 @@ def test_train_on_boxes_with_a_weight_map_trains_on_weights_and_returns_the_task
     save(model, str(tmp_path / "m.keras"))
     loaded = temzoo.load(str(tmp_path / "m.keras"))
     assert loaded(image[None, :64, :64, None].astype(np.float32)).shape == (1, 64, 64, 2)
+
+
+def test_train_on_boxes_with_focal_trains_on_focal_cross_entropy(monkeypatch):
+    """focal=True: every step's loss is the focal cross-entropy (weighted or not), and info says so."""
+    import keras
+
+    import temzoo
+    from temzoo.analysis.box_training import train_on_boxes
+
+    seen, real = [], keras.Model.train_on_batch
+
+    def spy(self, x, y=None, **kwargs):
+        seen.append((type(self.loss).__name__, self.loss.focal))
+        return real(self, x, y, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "train_on_batch", spy)
+    image, boxes = disk_grid(96, 3, 16, 24, 6)
+    examples = [{"name": "a", "image": image, "boxes": boxes}]
+    for weight_map, loss in ((False, "CrossEntropyDice"), (True, "WeightedCrossEntropyDice")):
+        seen.clear()
+        model, info = train_on_boxes(temzoo.build("unet_b2_p22", base_filters=4), examples, steps=2, batch_size=2,
+                                     patch_size=32, synthetic=None, target_particle_px=12.0, scale_jitter=1.0,
+                                     log_every=0, weight_map=weight_map, focal=True)
+        assert seen == [(loss, True)] * 2
+        assert info["focal"] is True and model.loss.focal and np.isfinite(info["final_loss"])

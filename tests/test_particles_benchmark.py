@@ -145,7 +145,7 @@ def test_fold_models_trained_in_bfloat16_have_their_own_cache_key(monkeypatch):
 
 
 def test_a_learning_rate_weight_map_or_training_seed_keys_its_own_fold_models():
-    """Fold models trained at another learning rate, with a weight map or another training seed get their own cache key; the default keeps older keys valid."""
+    """Fold models trained at another learning rate, with a weight map, a focal loss or another training seed get their own cache key; the default keeps older keys valid."""
     import particles_real as bench
 
     default = bench.cache_tag(bench.parse_args([]))
@@ -154,6 +154,8 @@ def test_a_learning_rate_weight_map_or_training_seed_keys_its_own_fold_models():
     assert "_lr0.003" in tagged and tagged.replace("_lr0.003", "") == default
     weighted = bench.cache_tag(bench.parse_args(["--weight-map"]))
     assert "_wm" in weighted and weighted.replace("_wm", "") == default
+    focal = bench.cache_tag(bench.parse_args(["--focal"]))
+    assert "_focal" in focal and focal.replace("_focal", "") == default
     reseeded = bench.cache_tag(bench.parse_args(["--train-seed", "1"]))
     assert "_ts1" in reseeded and reseeded.replace("_ts1", "") == default
     assert bench.cache_tag(bench.parse_args(["--train-seed", "0"])) == default  # the same seed as --seed

@@ -88,6 +88,8 @@ DEFAULTS = {
     # pixel weights (temzoo.data.boxes.boxes_to_weights): small particles count as much as median ones, and the
     # background between touching particles weighs more
     "weight_map": False,
+    # focal cross-entropy (keras.losses.categorical_focal_crossentropy) instead of plain cross-entropy, beside Dice
+    "focal": False,
     # "mixed_bfloat16" / "auto": train in bfloat16 where the CPU or GPU computes it natively (the model is
     # saved in float32 either way; temzoo.inference.precision)
     "precision": "float32",
@@ -170,16 +172,18 @@ def _steps(model, samplers, fractions, rng, steps, batch_size, log_every, starte
     return losses
 
 
-def _compiled_model(backbone, classes, learning_rate, steps, precision, seed, weight_map=False):
+def _compiled_model(backbone, classes, learning_rate, steps, precision, seed, weight_map=False, focal=False):
     """The segmentation model of ``backbone`` under ``precision``, compiled with Adam on a cosine decay over ``steps``
-    (``weight_map``: with the task's loss weighted per pixel, :class:`temzoo.tasks.losses.WeightedCrossEntropyDice`)."""
+    (``weight_map``: with the task's loss weighted per pixel, :class:`temzoo.tasks.losses.WeightedCrossEntropyDice`;
+    ``focal``: focal instead of plain cross-entropy)."""
     import keras
 
     from temzoo.tasks import segmentation
     from temzoo.tasks.losses import WeightedCrossEntropyDice
 
     keras.utils.set_random_seed(seed)
-    model = _with_precision(segmentation(backbone, num_classes=int(classes), learning_rate=learning_rate), precision)
+    model = _with_precision(segmentation(backbone, num_classes=int(classes), learning_rate=learning_rate,
+                                         focal=bool(focal)), precision)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(int(steps), 1))
     loss = model.loss
     if weight_map:
@@ -241,7 +245,7 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
                    classes=DEFAULTS["classes"], invert=DEFAULTS["invert"], polarity=DEFAULTS["polarity"],
                    foreground_crops=DEFAULTS["foreground_crops"], intensity=DEFAULTS["intensity"],
                    precision=DEFAULTS["precision"], flatten=DEFAULTS["flatten"],
-                   weight_map=DEFAULTS["weight_map"], seed=DEFAULTS["seed"],
+                   weight_map=DEFAULTS["weight_map"], focal=DEFAULTS["focal"], seed=DEFAULTS["seed"],
                    data_dir=None, log_every=50):
     """Train a particle segmentation model on box-labelled ``examples`` (see the module docstring).
 
@@ -269,6 +273,8 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
         weight_map: weight the cross-entropy per pixel (:func:`temzoo.data.boxes.boxes_to_weights`: small
             particles as much as median ones, the background between touching ones more); the returned model
             is compiled with the task's own loss again.
+        focal: focal cross-entropy (``keras.losses.categorical_focal_crossentropy``: confidently classified pixels
+            count less) instead of plain cross-entropy, beside the Dice term.
 
     Returns ``(model, info)``: the compiled Keras model (card draft attached, save it with
     :func:`temzoo.tasks.save`) and a dict of the settings, timing and last losses.
@@ -281,7 +287,7 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
 
     _check_settings(examples, synthetic, synthetic_fraction, classes, polarity)
     started, cpu_started = time.time(), time.process_time()
-    model = _compiled_model(backbone, classes, learning_rate, steps, precision, seed, weight_map)
+    model = _compiled_model(backbone, classes, learning_rate, steps, precision, seed, weight_map, focal)
     rng = np.random.default_rng(seed)
     normalizer = normalizer_of(card_of(model))
     scales, flipped = {}, []
@@ -307,6 +313,7 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
         "scale_jitter": scale_jitter, "scales": scales, "invert": invert, "polarity": polarity,
         "foreground_crops": foreground_crops, "intensity": intensity, "inverted_images": flipped,
         "precision": resolve_precision(precision), "flatten_px": flatten_px, "weight_map": bool(weight_map),
+        "focal": bool(focal),
         "classes": ["background", "particle"] if int(classes) == 2 else list(CLASSES), **measured,
         "final_loss": float(np.mean(losses[-50:])) if losses else None,
         "seconds": round(time.time() - started, 1), "cpu_seconds": round(time.process_time() - cpu_started, 1),
