@@ -4,8 +4,8 @@ For each model and image side N (default 1024, 4096, 8192), in a subprocess of i
 so that its peak RSS (``temzoo.inference.tiling.peak_rss_bytes``: ``VmHWM`` on Linux, TensorFlow
 runtime included) is its own:
 
-* ``untiled``: one model call on the largest square image that the default
-  (memory-chosen) tile allows, at most N x N: the model's own throughput (Mpix/s);
+* ``untiled``: one model call on a square image the side of the tiles ``temzoo.predict``
+  cuts (at most N x N): the model's own throughput (Mpix/s) at the call shape prediction uses;
 * ``predict``: ``temzoo.predict`` on an N x N float32 micrograph with the default
   tiles and overlap (normalise, pad, tile, blend, crop): Mpix/s, tiles, overlap;
 * ``overhead`` = untiled Mpix/s / predict Mpix/s - 1, the median over rounds of one
@@ -69,7 +69,7 @@ def child(model_name, size):
     image = rng.random((size, size), dtype=np.float32)
     margin, ramp, tile, batch = tiling.image_layout(model, size, size)
     tile_h, rows = tiling.axis_layout(-(-size // stride) * stride, tile, 2 * margin + ramp, stride)
-    side = min(size, tile)
+    side = min(size, tile_h)  # the tile predict cuts: the same call shape, so the same per-pixel rate
     forward = tiling._forward(model)
     probe = rng.standard_normal((1, side, side, 1), dtype=np.float32)
     forward(probe)
@@ -158,7 +158,7 @@ def main(argv=None):
             "(each axis split evenly; margins from the effective receptive field where the theoretical "
             "one exceeds 256 px), each case in its own process (peak RSS = `VmHWM` in GiB, TensorFlow "
             "included); timings follow an untimed call of the same shape. `untiled_mpix_s`: one model "
-            f"call on the largest image one default tile holds; {ROUNDS} rounds of one untiled call and one "
+            f"call on an image the side of predict's tiles (the same call shape); {ROUNDS} rounds of one untiled call and one "
             f"`temzoo.predict` side by side (1 at {LARGE_SIZE} px), rates are medians; `overhead`: how much "
             "slower `temzoo.predict` is per pixel, the median of the rounds' ratios (`overhead_rounds` in the "
             "JSON); `overhead_cpu`: the same per CPU-second of the process, the extra work (steadier than wall "

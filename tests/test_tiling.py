@@ -354,3 +354,19 @@ def test_the_layout_is_decided_once_per_model_and_image_shape(monkeypatch):
     assert tiling.image_layout(model, 700, 600) != first  # a new shape, with the larger budget
     image = np.random.default_rng(3).random((700, 700)).astype("float32")
     np.testing.assert_array_equal(temzoo.predict(model, image), temzoo.predict(model, image))
+
+
+@pytest.mark.parametrize("start,tile,length,margin,ramp", [
+    (0, 64, 200, 8, 8), (64, 64, 200, 8, 8), (136, 64, 200, 8, 8), (0, 200, 200, 8, 8), (40, 40, 120, 16, 8),
+])
+def test_weighted_blending_adds_what_the_whole_weight_array_adds(start, tile, length, margin, ramp):
+    """The tile is added where its weights are 1 and weighted only in the frame around that: the same sums,
+    bit for bit, as multiplying by the whole weight array (also for a tile with no middle of ones)."""
+    rng = np.random.default_rng(start + tile)
+    wy = tiling.window_1d(tile, start, length, margin, ramp)
+    wx = tiling.window_1d(tile, length - tile - start if start + tile <= length else 0, length, margin, ramp)
+    out = rng.standard_normal((tile, tile, 3)).astype(np.float32)
+    dest = rng.standard_normal((tile, tile, 3)).astype(np.float32)
+    expected = dest + out * (wy[:, None, None] * wx[None, :, None])
+    tiling._add_weighted(dest, out, wy, wx)
+    np.testing.assert_array_equal(dest, expected)

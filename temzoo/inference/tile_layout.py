@@ -24,7 +24,7 @@ channels at full resolution, before :mod:`temzoo.models.hrnet_inference`) of tha
 so the estimate is the largest measured share, a bound for deep models like these
 (a chain of three small convolutions measured 110 %). The
 budget on CPU is what keeps the process under a resident-memory target
-(:data:`PROCESS_MEMORY_TARGET`, 2.75 GiB, or ``$TEMZOO_PREDICT_MEMORY``), counting the
+(:data:`PROCESS_MEMORY_TARGET`, 2.5 GiB, or ``$TEMZOO_PREDICT_MEMORY``), counting the
 memory it holds already and the image's own arrays (the float32 output); never less
 than :data:`BASE_BUDGET_BYTES` (1 GiB, so a process that holds much data still gets
 tiles of the usual size) and never more than half the available RAM less the image's
@@ -47,7 +47,7 @@ import numpy as np
 MAX_TILE = 4096
 BASE_BUDGET_BYTES = 1 << 30
 #: resident memory (bytes) a CPU prediction sizes its tiles to stay under, what the process holds included
-PROCESS_MEMORY_TARGET = int(2.75 * (1 << 30))
+PROCESS_MEMORY_TARGET = int(2.5 * (1 << 30))
 PREDICT_MEMORY_ENV = "TEMZOO_PREDICT_MEMORY"
 MIN_BUDGET_BYTES = 256 << 20
 GPU_BUDGET_BYTES = 1 << 30
