@@ -368,5 +368,5 @@ def test_weighted_blending_adds_what_the_whole_weight_array_adds(start, tile, le
     out = rng.standard_normal((tile, tile, 3)).astype(np.float32)
     dest = rng.standard_normal((tile, tile, 3)).astype(np.float32)
     expected = dest + out * (wy[:, None, None] * wx[None, :, None])
-    tiling._add_weighted(dest, out, wy, wx)
+    tiling.add_weighted(dest, out, wy, wx)
     np.testing.assert_array_equal(dest, expected)

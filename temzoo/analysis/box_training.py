@@ -262,19 +262,16 @@ def train_on_boxes(backbone, examples, *, steps=DEFAULTS["steps"], batch_size=DE
             are inverted so the model only learns particles brighter than their support; the card says
             so, and :func:`temzoo.particles` then inverts the images whose particles look dark
             (:mod:`temzoo.analysis.polarity`); ``None``: the images as they are.
-        foreground_crops, intensity: where crops are cut and how their intensities vary
-            (:func:`temzoo.analysis.box_crops.crop_sampler`).
+        foreground_crops, intensity: crops' places and intensities (:func:`temzoo.analysis.box_crops.crop_sampler`).
         precision: ``"float32"``, ``"mixed_bfloat16"`` or ``"auto"`` (bfloat16 where the hardware computes it
             natively, :func:`temzoo.inference.precision.resolve_precision`); the returned model computes under
             it and :func:`temzoo.tasks.save` writes it in float32.
-        flatten: subtract each image's Gaussian-smoothed background (sigma ``flatten`` x
-            ``target_particle_px`` model pixels) before the model sees it; the card records it
-            (``training.flatten_px``) and :func:`temzoo.particles` does the same. 0: off.
+        flatten: subtract each image's Gaussian-smoothed background (sigma ``flatten`` x ``target_particle_px``
+            model pixels) first; the card records it and :func:`temzoo.particles` does the same. 0: off.
         weight_map: weight the cross-entropy per pixel (:func:`temzoo.data.boxes.boxes_to_weights`: small
             particles as much as median ones, the background between touching ones more); the returned model
             is compiled with the task's own loss again.
-        focal: focal cross-entropy (``keras.losses.categorical_focal_crossentropy``: confidently classified pixels
-            count less) instead of plain cross-entropy, beside the Dice term.
+        focal: focal instead of plain cross-entropy (``keras.losses.categorical_focal_crossentropy``), beside Dice.
 
     Returns ``(model, info)``: the compiled Keras model (card draft attached, save it with
     :func:`temzoo.tasks.save`) and a dict of the settings, timing and last losses.

@@ -1,6 +1,7 @@
 """Where the tiles of :func:`temzoo.predict` go, how large they are and how they blend.
 
-Pure geometry (:func:`tile_geometry`, :func:`axis_layout`, :func:`window_1d`) and
+Pure geometry (:func:`tile_geometry`, :func:`axis_layout`, :func:`window_1d`), the
+blending of one tile into the output (:func:`add_weighted`) and
 the memory budget that sizes the tiles (:func:`choose_tile_size`);
 :mod:`temzoo.inference.tiling` runs the tiles. The algorithm as a whole is described there.
 
@@ -310,6 +311,31 @@ def profile_sum(length, tile, starts, margin, ramp):
     for s in starts:
         total[s:s + tile] += window_1d(tile, s, length, margin, ramp)
     return total
+
+
+def _ones_between(weights):
+    """``(lo, hi)``: ``weights[lo:hi]`` is the run of ones in the middle of a window (``lo == hi`` where none is)."""
+    ones = np.flatnonzero(weights == 1)
+    return (int(ones[0]), int(ones[-1]) + 1) if ones.size else (0, 0)
+
+
+def add_weighted(dest, out, wy, wx):
+    """``dest += out * wy[:, None, None] * wx[None, :, None]``, without a temporary the size of the tile.
+
+    Where both weights are 1 (most of a large tile) ``out`` is added as it is; the weighted frame around
+    it (rows or columns within the blending margin and ramp) is computed strip by strip. The sums are
+    the same as with the whole weight array (``out * 1`` is ``out``)."""
+    top, bottom = _ones_between(wy)
+    left, right = _ones_between(wx)
+    if top == bottom or left == right:  # no middle of ones: weigh the whole tile
+        dest += out * (wy[:, None, None] * wx[None, :, None])
+        return
+    dest[top:bottom, left:right] += out[top:bottom, left:right]
+    for rows, cols in ((slice(0, top), slice(None)), (slice(bottom, None), slice(None)),
+                       (slice(top, bottom), slice(0, left)), (slice(top, bottom), slice(right, None))):
+        part = out[rows, cols]
+        if part.size:
+            dest[rows, cols] += part * (wy[rows, None, None] * wx[None, cols, None])
 
 
 # ----------------------------------------------------------------------------- layout of one prediction

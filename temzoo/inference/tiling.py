@@ -57,6 +57,7 @@ from temzoo.inference.tile_layout import (  # noqa: F401  (re-exported: temzoo.i
     MAX_TILE,
     MIN_BUDGET_BYTES,
     activation_floats_per_pixel,
+    add_weighted,
     axis_layout,
     bytes_per_pixel,
     choose_tile_size,
@@ -352,31 +353,6 @@ def _as_image(image, channels):
     return array
 
 
-def _ones_between(weights):
-    """``(lo, hi)``: ``weights[lo:hi]`` is the run of ones in the middle of a window (``lo == hi`` where none is)."""
-    ones = np.flatnonzero(weights == 1)
-    return (int(ones[0]), int(ones[-1]) + 1) if ones.size else (0, 0)
-
-
-def _add_weighted(dest, out, wy, wx):
-    """``dest += out * wy[:, None, None] * wx[None, :, None]``, without a temporary the size of the tile.
-
-    Where both weights are 1 (most of a large tile) ``out`` is added as it is; the weighted frame around
-    it (rows or columns within the blending margin and ramp) is computed strip by strip. The sums are
-    the same as with the whole weight array (``out * 1`` is ``out``)."""
-    top, bottom = _ones_between(wy)
-    left, right = _ones_between(wx)
-    if top == bottom or left == right:  # no middle of ones: weigh the whole tile
-        dest += out * (wy[:, None, None] * wx[None, :, None])
-        return
-    dest[top:bottom, left:right] += out[top:bottom, left:right]
-    for rows, cols in ((slice(0, top), slice(None)), (slice(bottom, None), slice(None)),
-                       (slice(top, bottom), slice(0, left)), (slice(top, bottom), slice(right, None))):
-        part = out[rows, cols]
-        if part.size:
-            dest[rows, cols] += part * (wy[rows, None, None] * wx[None, cols, None])
-
-
 def _predict_tiles(model, padded, tile, batch, margin, ramp, stride, progress):
     """Run the tiles of the normalised, padded image; return the blended float32 output.
 
@@ -409,7 +385,7 @@ def _predict_tiles(model, padded, tile, batch, margin, ramp, stride, progress):
             wy = {r: window_1d(tile_h * factor, r * factor, height * factor, m, rp) for r in rows}
             wx = {c: window_1d(tile_w * factor, c * factor, width * factor, m, rp) for c in cols}
         for (r, c), out in zip(chunk, result, strict=True):
-            _add_weighted(output[r * factor:(r + tile_h) * factor, c * factor:(c + tile_w) * factor], out, wy[r], wx[c])
+            add_weighted(output[r * factor:(r + tile_h) * factor, c * factor:(c + tile_w) * factor], out, wy[r], wx[c])
         done += len(chunk)
         if progress is not None:
             progress(done, len(positions))
