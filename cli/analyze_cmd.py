@@ -7,6 +7,7 @@ import click
 from temzoo.inference.ensemble import ENSEMBLE_SIZES
 from temzoo.names import PARTICLE_DEFAULTS as DEFAULTS
 
+from .options import tile_size_option
 from .predict_cmd import _TileBar
 
 
@@ -53,7 +54,7 @@ from .predict_cmd import _TileBar
               help="The confidence a particle found half an octave finer needs to be added (default: the model "
                    f"card's, else {DEFAULTS['finer_confidence']:g}).")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
-@click.option("--tile-size", type=click.IntRange(1), default=None, help="Tile size in pixels (default: from free memory).")
+@tile_size_option()
 def analyze(model_name, inputs, out, pixel_size, threshold, min_area, split_depth, no_split, scale, particle_size,
             contrast, ensemble, min_confidence, finer_scale, finer_confidence, overwrite, tile_size):
     """Find the particles of INPUT micrographs (TIFF, PNG; DM3/DM4/EMD/SER/MRC with temzoo[formats]).

@@ -2,6 +2,8 @@
 
 import click
 
+from .options import tile_size_option
+
 
 @click.command()
 @click.option("--model", "model_name", required=True, help="A fine-tuned .keras file or a pretrained model name.")
@@ -13,7 +15,7 @@ import click
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Where TFDS datasets live (default: $TEMZOO_DATA_DIR or ~/tensorflow_datasets).")
 @click.option("--max-examples", type=click.IntRange(1), default=None, help="Evaluate only the first N examples.")
-@click.option("--tile-size", type=click.IntRange(1), default=None, help="Tile size (default: from free memory).")
+@tile_size_option()
 def evaluate(model_name, dataset, split, json_path, overwrite, data_dir, max_examples, tile_size):
     """Predict every image of a split whole (tiled) and print the metrics table.
 

@@ -59,3 +59,13 @@ def config_options(fields):
         return command
 
     return decorate
+
+
+def tile_size_option():
+    """``--tile-size``, the same for every command that predicts."""
+    from temzoo.inference.tile_layout import PREDICT_MEMORY_ENV, PROCESS_MEMORY_TARGET
+
+    return click.option("--tile-size", type=click.IntRange(1), default=None,
+                        help=f"Tile size in pixels (default: the largest that keeps this process under "
+                             f"{PROCESS_MEMORY_TARGET / 2**30:g} GiB, or ${PREDICT_MEMORY_ENV}, e.g. 8G).")
+

@@ -7,6 +7,8 @@ import click
 from temzoo.inference.ensemble import ENSEMBLE_SIZES
 from temzoo.names import CLI_PRECISIONS
 
+from .options import tile_size_option
+
 
 class _TileBar:
     """One click progress bar per frame, fed by the library's tile callback."""
@@ -38,7 +40,7 @@ class _TileBar:
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--overlay", is_flag=True, help="Also write a PNG overlay (segmentation) or input|output panel.")
-@click.option("--tile-size", type=click.IntRange(1), default=None, help="Tile size in pixels (default: from free memory).")
+@tile_size_option()
 @click.option("--max-pixels", type=click.IntRange(1), default=None,
               help="Refuse frames with more pixels than this, before decoding them "
                    "(default: $TEMZOO_MAX_PIXELS or 100000000, a 10000 x 10000 frame).")

@@ -236,3 +236,16 @@ def test_precision_option_runs_the_model_in_bfloat16_and_records_it(tmp_path, mo
     assert out.dtype == np.float32 and not np.array_equal(out, full)
     assert np.abs(out - full).max() < 0.05 * np.abs(full - full.mean()).max() + 1e-3 * abs(full.mean())
     assert run("--model", path, tmp_path / "x.tif", "--out", tmp_path / "o2", "--precision", "bf16").exit_code == 2
+
+
+def test_a_bad_memory_target_fails_with_its_name_and_writes_nothing(tmp_path, models, monkeypatch):
+    image = tmp_path / "a.tif"
+    tifffile.imwrite(image, np.ones((20, 24), "uint16"))
+    monkeypatch.setenv("TEMZOO_PREDICT_MEMORY", "lots")
+    out = tmp_path / "out"
+    result = run("--model", models["seg"][0], image, "--out", out)
+    assert result.exit_code != 0
+    assert "TEMZOO_PREDICT_MEMORY='lots'" in result.output and "8G" in result.output
+    assert not out.exists() or os.listdir(out) == []
+    monkeypatch.setenv("TEMZOO_PREDICT_MEMORY", "3G")
+    assert run("--model", models["seg"][0], image, "--out", out).exit_code == 0

@@ -29,7 +29,7 @@ budget on CPU is what keeps the process under a resident-memory target
 memory it holds already and the image's own arrays (the float32 output); never less
 than :data:`BASE_BUDGET_BYTES` (1 GiB, so a process that holds much data still gets
 tiles of the usual size) and never more than half the available RAM less the image's
-arrays. So a 4096 px image gets tiles about 2100 px wide (2 x 2 for the U-Nets, 1.05x
+arrays. So a 4096 px image gets tiles about 2100 px wide (2 x 2 for the U-Nets, 1.06x
 the image's pixels computed instead of 1.11x with 3 x 3), while at 8192 px, where the
 output alone takes up to 805 MiB, the tiles stay close to the 1 GiB budget that keeps
 the peak RSS of every shipped model under 3 GB (``benchmarks/predict.py``,
