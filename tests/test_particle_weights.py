@@ -93,8 +93,6 @@ def test_train_on_boxes_with_a_weight_map_trains_on_weights_and_returns_the_task
 
 def test_train_on_boxes_with_focal_trains_on_focal_cross_entropy(monkeypatch):
     """focal=True: every step's loss is the focal cross-entropy (weighted or not), and info says so."""
-    import keras
-
     import temzoo
     from temzoo.analysis.box_training import train_on_boxes
 
