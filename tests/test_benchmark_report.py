@@ -50,3 +50,25 @@ def test_other_processes_cpu_excludes_this_process(report):
     seconds = report._others_cpu_seconds()
     assert os.getpid() not in seconds and all(v >= 0 for v in seconds.values())
     assert psutil.Process().parent().pid in seconds or len(seconds) > 0
+
+
+def test_memory_touch_rows_per_pause_and_its_json(report, tmp_path, monkeypatch, capsys):
+    """benchmarks/memory_touch.py: one row per pause, each waited for, and the JSON records the rows."""
+    import json
+
+    module = importlib.import_module("memory_touch")
+    waited = []
+    rows = module.measure(1.0, pauses=(0.0, 0.5), repeats=2, sleep=waited.append)
+    assert [r["pause_s"] for r in rows] == [0.0, 0.5]
+    assert waited == [0.0, 0.0, 0.5, 0.5]
+    for r in rows:
+        assert r["min"] <= r["first_write_s_per_gib"] <= r["max"] and r["rewrite_s_per_gib"] > 0
+    out = tmp_path / "touch.json"
+    monkeypatch.setattr(module, "machine", lambda: {"platform": "p", "cpus": 2, "date": "d"})
+    assert module.main(["--mib", "1", "--pauses", "0", "--repeats", "1", "--json", str(out), "--no-docs"]) == 0
+    saved = json.loads(out.read_text())
+    assert [r["pause_s"] for r in saved["rows"]] == [0.0] and saved["rows"][0]["mib"] == 1.0
+    assert isinstance(saved["machine"]["free_page_reporting"], bool)
+    with pytest.raises(SystemExit):
+        module.main(["--mib", "0", "--json", str(out), "--no-docs"])
+    sys.modules.pop("memory_touch", None)
