@@ -70,6 +70,7 @@ VARIANTS = {
     "random": {"backbone": "unet_b3_p222"},
     # one more U-Net stage at the same width, random init (no pretrained weights of that shape are shipped)
     "deeper": {"backbone": "unet_b4_p2222_f16"},
+    "deepest": {"backbone": "unet_b5_p22222_f16"},
     "synthetic_only": {"backbone": "unet_pretrained", "synthetic_only": True},
     # the other shipped pretrained backbones (larger receptive fields, slower steps)
     "mobilenet": {"backbone": "mobilenet_unet_pretrained"},
