@@ -68,7 +68,7 @@ SIZE_BINS = (8.0, 12.0, 20.0)  # edges (px the model saw) of recall_by_size's bi
 VARIANTS = {
     "pretrained": {"backbone": "unet_pretrained"},
     "random": {"backbone": "unet_b3_p222"},
-    # one more U-Net stage at the same width, random init (no pretrained weights of that shape are shipped)
+    # one / two more U-Net stages at the same width, random init (no pretrained weights of those shapes are shipped)
     "deeper": {"backbone": "unet_b4_p2222_f16"},
     "deepest": {"backbone": "unet_b5_p22222_f16"},
     "synthetic_only": {"backbone": "unet_pretrained", "synthetic_only": True},

@@ -32,12 +32,12 @@ UNET_PRESETS = {
     },
     "unet_b4_p2222_f16": {
         "description": "4-stage U-Net with 16 base filters: the 3-stage U-Net's width, one more stage "
-                       "(4x the parameters, about 1.2x its training step time on a CPU).",
+                       "(4x the parameters, about 1.25x its training time on a CPU).",
         "config": {"depth": 4, "base_filters": 16, "pool_sizes": [2, 2, 2, 2]},
     },
     "unet_b5_p22222_f16": {
-        "description": "5-stage U-Net with 16 base filters: a receptive field of about 380 px at about 1.3x "
-                       "the 3-stage U-Net's training step time on a CPU.",
+        "description": "5-stage U-Net with 16 base filters: a receptive field of about 380 px at about 1.6x "
+                       "the 3-stage U-Net's training time on a CPU.",
         "config": {"depth": 5, "base_filters": 16, "pool_sizes": [2, 2, 2, 2, 2]},
     },
     "unet_b4_p4242": {
