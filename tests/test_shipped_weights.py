@@ -24,14 +24,9 @@ def test_registry_lists_the_shipped_files():
     assert shipped == set(ENTRIES), "every .keras in temzoo/weights needs a registry entry and vice versa"
 
 
-# The package's budget for shipped weights: 40 MB until `nanoparticles` moved to a 4-stage U-Net (1.8 -> 7.2 MB,
-# +0.007 to +0.011 F1 on unseen real micrographs, docs/benchmarks.md, issue 18 twelfth pass); raised to 45 MB for it.
-SHIPPED_WEIGHTS_BUDGET = 45e6
-
-
-def test_total_shipped_weights_stay_within_the_budget():
+def test_total_shipped_weights_stay_under_40_mb():
     total = sum(os.path.getsize(os.path.join(pretrained.WEIGHTS_DIR, e["file"])) for e in ENTRIES.values())
-    assert total <= SHIPPED_WEIGHTS_BUDGET
+    assert total <= 40e6
 
 
 @pytest.mark.parametrize("name", sorted(ENTRIES))
