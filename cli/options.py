@@ -68,4 +68,3 @@ def tile_size_option():
     return click.option("--tile-size", type=click.IntRange(1), default=None,
                         help=f"Tile size in pixels (default: the largest that keeps this process under "
                              f"{PROCESS_MEMORY_TARGET / 2**30:g} GiB, or ${PREDICT_MEMORY_ENV}, e.g. 8G).")
-
