@@ -28,7 +28,9 @@ particles from the cores (``--no-core`` also scores them by the distance
 watershed); ``--invert P`` reverses a training crop's intensities with
 probability P; ``--polarity bright`` inverts the bright-field training images and the test
 images whose particles look dark (the shipped recipe, with ``--steps 1000``);
-``--polarity-report`` only checks that image-based decision against the boxes.
+``--polarity-report`` only checks that image-based decision against the boxes;
+``--target-ceiling`` scores the training targets themselves (the boxes' label maps at the training scale, through
+the same post-processing): what a model that reproduced its targets exactly would score.
 ``--weight-map`` trains with pixel weights (small particles and contacts weigh more), ``--learning-rate`` at
 another peak rate, ``--train-seed N`` the same folds with another training seed (how much F1 moves between runs).
 Scale rules (``--scale-rule``): ``auto`` (temzoo.particles' default, the confidence rule),
@@ -316,6 +318,10 @@ def parse_args(argv=None):
     parser.add_argument("--polarity-report", action="store_true",
                         help="only compare the image-based polarity decision with the boxes on every image "
                              "(writes benchmarks/results/particles_polarity.json; no model)")
+    parser.add_argument("--target-ceiling", action="store_true",
+                        help="only score the training targets (--classes label maps of the boxes at the target "
+                             "particle size) through the post-processing, as if a model reproduced them exactly "
+                             "(writes benchmarks/results/particles_target_ceiling.json; no model)")
     parser.add_argument("--min-area", type=float, action="append", default=None,
                         help="smallest particle area in the model's pixels (repeatable; default that of temzoo.particles)")
     parser.add_argument("--no-core", action="store_true",
@@ -357,13 +363,18 @@ def parse_args(argv=None):
                         help="only train the fold models into --cache (model.keras, train.json), no prediction or "
                              "scoring: e.g. with KERAS_BACKEND=jax on a lent GPU; run again without it here to score")
     parser.add_argument("--cache", default=os.path.join(ROOT, "runs", "particles_real"))
-    parser.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results", "particles_real.json"))
+    parser.add_argument("--json", default=None,
+                        help="results file (default benchmarks/results/particles_real.json; with --target-ceiling "
+                             "particles_target_ceiling.json)")
     parser.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
     parser.add_argument("--force-docs", action="store_true",
                         help="write docs/benchmarks.md under load too (scores do not depend on it; training times do)")
     opts = parser.parse_args(argv)
-    if opts.train_only and (opts.model or opts.polarity_report):
-        parser.error("--train-only trains the fold models; it does not go with --model or --polarity-report.")
+    opts.json = opts.json or os.path.join(ROOT, "benchmarks", "results", "particles_target_ceiling.json"
+                                          if opts.target_ceiling else "particles_real.json")
+    if opts.train_only and (opts.model or opts.polarity_report or opts.target_ceiling):
+        parser.error("--train-only trains the fold models; it does not go with --model, --polarity-report or "
+                     "--target-ceiling.")
     if opts.average_seeds is not None:
         try:
             opts.average_seeds = [int(s) for s in opts.average_seeds.split(",")]
@@ -661,6 +672,60 @@ def polarity_report(examples, uptime_before):
         "rows": rows, "machine": machine(), "uptime_before": uptime_before})
 
 
+def target_maps(example, factor, classes, mask_kind="ellipse"):
+    """The training target of ``example`` at ``factor`` as the probability maps a model would predict
+    (foreground, then the core for 3 classes; the image's full size, as :func:`temzoo.analysis.scale.maps_at_scale`
+    returns them)."""
+    from temzoo.analysis.scale import rescale, upscale_to
+    from temzoo.data.boxes import boxes_to_classes, boxes_to_mask
+
+    image = rescale(example["image"], factor)
+    ratio = np.array(image.shape[::-1] * 2, np.float64) / np.array(example["image"].shape[::-1] * 2)
+    boxes = np.asarray(example["boxes"], np.float64) * ratio
+    if int(classes) == 3:
+        labels = boxes_to_classes(boxes, image.shape, kind=mask_kind, image=image)
+        maps = np.stack([labels > 0, labels == 2], -1).astype(np.float32)
+    else:
+        maps = boxes_to_mask(boxes, image.shape, kind=mask_kind, image=image)[..., None].astype(np.float32)
+    return upscale_to(maps, example["image"].shape[:2])
+
+
+def target_ceiling(examples, post, classes, target_px, mask_kind="ellipse"):
+    """Per image, the scores of its training target (:func:`target_maps` at the factor that brings the
+    annotated median box size to ``target_px``) through the post-processing ``post``."""
+    from temzoo.analysis.particles import maps_instances, particle_table
+    from temzoo.analysis.scale import factor_for_size
+    from temzoo.analysis.scoring import compare_to_boxes
+
+    scores = []
+    for e in examples:
+        boxes = np.asarray(e["boxes"], np.float64).reshape(-1, 4)
+        factor = factor_for_size(float(np.median(np.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))),
+                                 target_px)
+        labels = maps_instances(target_maps(e, factor, classes, mask_kind), factor, post)
+        score = compare_to_boxes(particle_table(labels), boxes, labels.shape, labels=labels)
+        scores.append({"image": e["name"], "factor": factor, **score})
+    return scores
+
+
+def target_ceiling_report(examples, posts, defaults, opts, target_px, uptime_before):
+    """Print and write the pooled scores of the targets themselves under each post-processing (labels name
+    the settings that differ from ``defaults``)."""
+    rows = []
+    for key, post in posts.items():
+        per_image = target_ceiling(examples, post, opts.classes, target_px, opts.mask_kind)
+        row = aggregate(per_image)
+        rows.append({"targets": f"{opts.classes} classes, {opts.mask_kind}" + post_label(key, posts, defaults),
+                     **{k: round(row[k], 4) for k in ("precision", "recall", "f1")},
+                     **{k: round(row[k], 4) for k in ("fn_missed", "fn_merged", "fn_mislocated")}})
+    print(markdown_table(rows, list(rows[0])))
+    command = "python benchmarks/particles_real.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    write_json(opts.json, {
+        "command": command, "target_particle_px": target_px, "rows": rows, "machine": machine(),
+        "uptime_before": uptime_before})
+    return rows
+
+
 def main(argv=None):
     opts = parse_args(argv)
     import logging
@@ -695,6 +760,9 @@ def main(argv=None):
                                   if f is None else f}
              for t in thresholds for d in depths for a in areas for c in ((True, False) if opts.no_core else (True,))
              for m in confidences for f in finer}
+    if opts.target_ceiling:
+        return target_ceiling_report(examples, posts, POST, opts, opts.target_particle_px or TRAIN["target_particle_px"],
+                                     uptime_before)
     rules = opts.scale_rule or ["auto"]
     common = dict(steps=opts.steps, batch_size=opts.batch_size, patch_size=opts.patch_size, seed=training_seed(opts),
                   mask_kind=opts.mask_kind, data_dir=opts.data_dir, target_particle_px=opts.target_particle_px or None,

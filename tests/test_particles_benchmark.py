@@ -183,3 +183,24 @@ def test_averaged_seeds_reuse_each_seeds_fold_model_and_average_their_maps(capsy
         with pytest.raises(SystemExit):
             bench.parse_args(bad)
     assert "--average-seeds" in capsys.readouterr().err
+
+
+def test_the_target_ceiling_scores_the_training_targets_through_the_post_processing():
+    """Separate particles' targets are found exactly; particles the post-processing's minimum area drops are
+    missed, and the ceiling says so."""
+    import particles_real as bench
+
+    boxes = np.array([[20 + 60 * i, 20 + 60 * j, 45 + 60 * i, 45 + 60 * j] for i in range(4) for j in range(4)], float)
+    example = {"name": "apart", "image": np.zeros((256, 256), np.float32), "boxes": boxes}
+    post = {"threshold": 0.5, "split_depth": 0.5, "min_area": 5.0, "core": True, "min_confidence": 0.0}
+    for classes in (2, 3):
+        (score,) = bench.target_ceiling([example], post, classes=classes, target_px=25.0)
+        assert (score["tp"], score["fp"], score["fn"]) == (16, 0, 0)
+        assert score["factor"] == 1.0
+
+    small = np.array([[20 + 60 * i, 20 + 60 * j, 26 + 60 * i, 26 + 60 * j] for i in range(4) for j in range(4)], float)
+    tiny = {"name": "tiny", "image": np.zeros((256, 256), np.float32), "boxes": small}
+    (kept,) = bench.target_ceiling([tiny], post, classes=2, target_px=6.0)
+    assert kept["tp"] == 16
+    (dropped,) = bench.target_ceiling([tiny], {**post, "min_area": 50.0}, classes=2, target_px=6.0)
+    assert dropped["tp"] == 0 and dropped["misses"]["missed"] == 16
