@@ -58,16 +58,21 @@ def test_memory_touch_rows_per_pause_and_its_json(report, tmp_path, monkeypatch,
 
     module = importlib.import_module("memory_touch")
     waited = []
+    before = module.set_numpy_huge_pages(True)
     rows = module.measure(1.0, pauses=(0.0, 0.5), repeats=2, sleep=waited.append)
-    assert [r["pause_s"] for r in rows] == [0.0, 0.5]
-    assert waited == [0.0, 0.0, 0.5, 0.5]
+    assert [(r["numpy_huge_pages"], r["pause_s"]) for r in rows] == [(True, 0.0), (True, 0.5), (False, 0.0), (False, 0.5)]
+    assert waited == [0.0, 0.0, 0.5, 0.5] * 2
     for r in rows:
         assert r["min"] <= r["first_write_s_per_gib"] <= r["max"] and r["rewrite_s_per_gib"] > 0
+        assert r["first_write_cpu_s_per_gib"] >= 0
+    if before is not None:  # the setting is restored after the rows without huge pages
+        assert module.set_numpy_huge_pages(before) is True
+    assert module.transparent_huge_pages() in (None, "always", "madvise", "never")
     out = tmp_path / "touch.json"
     monkeypatch.setattr(module, "machine", lambda: {"platform": "p", "cpus": 2, "date": "d"})
     assert module.main(["--mib", "1", "--pauses", "0", "--repeats", "1", "--json", str(out), "--no-docs"]) == 0
     saved = json.loads(out.read_text())
-    assert [r["pause_s"] for r in saved["rows"]] == [0.0] and saved["rows"][0]["mib"] == 1.0
+    assert [r["pause_s"] for r in saved["rows"]] == [0.0, 0.0] and saved["rows"][0]["mib"] == 1.0
     assert isinstance(saved["machine"]["free_page_reporting"], bool)
     with pytest.raises(SystemExit):
         module.main(["--mib", "0", "--json", str(out), "--no-docs"])
