@@ -691,17 +691,17 @@ def target_maps(example, factor, classes, mask_kind="ellipse"):
 
 
 def target_ceiling(examples, post, classes, target_px, mask_kind="ellipse"):
-    """Per image, the scores of its training target (:func:`target_maps` at the factor that brings the
-    annotated median box size to ``target_px``) through the post-processing ``post``."""
+    """Per image, the scores of its training target (:func:`target_maps` at the central factor it is trained at,
+    :func:`temzoo.analysis.box_targets.training_factors`: the median box size to ``target_px``) through the
+    post-processing ``post``."""
+    from temzoo.analysis.box_targets import training_factors
     from temzoo.analysis.particles import maps_instances, particle_table
-    from temzoo.analysis.scale import factor_for_size
     from temzoo.analysis.scoring import compare_to_boxes
 
     scores = []
     for e in examples:
         boxes = np.asarray(e["boxes"], np.float64).reshape(-1, 4)
-        factor = factor_for_size(float(np.median(np.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))),
-                                 target_px)
+        (factor,) = training_factors(boxes, target_px, None, e["image"].shape[:2], 1)
         labels = maps_instances(target_maps(e, factor, classes, mask_kind), factor, post)
         score = compare_to_boxes(particle_table(labels), boxes, labels.shape, labels=labels)
         scores.append({"image": e["name"], "factor": factor, **score})
