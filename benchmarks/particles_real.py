@@ -672,38 +672,32 @@ def polarity_report(examples, uptime_before):
         "rows": rows, "machine": machine(), "uptime_before": uptime_before})
 
 
-def target_maps(example, factor, classes, mask_kind="ellipse"):
-    """The training target of ``example`` at ``factor`` as the probability maps a model would predict
-    (foreground, then the core for 3 classes; the image's full size, as :func:`temzoo.analysis.scale.maps_at_scale`
-    returns them)."""
-    from temzoo.analysis.scale import rescale, upscale_to
-    from temzoo.data.boxes import boxes_to_classes, boxes_to_mask
+def target_maps(example, target_px, classes, mask_kind="ellipse"):
+    """``(maps, factor)``: the training target of ``example`` (its label map at the central factor it is trained at,
+    :func:`temzoo.analysis.box_targets.box_training_images` without scale jitter) as the probability maps a model
+    would predict (foreground, then the core for 3 classes; upsampled to the image's size, as
+    :func:`temzoo.analysis.scale.maps_at_scale` returns them)."""
+    from temzoo.analysis.box_targets import box_training_images, training_factors
+    from temzoo.analysis.scale import upscale_to
+    from temzoo.zoo.normalization import Normalizer
 
-    image = rescale(example["image"], factor)
-    ratio = np.array(image.shape[::-1] * 2, np.float64) / np.array(example["image"].shape[::-1] * 2)
-    boxes = np.asarray(example["boxes"], np.float64) * ratio
-    if int(classes) == 3:
-        labels = boxes_to_classes(boxes, image.shape, kind=mask_kind, image=image)
-        maps = np.stack([labels > 0, labels == 2], -1).astype(np.float32)
-    else:
-        maps = boxes_to_mask(boxes, image.shape, kind=mask_kind, image=image)[..., None].astype(np.float32)
-    return upscale_to(maps, example["image"].shape[:2])
+    shape = example["image"].shape[:2]
+    (factor,) = training_factors(example["boxes"], target_px, None, shape, 1)
+    _, (labels,) = box_training_images([example], Normalizer("none"), target_px, None, 1, mask_kind, {}, classes)
+    channels = [labels > 0, labels == 2] if int(classes) == 3 else [labels > 0]
+    return upscale_to(np.stack(channels, -1).astype(np.float32), shape), factor
 
 
 def target_ceiling(examples, post, classes, target_px, mask_kind="ellipse"):
-    """Per image, the scores of its training target (:func:`target_maps` at the central factor it is trained at,
-    :func:`temzoo.analysis.box_targets.training_factors`: the median box size to ``target_px``) through the
-    post-processing ``post``."""
-    from temzoo.analysis.box_targets import training_factors
+    """Per image, the scores of its training target (:func:`target_maps`) through the post-processing ``post``."""
     from temzoo.analysis.particles import maps_instances, particle_table
     from temzoo.analysis.scoring import compare_to_boxes
 
     scores = []
     for e in examples:
-        boxes = np.asarray(e["boxes"], np.float64).reshape(-1, 4)
-        (factor,) = training_factors(boxes, target_px, None, e["image"].shape[:2], 1)
-        labels = maps_instances(target_maps(e, factor, classes, mask_kind), factor, post)
-        score = compare_to_boxes(particle_table(labels), boxes, labels.shape, labels=labels)
+        maps, factor = target_maps(e, target_px, classes, mask_kind)
+        labels = maps_instances(maps, factor, post)
+        score = compare_to_boxes(particle_table(labels), e["boxes"], labels.shape, labels=labels)
         scores.append({"image": e["name"], "factor": factor, **score})
     return scores
 
