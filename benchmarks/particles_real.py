@@ -710,8 +710,8 @@ def target_ceiling_report(examples, posts, defaults, opts, target_px, uptime_bef
         per_image = target_ceiling(examples, post, opts.classes, target_px, opts.mask_kind)
         row = aggregate(per_image)
         rows.append({"targets": f"{opts.classes} classes, {opts.mask_kind}" + post_label(key, posts, defaults),
-                     **{k: round(row[k], 4) for k in ("precision", "recall", "f1")},
-                     **{k: round(row[k], 4) for k in ("fn_missed", "fn_merged", "fn_mislocated")}})
+                     **{k: round(row[k], 4) for k in ("precision", "recall", "f1", "fn_missed", "fn_merged",
+                                                      "fn_mislocated")}})
     print(markdown_table(rows, list(rows[0])))
     command = "python benchmarks/particles_real.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     write_json(opts.json, {
