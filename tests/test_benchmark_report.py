@@ -77,3 +77,23 @@ def test_memory_touch_rows_per_pause_and_its_json(report, tmp_path, monkeypatch,
     with pytest.raises(SystemExit):
         module.main(["--mib", "0", "--json", str(out), "--no-docs"])
     sys.modules.pop("memory_touch", None)
+
+
+def test_predict_benchmark_rows_and_the_buffer_comparison(report, tmp_path, monkeypatch):
+    """benchmarks/predict.py on a tiny image: a row per case with its untiled calls, and --compare-buffers' pairs."""
+    import json
+
+    module = importlib.import_module("predict")
+    out = tmp_path / "predict.json"
+    monkeypatch.setattr(module, "machine", lambda: {"platform": "p", "cpus": 2, "date": "d", "gpus": []})
+    assert module.main(["--models", "unet_pretrained", "--sizes", "256", "--json", str(out), "--no-docs"]) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["tiles"] == 1 and row["untiled_calls"] == min(row["tiles"], module.UNTILED_CALLS_MAX)
+    assert len(row["overhead_rounds"]) == module.ROUNDS and row["overhead"] > -1 and row["peak_rss_gb"] > 0
+    pairs = tmp_path / "buffers.json"
+    assert module.main(["--compare-buffers", "--models", "unet_pretrained", "--sizes", "256", "--rounds", "2",
+                        "--pause", "0", "--json", str(pairs)]) == 0
+    (pair,) = json.loads(pairs.read_text())["rows"]
+    assert [len(pair["times_s"][k]) for k in ("buffers", "np.zeros")] == [2, 2]
+    assert pair["speedup"] > 0 and pair["rounds_faster"].endswith("/2")
+    sys.modules.pop("predict", None)

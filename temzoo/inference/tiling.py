@@ -25,9 +25,9 @@ How an image goes through a model:
 5. **Crop** back to the input's size (times the output scale), and for
    restoration models map back with ``normalizer.after``.
 
-Only one batch of tiles is in memory at a time; besides the input and the output,
-memory holds two 1-D weight profiles (tiles are normalised and padded as they are
-cut, so no normalised copy of the whole image is made).
+Besides the input and the output, memory holds one batch of tiles and two 1-D weight profiles
+(tiles are normalised and padded as they are cut, so no normalised copy of the whole image is
+made); the output and the batch are in 4 KiB pages (:mod:`temzoo.inference.buffers`).
 
 **Tile size** (``tile_size=None``): the largest multiple of the stride, at most
 :data:`~temzoo.inference.tile_layout.MAX_TILE`, whose activations fit a memory budget
@@ -47,6 +47,7 @@ import weakref
 import numpy as np
 
 from temzoo.errors import BadInputError, InputSizeError
+from temzoo.inference import buffers
 from temzoo.inference.tile_layout import (  # noqa: F401  (re-exported: temzoo.inference.tiling.model_stride, ... keep working)
     ACTIVATION_FRACTION,
     ACTIVATION_PROBE_SIDE,
@@ -364,14 +365,13 @@ def _predict_tiles(model, padded, tile, batch, margin, ramp, stride, progress):
     tile_w, cols = axis_layout(width, tile, overlap, stride)
     positions = [(r, c) for r in rows for c in cols]
     batch = max(1, min(batch, len(positions)))
-    output = None
-    factor = 1
-    done = 0
+    output, factor, done = None, 1, 0
+    tiles = buffers.zeros((batch, tile_h, tile_w, padded.shape[2]))  # refilled per batch: one traced shape
     for first in range(0, len(positions), batch):
         chunk = positions[first:first + batch]
-        tiles = np.stack([padded[r:r + tile_h, c:c + tile_w] for r, c in chunk])
-        if len(chunk) < batch and len(positions) > batch:  # keep one traced shape
-            tiles = np.concatenate([tiles, np.zeros((batch - len(chunk), *tiles.shape[1:]), tiles.dtype)])
+        for i, (r, c) in enumerate(chunk):
+            tiles[i] = padded[r:r + tile_h, c:c + tile_w]
+        tiles[len(chunk):] = 0
         result = np.asarray(_forward(model)(tiles), dtype=np.float32)[: len(chunk)]
         if output is None:
             factor = result.shape[1] // tile_h
@@ -380,7 +380,7 @@ def _predict_tiles(model, padded, tile, batch, margin, ramp, stride, progress):
                     f"{model.name}: a {tile_h}x{tile_w} tile gave a {result.shape[1]}x{result.shape[2]} output; "
                     "predict() needs outputs of the input's size or an integer multiple of it."
                 )
-            output = np.zeros((height * factor, width * factor, result.shape[-1]), np.float32)
+            output = buffers.zeros((height * factor, width * factor, result.shape[-1]))
             m, rp = margin * factor, ramp * factor
             wy = {r: window_1d(tile_h * factor, r * factor, height * factor, m, rp) for r in rows}
             wx = {c: window_1d(tile_w * factor, c * factor, width * factor, m, rp) for c in cols}
