@@ -370,3 +370,23 @@ def test_weighted_blending_adds_what_the_whole_weight_array_adds(start, tile, le
     expected = dest + out * (wy[:, None, None] * wx[None, :, None])
     tiling.add_weighted(dest, out, wy, wx)
     np.testing.assert_array_equal(dest, expected)
+
+
+@pytest.mark.parametrize("length,tile,margin,ramp,chunk", [
+    (300, 128, 8, 8, 256), (300, 128, 8, 8, 7), (300, 300, 8, 8, 256), (200, 64, 16, 24, 5), (257, 100, 0, 30, 64),
+])
+def test_dividing_by_the_summed_weights_only_in_the_overlaps_equals_dividing_everywhere(length, tile, margin, ramp,
+                                                                                        chunk):
+    """The overlap bands alone are rescaled; the result is the whole-image product, bit for bit."""
+    overlap = 2 * margin + ramp
+    tile, starts = tiling.axis_layout(length, tile, overlap, 1)
+    total = tiling.profile_sum(length, tile, starts, margin, ramp)
+    total_x = total[: length - 13] if length > 13 else total  # another width, another layout of bands
+    rng = np.random.default_rng(length + tile)
+    output = rng.standard_normal((length, len(total_x), 2)).astype(np.float32)
+    expected = output * ((1.0 / total).astype(np.float32)[:, None, None]
+                         * (1.0 / total_x).astype(np.float32)[None, :, None])
+    tiling.divide_by_weights(output, total, total_x, rows_per_chunk=chunk)
+    np.testing.assert_array_equal(output, expected)
+    if len(starts) > 1:
+        assert (total != 1).any()  # the case has overlaps to rescale

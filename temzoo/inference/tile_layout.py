@@ -1,7 +1,7 @@
 """Where the tiles of :func:`temzoo.predict` go, how large they are and how they blend.
 
 Pure geometry (:func:`tile_geometry`, :func:`axis_layout`, :func:`window_1d`), the
-blending of one tile into the output (:func:`add_weighted`) and
+blending of one tile into the output (:func:`add_weighted`, :func:`divide_by_weights`) and
 the memory budget that sizes the tiles (:func:`choose_tile_size`);
 :mod:`temzoo.inference.tiling` runs the tiles. The algorithm as a whole is described there.
 
@@ -336,6 +336,33 @@ def add_weighted(dest, out, wy, wx):
         part = out[rows, cols]
         if part.size:
             dest[rows, cols] += part * (wy[rows, None, None] * wx[None, cols, None])
+
+
+def _runs(mask):
+    """``[(start, stop), ...]`` of the runs of True in a 1-D boolean array."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], mask, [False]]).astype(np.int8)))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
+def divide_by_weights(output, total_y, total_x, rows_per_chunk=256):
+    """``output *= (1 / total_y)[:, None, None] * (1 / total_x)[None, :, None]`` (float32 reciprocals), in place.
+
+    Only the overlap bands are touched: where both summed weights are 1 (inside a single tile) the
+    factor is exactly 1 and the product would change nothing, so the result is the same bit for bit.
+    Rows in an overlap are done whole, columns in an overlap only in the other rows; the temporary
+    factors are at most ``rows_per_chunk`` rows."""
+    inv_y = (1.0 / total_y).astype(np.float32)
+    inv_x = (1.0 / total_x).astype(np.float32)
+    for lo, hi in _runs(inv_y != 1):
+        for row in range(lo, hi, rows_per_chunk):
+            end = min(row + rows_per_chunk, hi)
+            output[row:end] *= inv_y[row:end, None, None] * inv_x[None, :, None]
+    columns = _runs(inv_x != 1)
+    for lo, hi in _runs(inv_y == 1) if columns else ():
+        for row in range(lo, hi, rows_per_chunk):
+            end = min(row + rows_per_chunk, hi)
+            for left, right in columns:
+                output[row:end, left:right] *= inv_x[None, left:right, None]
 
 
 # ----------------------------------------------------------------------------- layout of one prediction

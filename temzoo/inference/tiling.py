@@ -62,6 +62,7 @@ from temzoo.inference.tile_layout import (  # noqa: F401  (re-exported: temzoo.i
     axis_layout,
     bytes_per_pixel,
     choose_tile_size,
+    divide_by_weights,
     effective_receptive_field,
     layout_parameters,
     memory_budget,
@@ -393,7 +394,5 @@ def _predict_tiles(model, padded, tile, batch, margin, ramp, stride, progress):
     total_x = profile_sum(width * factor, tile_w * factor, [c * factor for c in cols], m, rp)
     if (total_y <= 0).any() or (total_x <= 0).any():
         raise AssertionError("tile weights leave pixels uncovered; this is a bug in temzoo.inference.tiling")
-    inv_x = (1.0 / total_x).astype(np.float32)[None, :, None]
-    for row in range(0, output.shape[0], 256):
-        output[row:row + 256] *= (1.0 / total_y[row:row + 256]).astype(np.float32)[:, None, None] * inv_x
+    divide_by_weights(output, total_y, total_x)
     return output
