@@ -138,7 +138,7 @@ def test_window_weights_cover_every_pixel(length):
     stride, margin, ramp, tile = 4, 12, 8, 64
     starts = tiling.tile_starts(length, min(tile, length), min(tile, length) - 2 * margin - ramp)
     assert all(s % stride == 0 for s in starts) and starts[-1] + min(tile, length) == length
-    total = tile_layout.profile_sum(length, min(tile, length), starts, margin, ramp)
+    total = tiling.profile_sum(length, min(tile, length), starts, margin, ramp)
     assert (total > 0).all()
 
 

@@ -9,9 +9,11 @@ write to memory freed a few seconds before cost 3.3-7.4 s per GiB as 2 MiB pages
 (``benchmarks/memory_touch.py``, docs/benchmarks.md). A prediction's output is new memory of
 the image's size (200 MiB for a 4096 px three-class map), written once per tile.
 
-:func:`zeros` maps such arrays privately and advises small pages (``MADV_NOHUGEPAGE``), which
-costs a bare-metal machine a few hundredths of a second per GiB and saves a VM like that one
-seconds. Small arrays, and platforms without ``mmap`` flags (Windows), get ``np.zeros``.
+:func:`zeros` maps such arrays privately and advises small pages (``MADV_NOHUGEPAGE``). On that VM
+a 4096 px ``nanoparticles`` prediction ran 1.15x as fast (paired median of 6 rounds,
+``benchmarks/predict.py --compare-buffers``); what bare metal gains or loses was not measured (there
+the kernel zeroes either kind of page without the host). Small arrays, and platforms without
+``mmap`` flags (Windows), get ``np.zeros``.
 """
 
 import mmap

@@ -36,7 +36,7 @@ On ``tf.errors.ResourceExhaustedError`` the prediction restarts with tiles half 
 large (batch size 1), down to the smallest tile the overlap allows.
 
 This module runs the tiles; :mod:`temzoo.inference.tile_layout` (re-exported here) places and
-sizes them. Inference imports nothing from the task layer: models are resolved by
+sizes them, :mod:`temzoo.inference.blending` weighs and sums them. Inference imports nothing from the task layer: models are resolved by
 :mod:`temzoo.zoo.resolve`.
 """
 
@@ -48,6 +48,7 @@ import numpy as np
 
 from temzoo.errors import BadInputError, InputSizeError
 from temzoo.inference import buffers
+from temzoo.inference.blending import add_weighted, divide_by_weights, profile_sum, window_1d
 from temzoo.inference.tile_layout import (  # noqa: F401  (re-exported: temzoo.inference.tiling.model_stride, ... keep working)
     ACTIVATION_FRACTION,
     ACTIVATION_PROBE_SIDE,
@@ -58,20 +59,16 @@ from temzoo.inference.tile_layout import (  # noqa: F401  (re-exported: temzoo.i
     MAX_TILE,
     MIN_BUDGET_BYTES,
     activation_floats_per_pixel,
-    add_weighted,
     axis_layout,
     bytes_per_pixel,
     choose_tile_size,
-    divide_by_weights,
     effective_receptive_field,
     layout_parameters,
     memory_budget,
     model_stride,
-    profile_sum,
     round_up,
     tile_geometry,
     tile_starts,
-    window_1d,
 )
 
 MIN_IMAGE_SIDE = 2
