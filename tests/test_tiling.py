@@ -390,3 +390,23 @@ def test_dividing_by_the_summed_weights_only_in_the_overlaps_equals_dividing_eve
     np.testing.assert_array_equal(output, expected)
     if len(starts) > 1:
         assert (total != 1).any()  # the case has overlaps to rescale
+
+
+def test_a_large_output_is_in_its_own_small_page_mapping_and_equals_np_zeros_blending(unet, monkeypatch):
+    """predict's output and tile batch come from temzoo.inference.buffers (4 KiB pages); the result is the same as
+    with NumPy's zeros, bit for bit, and stays a writable array after the tiles' memory is gone."""
+    import mmap
+
+    from temzoo.inference import buffers
+
+    image = np.random.default_rng(5).random((1040, 1060)).astype("float32")  # output 4.4 MB: above the threshold
+    out = temzoo.predict(unet, image, tile_size=432, batch_size=2)
+    owner = out
+    while isinstance(owner, np.ndarray):
+        owner = owner.base
+    if hasattr(mmap, "MAP_PRIVATE"):
+        assert isinstance(getattr(owner, "obj", owner), mmap.mmap)
+    monkeypatch.setattr(buffers, "zeros", lambda shape, dtype=np.float32: np.zeros(shape, dtype))
+    np.testing.assert_array_equal(out, temzoo.predict(unet, image, tile_size=432, batch_size=2))
+    out[:5] = 1.0
+    assert out.flags.writeable and (out[:5] == 1).all()
