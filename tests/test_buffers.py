@@ -40,7 +40,7 @@ def test_large_arrays_are_zeroed_writable_and_mapped_apart():
         assert isinstance(owner, mmap.mmap)  # its own private mapping, unmapped with the array
 
 
-def test_small_arrays_and_other_dtypes_are_plain_numpy():
+def test_small_arrays_are_plain_numpy_and_large_ones_keep_their_dtype():
     small = buffers.zeros((16, 16))
     assert isinstance(small, np.ndarray) and small.base is None and not small.any()
     ints = buffers.zeros((2048, 2048), np.int16)  # 8 MiB
