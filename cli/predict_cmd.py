@@ -20,7 +20,7 @@ class _TileBar:
     def __call__(self, done, total):
         if self.bar is None or done < self.done:
             self.close()
-            self.bar = click.progressbar(length=total, label="  tiles", file=sys.stderr)
+            self.bar = click.progressbar(length=total, label=f"  {total} tile{'' if total == 1 else 's'}", file=sys.stderr)
             self.bar.__enter__()
             self.done = 0
         self.bar.update(done - self.done)

@@ -110,3 +110,32 @@ def configure(level="normal"):
         absl.logging.set_verbosity(absl.logging.ERROR)
     if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorFlowImport())
+
+
+class _ExpectedRetracing(logging.Filter):
+    """Drops TensorFlow's "N out of the last N calls to <function F> triggered tf.function retracing" warning for
+    the functions named in ``qualnames`` only: functions temzoo traces once per input shape on purpose."""
+
+    def __init__(self):
+        super().__init__()
+        self.qualnames = set()
+
+    def filter(self, record):
+        message = record.getMessage()
+        if "triggered tf.function retracing" not in message:
+            return True
+        return not any(f"<function {name} at " in message for name in self.qualnames)
+
+
+_expected_retracing = _ExpectedRetracing()
+
+
+def retraced_by_design(function):
+    """Keep TensorFlow's frequent-retracing warning off the terminal for ``function`` (a Python function about to be
+    wrapped in ``tf.function``), which is traced once per input shape by design: tiled prediction traces each tile
+    shape once, and the particle scale search predicts at up to 8 sizes. Other functions keep the warning."""
+    _expected_retracing.qualnames.add(function.__qualname__)
+    tf_logger = logging.getLogger("tensorflow")
+    if _expected_retracing not in tf_logger.filters:
+        tf_logger.addFilter(_expected_retracing)
+    return function

@@ -40,6 +40,31 @@ def test_tiled_equals_untiled_on_an_image_that_fits(unet):
     np.testing.assert_allclose(tiled, untiled, atol=1e-4)
 
 
+def test_many_image_shapes_keep_tensorflows_retracing_warning_off_the_log_for_predict_only(unet):
+    # predict traces each tile shape once by design (the particle scale search predicts at up to 8 sizes);
+    # TensorFlow warns after 5 traces in 10 calls of one function, which would only alarm users
+    import logging
+
+    import tensorflow as tf
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    tf_logger = logging.getLogger("tensorflow")
+    tf_logger.addHandler(handler)
+    try:
+        for side in (64, 80, 96, 112, 128, 144):
+            temzoo.predict(unet, np.zeros((side, side + 16), "float32"))
+        doubled = tf.function(lambda x: x * 2)  # anyone else's function keeps the warning
+        for length in range(1, 7):
+            doubled(tf.zeros((length,)))
+    finally:
+        tf_logger.removeHandler(handler)
+    retracing = [r.getMessage() for r in records if "triggered tf.function retracing" in r.getMessage()]
+    assert retracing, "TensorFlow's warning did not fire for a function traced 6 times"
+    assert not any("tile_forward" in message for message in retracing), retracing
+
+
 def test_odd_sizes_come_back_with_the_input_shape(unet):
     image = np.random.default_rng(1).random((517, 389)).astype("float32")
     out = temzoo.predict(unet, image, tile_size=432)

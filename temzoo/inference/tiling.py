@@ -70,6 +70,7 @@ from temzoo.inference.tile_layout import (  # noqa: F401  (re-exported: temzoo.i
     tile_geometry,
     tile_starts,
 )
+from temzoo.logs import retraced_by_design
 
 MIN_IMAGE_SIDE = 2
 
@@ -284,7 +285,10 @@ def _forward(model):
         from temzoo.models.hrnet_inference import lean_inference_model
 
         graph = lean_inference_model(model)
-        _forward_cache[model] = tf.function(lambda x: graph(x, training=False), reduce_retracing=False)
+
+        def tile_forward(x):  # traced once per tile shape: TensorFlow's retracing warning would only alarm
+            return graph(x, training=False)
+        _forward_cache[model] = tf.function(retraced_by_design(tile_forward), reduce_retracing=False)
     return _forward_cache[model]
 
 
