@@ -133,7 +133,7 @@ _expected_retracing = _ExpectedRetracing()
 def retraced_by_design(function):
     """Keep TensorFlow's frequent-retracing warning off the terminal for ``function`` (a Python function about to be
     wrapped in ``tf.function``), which is traced once per input shape by design: tiled prediction traces each tile
-    shape once, and the particle scale search predicts at up to 8 sizes. Other functions keep the warning."""
+    shape once, and the particle scale search predicts one image at several sizes. Other functions keep the warning."""
     _expected_retracing.qualnames.add(function.__qualname__)
     tf_logger = logging.getLogger("tensorflow")
     if _expected_retracing not in tf_logger.filters:

@@ -41,7 +41,7 @@ def test_tiled_equals_untiled_on_an_image_that_fits(unet):
 
 
 def test_many_image_shapes_keep_tensorflows_retracing_warning_off_the_log_for_predict_only(unet):
-    # predict traces each tile shape once by design (the particle scale search predicts at up to 8 sizes);
+    # predict traces each tile shape once by design (the particle scale search predicts one image at several sizes);
     # TensorFlow warns after 5 traces in 10 calls of one function, which would only alarm users
     import logging
 
